@@ -1,0 +1,82 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+# Two-view region-aware pre-training data on COCO train2017 (unlabeled
+# images + pre-computed proposals), shared by CCOP, PLRC and ProSeCo.
+# Pipeline keys and outputs: docs/design.md sec. 2. The view recipe is
+# CCOP's (ChenhongyiYang/CCOP `contrastive_boxes.py` / config `aug_dict`,
+# see /work/shared/design/reference-implementations.md sec. 1.3).
+# Proposals: `python tools/generate_proposals.py` -> data/coco/proposals/
+dataset_type = 'RegionDataset'
+data_root = 'data/coco/'
+proposal_file = data_root + 'proposals/train2017'
+
+# ImageNet mean/std in the 0-255 scale, BGR -> RGB (CCOP: RGB input
+# normalised with the ImageNet mean/std; mmpretrain imagenet_bs32_mocov2.py)
+data_preprocessor = dict(
+    type='mmpretrain.SelfSupDataPreprocessor',
+    mean=[123.675, 116.28, 103.53],
+    std=[58.395, 57.12, 57.375],
+    to_rgb=True)
+
+view_pipeline = [
+    dict(
+        type='RegionRandomResizedCrop',
+        scale=224,  # CCOP: 224x224 views
+        crop_ratio_range=(0.1, 1.0),  # CCOP: crop scale (0.1, 1.0)
+        aspect_ratio_range=(3. / 4., 4. / 3.),  # CCOP: ratio (3/4, 4/3)
+        max_attempts=10,
+        min_kept_ratio=0.6,  # CCOP part_thr=0.6
+        min_area=144),  # CCOP area_thr=144 px^2 (12x12) in the 224 view
+    dict(
+        type='mmpretrain.RandomApply',
+        transforms=[
+            dict(
+                type='mmpretrain.ColorJitter',
+                brightness=0.4,  # CCOP: ColorJitter(0.4, 0.4, 0.2, 0.1)
+                contrast=0.4,
+                saturation=0.2,
+                hue=0.1)
+        ],
+        prob=0.8),  # CCOP: p=0.8
+    dict(
+        type='mmpretrain.RandomGrayscale',
+        prob=0.2,  # CCOP: p=0.2
+        keep_channels=True,
+        channel_weights=(0.114, 0.587, 0.2989)),  # mmpretrain mocov2 (BGR)
+    dict(
+        type='mmpretrain.GaussianBlur',
+        magnitude_range=(0.1, 2.0),  # CCOP: sigma in (0.1, 2)
+        magnitude_std='inf',  # uniform sigma (mmpretrain mocov2)
+        prob=0.5),  # CCOP: p=0.5; PIL's radius is sigma (kernel ~ 6 sigma)
+    dict(type='RegionRandomFlip', prob=0.5),  # CCOP: own flip per view
+]
+
+train_pipeline = [
+    dict(type='LoadImageFromFileSafe'),  # skips bad images (counted, logged)
+    dict(
+        type='LoadProposals',
+        proposal_file=proposal_file,
+        topk=100,  # CCOP dataset-side cap max_box_num=100
+        fallback='whole_image'),
+    dict(
+        type='MultiViewRegions',
+        num_views=2,
+        transforms=[view_pipeline],
+        min_regions=1,  # CCOP min_box_num=1
+        max_tries=10),  # CCOP max_try=10
+    dict(type='PackRegionInputs'),
+]
+
+train_dataloader = dict(
+    batch_size=32,  # CCOP: 256 images over 8 GPUs
+    num_workers=8,  # mmpretrain imagenet_bs32_mocov2.py
+    persistent_workers=True,
+    pin_memory=True,
+    drop_last=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    collate_fn=dict(type='default_collate'),  # views of equal size
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        ann_file='annotations/instances_train2017.json',  # images[] only
+        data_prefix=dict(img='train2017/'),
+        pipeline=train_pipeline))

@@ -1,0 +1,196 @@
+# ProSeCo: proposal-contrastive pre-training of Deformable DETR on COCO.
+# Bouniot et al., ICLR 2023. ProSeCo's code is not public: every value marked
+# "assumed" is our choice (DETReg's or SCE's setting, see
+# /work/shared/design/methods.md section 3 and reference-implementations.md
+# sections 2 and 4.1); "DETReg" = github amirbar/DETReg, "SCE" = github
+# CEA-LIST/SCE sce/models/siamese/sce.py, "mmdet" = mmdet 3.3.0
+# configs/deformable_detr/deformable-detr_r50_16xb2-50e_coco.py.
+_base_ = [
+    '../_base_/default_runtime.py', '../_base_/schedules/adamw_detr_50e.py'
+]
+
+num_queries = 300  # DETReg; ProSeCo paper (unverified)
+embed_dims = 256  # mmdet / Deformable DETR
+data_root = 'data/coco/'
+proposal_file = data_root + 'proposals/train2017'  # tools/generate_proposals.py
+img_size = 512  # assumed: views must share one size for default_collate
+num_ss_boxes = 30  # DETReg --max_prop 30 (top-30 selective-search boxes)
+
+detector = dict(
+    type='mmdet.DeformableDETR',
+    num_queries=num_queries,
+    num_feature_levels=4,  # mmdet / DETReg
+    with_box_refine=False,  # mmdet base Deformable DETR (DETReg default)
+    as_two_stage=False,
+    backbone=dict(
+        type='mmdet.ResNet',
+        depth=50,
+        num_stages=4,
+        out_indices=(1, 2, 3),  # mmdet
+        # DETReg freezes the SwAV backbone (--lr_backbone 0); ProSeCo keeps it
+        # frozen too (assumed, reference-implementations.md 2.2):
+        # frozen_stages=4 freezes the stem and all four stages. For an
+        # unfrozen backbone set frozen_stages=1 and add
+        # custom_keys={'detector.backbone': dict(lr_mult=0.1)} (mmdet).
+        frozen_stages=4,
+        norm_cfg=dict(type='BN', requires_grad=False),
+        norm_eval=True,
+        style='pytorch',
+        # ProSeCo/DETReg start from a self-supervised backbone (SwAV or
+        # SCRL): put its path here (e.g. from tools/extract_backbone.py).
+        init_cfg=None),
+    neck=dict(
+        type='mmdet.ChannelMapper',
+        in_channels=[512, 1024, 2048],
+        kernel_size=1,
+        out_channels=embed_dims,
+        act_cfg=None,
+        norm_cfg=dict(type='GN', num_groups=32),
+        num_outs=4),  # mmdet
+    encoder=dict(
+        num_layers=6,  # Deformable DETR / DETReg
+        layer_cfg=dict(
+            self_attn_cfg=dict(embed_dims=embed_dims, batch_first=True),
+            ffn_cfg=dict(
+                embed_dims=embed_dims,
+                feedforward_channels=1024,  # DETReg dim_feedforward 1024
+                ffn_drop=0.1))),
+    decoder=dict(
+        num_layers=6,
+        return_intermediate=True,
+        layer_cfg=dict(
+            self_attn_cfg=dict(
+                embed_dims=embed_dims,
+                num_heads=8,
+                dropout=0.1,
+                batch_first=True),
+            cross_attn_cfg=dict(embed_dims=embed_dims, batch_first=True),
+            ffn_cfg=dict(
+                embed_dims=embed_dims,
+                feedforward_channels=1024,
+                ffn_drop=0.1)),
+        post_norm_cfg=None),
+    positional_encoding=dict(num_feats=128, normalize=True, offset=-0.5),
+    bbox_head=dict(
+        type='mmdet.DeformableDETRHead',
+        num_classes=1,  # class-agnostic "object" (DETReg)
+        sync_cls_avg_factor=True,
+        # loss weights cls 2 / L1 5 / GIoU 2: DETReg (= Deformable DETR)
+        loss_cls=dict(
+            type='mmdet.FocalLoss',
+            use_sigmoid=True,
+            gamma=2.0,
+            alpha=0.25,  # DETReg focal alpha 0.25
+            loss_weight=2.0),
+        loss_bbox=dict(type='mmdet.L1Loss', loss_weight=5.0),
+        loss_iou=dict(type='mmdet.GIoULoss', loss_weight=2.0)),
+    train_cfg=dict(
+        assigner=dict(
+            type='mmdet.HungarianAssigner',
+            # matching costs class 2 / L1 5 / GIoU 2: DETReg
+            match_costs=[
+                dict(type='mmdet.FocalLossCost', weight=2.0),
+                dict(type='mmdet.BBoxL1Cost', weight=5.0, box_format='xywh'),
+                dict(type='mmdet.IoUCost', iou_mode='giou', weight=2.0)
+            ])),
+    test_cfg=dict(max_per_img=100))
+
+model = dict(
+    type='ProSeCo',
+    detector=detector,
+    # projection of the decoder query embeddings; assumed 2-layer MLP
+    # 256-256-256 (ProSeCo's projector is not public)
+    embed_head=dict(
+        type='ObjectEmbeddingHead',
+        in_channels=embed_dims,
+        hid_channels=256,
+        out_channels=256,
+        num_layers=2),
+    # teacher proposals -> student predictions; weights assumed: feature
+    # similarity 2 (in place of DETR's class cost 2), L1 5, GIoU 2 (DETR)
+    matcher=dict(
+        type='ProposalHungarianMatcher',
+        feat_weight=2.0,
+        l1_weight=5.0,
+        giou_weight=2.0),
+    contrast_loss=dict(
+        type='LocSCELoss',
+        coeff=0.5,  # lambda_SCE: SCE default
+        temp=0.1,  # tau: SCE default
+        temp_m=0.05,  # tau_m: SCE class default (0.07 in its IN-1k config)
+        iou_thr=0.5,  # delta: best in ProSeCo's ablation (methods.md)
+        loss_weight=1.0),  # assumed (DETReg's embedding-loss weight 1)
+    loc_loss=True,  # DETReg-style localisation on selective-search boxes
+    # mmengine convention: teacher = (1 - m) * teacher + m * student, so
+    # 0.001 is MoCo's 0.999. Assumed (SCE: 0.99 rising to 1 by cosine).
+    teacher_momentum=0.001,
+    teacher_view=0,  # weak view -> teacher (ProSeCo)
+    student_view=1,  # strong view -> student (ProSeCo)
+    num_teacher_proposals=None,  # all N queries are proposals (assumed)
+    data_preprocessor=dict(
+        type='mmpretrain.SelfSupDataPreprocessor',
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        to_rgb=True))  # ImageNet statistics
+
+# Photometric augmentation only inside MultiViewRegions (both views share
+# the geometry, hence the same boxes). Weak (teacher) view: none but the
+# shared geometry (assumed); strong (student) view: MoCo v2 / SimCLR colour
+# augmentation (mmpretrain mocov2 config values).
+strong_view = [
+    dict(
+        type='mmpretrain.RandomApply',
+        transforms=[
+            dict(
+                type='mmpretrain.ColorJitter',
+                brightness=0.4,
+                contrast=0.4,
+                saturation=0.4,
+                hue=0.1)
+        ],
+        prob=0.8),
+    dict(
+        type='mmpretrain.RandomGrayscale',
+        prob=0.2,
+        keep_channels=True,
+        channel_weights=(0.114, 0.587, 0.2989)),
+    dict(
+        type='mmpretrain.GaussianBlur',
+        magnitude_range=(0.1, 2.0),
+        magnitude_std='inf',
+        prob=0.5),
+]
+weak_view = []
+train_pipeline = [
+    dict(type='LoadImageFromFileSafe'),
+    dict(type='LoadProposals', proposal_file=proposal_file,
+         topk=num_ss_boxes),
+    # geometry before the views (shared by teacher and student)
+    dict(
+        type='RegionRandomResizedCrop',
+        scale=img_size,
+        crop_ratio_range=(0.3, 1.0),  # assumed
+        min_kept_ratio=0.5),
+    dict(type='RegionRandomFlip', prob=0.5),
+    dict(
+        type='MultiViewRegions',
+        transforms=[weak_view, strong_view],
+        num_views=2,
+        min_regions=0,  # no retry: images without boxes are masked
+        max_regions=num_ss_boxes),
+    dict(type='PackRegionInputs'),
+]
+train_dataloader = dict(
+    # DETReg: 24 images/GPU x 8 GPUs; ProSeCo's batch is unverified (the
+    # paper argues smaller batches suffice thanks to 300 proposals/image)
+    batch_size=24,
+    num_workers=8,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(
+        type='RegionDataset',
+        data_root=data_root,
+        ann_file='annotations/instances_train2017.json',
+        data_prefix=dict(img='train2017/'),
+        pipeline=train_pipeline))

@@ -1,0 +1,3 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+from .transforms import *  # noqa: F401,F403
+from .region_dataset import RegionDataset  # noqa

@@ -1,0 +1,123 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""Unlabeled images for region-level pre-training (``docs/design.md`` sec. 2).
+"""
+import os.path as osp
+from typing import List, Optional, Sequence
+
+from mmengine.dataset import BaseDataset
+from mmengine.fileio import get_local_path, list_dir_or_file, load
+
+from mmregion.registry import DATASETS
+
+IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
+                  '.tiff', '.webp')
+
+
+@DATASETS.register_module()
+class RegionDataset(BaseDataset):
+    """Unlabeled images (COCO json or an image folder) for pre-training.
+
+    Two sources, chosen by ``ann_file``:
+
+    - a COCO-style json (``ann_file`` set): only ``images[]`` is read
+      (``file_name``, ``id``, ``height``, ``width``); annotations are ignored,
+      so an ``instances_*.json`` or an ``image_info_*.json`` both work. Image
+      ``i`` is ``data_prefix['img'] / file_name``.
+    - an image folder (``ann_file=''``): every image file under
+      ``data_prefix['img']`` (recursively, sorted by relative path).
+
+    Each data info holds ``img_path``, ``img_id``, ``ori_shape`` ((h, w),
+    json only) and ``proposal_key``: the image path relative to the image
+    root (the json's ``file_name``), i.e. the key of the proposal store read
+    by :class:`LoadProposals`.
+
+    Args:
+        ann_file (str): COCO json, relative to ``data_root`` unless absolute.
+            Empty: scan the image folder. Defaults to ''.
+        data_root (str): Root joined with ``ann_file`` and ``data_prefix``.
+            Defaults to ''.
+        data_prefix (dict): ``dict(img=<image folder>)`` (``img_path`` is
+            accepted as an alias). Defaults to ``dict(img='')``.
+        extensions (Sequence[str]): Image suffixes of the folder mode
+            (case-insensitive). Defaults to common image formats.
+        **kwargs: Other arguments of :class:`mmengine.dataset.BaseDataset`
+            (``pipeline``, ``indices``, ``serialize_data``, ``lazy_init``...).
+
+    Raises:
+        ValueError: When the json lists no image or the folder holds none,
+            naming the file or folder.
+    """
+
+    def __init__(self,
+                 ann_file: str = '',
+                 data_root: str = '',
+                 data_prefix: Optional[dict] = None,
+                 extensions: Sequence[str] = IMG_EXTENSIONS,
+                 **kwargs) -> None:
+        if data_prefix is None:
+            data_prefix = dict(img='')
+        data_prefix = dict(data_prefix)
+        if 'img' not in data_prefix:
+            data_prefix['img'] = data_prefix.pop('img_path', '')
+        self.extensions = tuple(e.lower() for e in extensions)
+        super().__init__(
+            ann_file=ann_file,
+            data_root=data_root,
+            data_prefix=data_prefix,
+            **kwargs)
+
+    @property
+    def img_root(self) -> str:
+        """The folder that image paths and proposal keys are relative to."""
+        return self.data_prefix.get('img', '') or self.data_root or ''
+
+    def load_data_list(self) -> List[dict]:
+        """Read the image list from the json or the folder.
+
+        Returns:
+            list[dict]: One data info per image.
+        """
+        if self.ann_file:
+            data_list = self._load_coco_images()
+            source = f'annotation file "{self.ann_file}"'
+        else:
+            data_list = self._scan_folder()
+            source = f'image folder "{osp.abspath(self.img_root)}"'
+        if not data_list:
+            raise ValueError(f'RegionDataset: no image found in {source}.')
+        return data_list
+
+    def _load_coco_images(self) -> List[dict]:
+        with get_local_path(self.ann_file) as local_path:
+            ann = load(local_path, file_format='json')
+        if not isinstance(ann, dict) or 'images' not in ann:
+            raise ValueError(f'RegionDataset: "{self.ann_file}" is not a COCO '
+                             'json (no "images" list).')
+        data_list = []
+        for i, img in enumerate(ann['images']):
+            if 'file_name' not in img:
+                raise ValueError(f'RegionDataset: images[{i}] of '
+                                 f'"{self.ann_file}" has no "file_name".')
+            info = dict(
+                img_path=osp.join(self.img_root, img['file_name']),
+                img_id=img.get('id', i),
+                proposal_key=img['file_name'])
+            if 'height' in img and 'width' in img:
+                info['ori_shape'] = (int(img['height']), int(img['width']))
+            data_list.append(info)
+        return data_list
+
+    def _scan_folder(self) -> List[dict]:
+        root = self.img_root
+        if not root or not osp.isdir(root):
+            raise ValueError('RegionDataset: ann_file is empty and the image '
+                             f'folder "{root}" does not exist (set '
+                             'data_prefix=dict(img=...) or ann_file).')
+        files = sorted(
+            f.replace(osp.sep, '/')
+            for f in list_dir_or_file(root, list_dir=False, recursive=True)
+            if f.lower().endswith(self.extensions))
+        return [
+            dict(img_path=osp.join(root, f), img_id=i, proposal_key=f)
+            for i, f in enumerate(files)
+        ]

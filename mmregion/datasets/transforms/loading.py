@@ -1,0 +1,210 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""Join an image with its region proposals (``docs/design.md`` sec. 1-2)."""
+import os
+import os.path as osp
+from typing import Any, Optional, Union
+
+import numpy as np
+from mmcv.transforms import BaseTransform
+
+from mmregion.registry import TRANSFORMS
+from .box_utils import identity_affine, log_count
+
+
+@TRANSFORMS.register_module()
+class LoadProposals(BaseTransform):
+    """Load the proposal boxes of an image from a proposal store.
+
+    Must come after ``LoadImageFromFile`` (it needs the image size). The
+    store (``mmregion.proposals.load_proposal_store``) is opened lazily, once
+    per process (i.e. per dataloader worker), and never pickled.
+
+    Boxes that are not finite, have zero/negative area, fall outside the
+    image, or are under ``min_size`` (width or height, after clipping) are
+    dropped; the rest are clipped to the image and the first ``topk`` (the
+    store lists the best first) are kept.
+
+    An image absent from the store, or left without a valid box, gets the
+    ``fallback`` boxes; such images are counted per process (class-level
+    counters ``num_missing`` / ``num_empty``) and logged when a count reaches
+    1, 2, 4, 8, ...
+
+    Required keys: ``img`` (or ``img_shape``), ``proposal_key`` (else the
+    basename of ``img_path``).
+
+    Added keys:
+
+    - ``proposals`` (np.float32, (N, 4) xyxy in image pixels)
+    - ``region_ids`` (np.int64, (N,)): the index of each box in the kept
+      list, ``0..N-1``; every later transform keeps it aligned with
+      ``proposals`` and it identifies a region across views.
+    - ``view_affine`` (np.float32, (4,)): ``[1, 0, 1, 0]``.
+
+    Args:
+        proposal_file (str | object): Path given to ``load_proposal_store``
+            (proposal directory, mmdet pickle or COCO json); an object with
+            a ``get(key)`` method is used as the store directly.
+        topk (int, optional): Keep at most this many boxes (best first).
+            None keeps all. Defaults to None.
+        min_size (float): Minimum width and height (pixels, after clipping)
+            of a kept box. Defaults to 0.
+        fallback (str): For an image absent from the store or without a
+            valid box: ``'whole_image'`` (one box ``[0, 0, w, h]``),
+            ``'grid'`` (``grid_size x grid_size`` cells, row-major) or
+            ``'error'`` (raise). Defaults to ``'whole_image'``.
+        grid_size (int): Cells per side for ``fallback='grid'``.
+            Defaults to 4.
+    """
+    num_missing = 0
+    num_empty = 0
+
+    def __init__(self,
+                 proposal_file: Union[str, Any],
+                 topk: Optional[int] = None,
+                 min_size: float = 0.,
+                 fallback: str = 'whole_image',
+                 grid_size: int = 4) -> None:
+        if fallback not in ('whole_image', 'grid', 'error'):
+            raise ValueError('LoadProposals: fallback must be "whole_image", '
+                             f'"grid" or "error", got "{fallback}".')
+        if topk is not None and topk < 1:
+            raise ValueError(f'LoadProposals: topk must be >= 1, got {topk}.')
+        if grid_size < 1:
+            raise ValueError(
+                f'LoadProposals: grid_size must be >= 1, got {grid_size}.')
+        self.proposal_file = proposal_file
+        self.topk = topk
+        self.min_size = float(min_size)
+        self.fallback = fallback
+        self.grid_size = grid_size
+        self._store = None
+        self._store_pid = None
+
+    @classmethod
+    def reset_counters(cls) -> None:
+        """Reset the fallback counters (tests, new runs)."""
+        cls.num_missing = 0
+        cls.num_empty = 0
+
+    @property
+    def store(self):
+        """The proposal store, opened on first use in each process."""
+        if not isinstance(self.proposal_file, str):
+            return self.proposal_file
+        if self._store is None or self._store_pid != os.getpid():
+            from mmregion import proposals
+            self._store = proposals.load_proposal_store(self.proposal_file)
+            self._store_pid = os.getpid()
+        return self._store
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        if isinstance(self.proposal_file, str):
+            state['_store'] = None
+            state['_store_pid'] = None
+        return state
+
+    def _fallback_boxes(self, h: int, w: int) -> np.ndarray:
+        if self.fallback == 'grid':
+            xs = np.linspace(0, w, self.grid_size + 1, dtype=np.float32)
+            ys = np.linspace(0, h, self.grid_size + 1, dtype=np.float32)
+            x1, y1 = np.meshgrid(xs[:-1], ys[:-1])
+            x2, y2 = np.meshgrid(xs[1:], ys[1:])
+            boxes = np.stack([x1, y1, x2, y2], axis=-1).reshape(-1, 4)
+        else:
+            boxes = np.array([[0, 0, w, h]], dtype=np.float32)
+        return boxes[:self.topk] if self.topk else boxes
+
+    def filter_boxes(self, boxes: Any, h: int, w: int, key: str) -> np.ndarray:
+        """Drop degenerate boxes, clip to the image and keep the top-k.
+
+        Args:
+            boxes (array-like): (N, 4) xyxy from the store.
+            h, w (int): Image size.
+            key (str): Image key (for error messages).
+
+        Returns:
+            np.ndarray: (M, 4) float32, M <= N (M may be 0).
+        """
+        boxes = np.asarray(boxes, dtype=np.float32)
+        if boxes.size == 0:
+            return np.zeros((0, 4), dtype=np.float32)
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            raise ValueError(
+                f'LoadProposals: the boxes of "{key}" in proposal store '
+                f'"{self.proposal_file}" have shape {boxes.shape}, expected '
+                '(N, 4) xyxy.')
+        finite = np.isfinite(boxes).all(axis=1)
+        boxes = np.where(finite[:, None], boxes, 0)
+        positive = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
+        boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
+        bw = boxes[:, 2] - boxes[:, 0]
+        bh = boxes[:, 3] - boxes[:, 1]
+        keep = finite & positive & (bw > 0) & (bh > 0) & \
+            (bw >= self.min_size) & (bh >= self.min_size)
+        boxes = boxes[keep]
+        return boxes[:self.topk] if self.topk else boxes
+
+    def transform(self, results: dict) -> dict:
+        """Add ``proposals``, ``region_ids`` and ``view_affine``.
+
+        Args:
+            results (dict): With ``img`` (or ``img_shape``) and
+                ``proposal_key`` (or ``img_path``).
+
+        Returns:
+            dict: ``results`` with the region keys.
+        """
+        if 'img' in results:
+            h, w = results['img'].shape[:2]
+        elif 'img_shape' in results:
+            h, w = results['img_shape'][:2]
+        else:
+            raise KeyError('LoadProposals needs "img" or "img_shape": put it '
+                           'after LoadImageFromFile.')
+        key = results.get('proposal_key')
+        if key is None:
+            if 'img_path' not in results:
+                raise KeyError('LoadProposals needs "proposal_key" or '
+                               '"img_path" in the results.')
+            key = osp.basename(results['img_path'])
+
+        raw = self.store.get(key)
+        if raw is None:
+            boxes = None
+            reason = 'is absent from'
+        else:
+            boxes = self.filter_boxes(raw, h, w, key)
+            reason = f'has no valid box ({len(np.asarray(raw))} given) in'
+        if boxes is None or len(boxes) == 0:
+            if self.fallback == 'error':
+                raise KeyError(f'LoadProposals: image "{key}" {reason} the '
+                               f'proposal store "{self.proposal_file}" '
+                               '(fallback="error").')
+            boxes = self._fallback_boxes(h, w)
+            if raw is None:
+                LoadProposals.num_missing += 1
+                count = LoadProposals.num_missing
+            else:
+                LoadProposals.num_empty += 1
+                count = LoadProposals.num_empty
+            log_count(
+                count, f'LoadProposals: image "{key}" {reason} the proposal '
+                f'store "{self.proposal_file}"; using the "{self.fallback}" '
+                'fallback (so far in this process: '
+                f'{LoadProposals.num_missing} images absent, '
+                f'{LoadProposals.num_empty} without a valid box).')
+
+        results['proposals'] = boxes.astype(np.float32)
+        results['region_ids'] = np.arange(len(boxes), dtype=np.int64)
+        results['view_affine'] = identity_affine()
+        if 'img_shape' not in results:
+            results['img_shape'] = (h, w)
+        return results
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(proposal_file='
+                f'{self.proposal_file!r}, topk={self.topk}, min_size='
+                f'{self.min_size}, fallback={self.fallback!r}, grid_size='
+                f'{self.grid_size})')

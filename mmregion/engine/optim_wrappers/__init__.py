@@ -1,0 +1,5 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+from .finite_check_optim_wrapper import (FiniteCheckAmpOptimWrapper,
+                                         FiniteCheckOptimWrapper)
+
+__all__ = ['FiniteCheckOptimWrapper', 'FiniteCheckAmpOptimWrapper']

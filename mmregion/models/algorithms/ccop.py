@@ -1,0 +1,200 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""CCOP: Contrastive Object-level Pre-training with Spatial Noise Curriculum
+Learning (Yang, Huang, Crowley, arXiv 2111.13651)."""
+import math
+from typing import Dict, List, Optional, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmpretrain.structures import DataSample
+from torch import Tensor
+
+from mmregion.registry import MODELS, TASK_UTILS
+from ..utils.feature_queue import FeatureQueue
+from ..utils.region_utils import stack_regions
+from .base_momentum import BaseMomentumSelfSupervisor, _build
+
+__all__ = ['CCOP']
+
+
+@MODELS.register_module()
+class CCOP(BaseMomentumSelfSupervisor):
+    """`CCOP <https://arxiv.org/abs/2111.13651>`_, written from the paper and
+    the authors' code (github ChenhongyiYang/CCOP, ``openselfsup/models/
+    ccop.py``).
+
+    Online and momentum encoders are ``backbone`` (ResNet) + ``neck`` (FPN,
+    P2-P5) + ``img_neck`` (MLP on pooled C5) + ``region_neck``
+    (:class:`RoIProjNeck`). Three losses, summed with their ``loss_weight``:
+
+    - ``loss_img``: image-level MoCo v2 InfoNCE (view 1 query, view 2 key,
+      image queue).
+    - ``loss_region``: inter-image object-level InfoNCE: query = online
+      embedding of region r in view 1; positive = the *hardest* valid
+      jittered momentum key of r in view 2 (lowest similarity to the query
+      among the candidates of :class:`CurriculumBoxJitter` whose IoU with the
+      box is >= the current threshold; the un-jittered box is always a
+      candidate); negatives = the region queue. The selected keys are
+      enqueued.
+    - ``loss_intra``: intra-image discrimination (hinge, margin 0.4) between
+      the online region embeddings and the un-jittered momentum keys of the
+      same image, over pairs with IoU < 0.05.
+
+    Everything is batched: the regions of all images are pooled with one
+    RoIAlign call per FPN level (rois carry their batch index) and the
+    jittered key boxes of all regions are embedded at once; only the valid
+    candidates (IoU with their box >= the current threshold, at most
+    ``N * (n_jitter + 1)``) go through RoIAlign and the key MLP, since an
+    invalid one can never be the positive. Padded
+    regions (``stack_regions``) are dropped before pooling and masked in the
+    intra-image loss; a batch without regions gives zero region losses.
+
+    Args:
+        backbone (dict): Backbone config with ``out_indices`` giving C2-C5.
+        neck (dict): FPN config (P2-P5).
+        img_neck (dict): Image projection config (on the last backbone
+            stage).
+        region_neck (dict): :class:`RoIProjNeck` config.
+        box_jitter (dict): :class:`CurriculumBoxJitter` config.
+        img_queue_len (int): Image queue length. Defaults to 65536 (CCOP).
+        region_queue_len (int): Region queue length. Defaults to 65536
+            (CCOP).
+        feat_dim (int): Embedding size of both necks. Defaults to 128.
+        loss_img (dict): Image InfoNCE config (tau 0.2, CCOP).
+        loss_region (dict): Region InfoNCE config (tau 0.2, CCOP).
+        loss_intra (dict): Intra-image loss config (margin 0.4, IoU 0.05).
+        momentum (float): EMA momentum, mmengine convention (0.001 ==
+            CCOP's 0.999). Defaults to 0.001.
+        shuffle_bn (bool): Shuffle-BN for the momentum encoder. Defaults to
+            True.
+        data_preprocessor (dict, optional): Defaults to
+            ``mmpretrain.SelfSupDataPreprocessor``.
+        init_cfg (dict, optional): Initialisation config.
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 neck: dict,
+                 img_neck: dict,
+                 region_neck: dict,
+                 box_jitter: dict = dict(type='CurriculumBoxJitter'),
+                 img_queue_len: int = 65536,
+                 region_queue_len: int = 65536,
+                 feat_dim: int = 128,
+                 loss_img: dict = dict(
+                     type='InfoNCELoss', temperature=0.2, loss_weight=1.0),
+                 loss_region: dict = dict(
+                     type='InfoNCELoss', temperature=0.2, loss_weight=1.0),
+                 loss_intra: dict = dict(
+                     type='IntraImageDiscriminationLoss',
+                     margin=0.4,
+                     iou_thr=0.05,
+                     loss_weight=1.0),
+                 momentum: float = 0.001,
+                 shuffle_bn: bool = True,
+                 data_preprocessor: Optional[Union[dict, nn.Module]] = None,
+                 pretrained: Optional[str] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(
+            backbone=backbone,
+            neck=neck,
+            img_neck=img_neck,
+            img_queue_len=img_queue_len,
+            img_feat_dim=feat_dim,
+            loss_img=loss_img,
+            momentum=momentum,
+            shuffle_bn=shuffle_bn,
+            data_preprocessor=data_preprocessor,
+            pretrained=pretrained,
+            init_cfg=init_cfg)
+        self.region_neck = _build(region_neck)
+        self.box_jitter = box_jitter if isinstance(
+            box_jitter, nn.Module) else TASK_UTILS.build(box_jitter)
+        self.region_queue = FeatureQueue(region_queue_len, feat_dim)
+        self.loss_region = _build(loss_region)
+        self.loss_intra = _build(loss_intra)
+        self.init_momentum_encoder(
+            ('backbone', 'neck', 'img_neck', 'region_neck'))
+
+    def _embed_regions(self, fpn: tuple, rois: Tensor, view_size: float,
+                       momentum: bool) -> Tensor:
+        neck = self.momentum_module(
+            'region_neck') if momentum else self.region_neck
+        return F.normalize(neck(fpn, rois, view_size)[0], dim=-1)
+
+    def loss(self, inputs: List[Tensor],
+             data_samples: List[DataSample]) -> Dict[str, Tensor]:
+        """Compute the three CCOP losses.
+
+        Args:
+            inputs (list[Tensor]): Two views, each (B, 3, H, W).
+            data_samples (list[DataSample]): B samples with ``boxes``
+                (2, K_b, 4) aligned across views (``docs/design.md``).
+
+        Returns:
+            dict[str, Tensor]: ``loss_img``, ``loss_region``, ``loss_intra``.
+        """
+        if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
+            raise ValueError('CCOP.loss: inputs must be a list of 2 view '
+                             'tensors (B, 3, H, W).')
+        im_q, im_k = inputs
+        img_h, img_w = im_q.shape[-2:]
+        view_size = math.sqrt(img_h * img_w)
+        boxes, valid = stack_regions(data_samples, num_views=2)
+        boxes = boxes.to(im_q.device)
+        valid = valid.to(im_q.device)
+        num_img, max_regions = valid.shape
+
+        # regions of the whole batch, padding dropped: (N,) indices
+        b_idx, r_idx = torch.nonzero(valid, as_tuple=True)
+        rois_q = torch.cat([b_idx[:, None].float(), boxes[b_idx, 0, r_idx]],
+                           dim=1)
+        boxes_k = boxes[b_idx, 1, r_idx]  # (N, 4) view-2 boxes
+
+        # online encoder (view 1)
+        feats_q = self.backbone(im_q)
+        fpn_q = self.neck(feats_q)
+        q_region = self._embed_regions(
+            fpn_q, rois_q, view_size, momentum=False)  # (N, D)
+
+        # momentum encoder (view 2)
+        self.update_momentum_encoder()
+        feats_k, fpn_k = self.forward_momentum(im_k)
+        with torch.no_grad():
+            # (N, J+1, 4) candidates, the un-jittered box last
+            cands, cand_valid = self.box_jitter(boxes_k, (img_h, img_w))
+            num_cand = cands.shape[1]
+            # only the valid candidates (IoU >= the current threshold) can
+            # be the positive: embed just those, in one batched call (the
+            # un-jittered box is always valid, so k_orig comes for free)
+            n_idx, c_idx = torch.nonzero(cand_valid, as_tuple=True)
+            rois_k = torch.cat([b_idx[n_idx, None].float(), cands[n_idx,
+                                                                 c_idx]],
+                               dim=1)
+            k_valid = self._embed_regions(
+                fpn_k, rois_k, view_size, momentum=True)  # (N_valid, D)
+            k_cands = k_valid.new_zeros(
+                (cands.shape[0], num_cand, k_valid.shape[1]))
+            k_cands[n_idx, c_idx] = k_valid
+            sim = torch.einsum('nd,njd->nj', q_region.detach(), k_cands)
+            sim = sim.masked_fill(~cand_valid, float('inf'))
+            hardest = sim.argmin(dim=1)
+            k_pos = k_cands[torch.arange(k_cands.shape[0]), hardest]
+            k_orig = k_cands[:, -1]
+
+        losses = dict()
+        losses['loss_img'] = self.image_contrast_loss(feats_q[-1],
+                                                      feats_k[-1])
+        losses['loss_region'] = self.loss_region(
+            q_region, k_pos, self.region_queue.features)
+
+        # back to (B, K, D) with zero padding for the intra-image loss
+        q_pad = q_region.new_zeros((num_img, max_regions, q_region.shape[1]))
+        q_pad = q_pad.index_put((b_idx, r_idx), q_region)
+        k_pad = k_orig.new_zeros(q_pad.shape).index_put((b_idx, r_idx),
+                                                        k_orig)
+        losses['loss_intra'] = self.loss_intra(q_pad, k_pad, boxes[:, 1],
+                                               valid)
+        self.region_queue.enqueue(k_pos)
+        return losses

@@ -1,0 +1,526 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""PLRC: point-level region contrast (Bai et al., CVPR 2022).
+
+``/work/shared/design/methods.md`` sec. 2; official code
+facebookresearch/PLRC (``PLRC/models/builder.py``, ``plrc_loss.py``).
+
+**Directions.** As the official code (and MoCo v2), a training step is
+one-directional by default (``symmetric=False``): the online encoder sees
+view 1 only, the momentum teacher view 2 only, so the backbone work equals
+MoCo v2's (one online forward/backward + one teacher forward). The single
+online pass of view 1 feeds all three terms, and the teacher's dense
+features of view 2 are computed once and reused by all three terms.
+``symmetric=True`` adds the mirrored direction (online on view 2, teacher on
+view 1) for the point and distillation terms, at twice the backbone cost.
+
+Per direction ``(s, t)`` (online view ``s``, teacher view ``t``):
+
+1. Image-level MoCo v2 (:meth:`image_contrast_loss` of the base class):
+   online view 1 against the teacher's view 2 and a queue (65536, tau 0.2).
+2. Point-level region contrast: ``P`` points per region are sampled at the
+   same image location in both views (:class:`RegionPointSampler`). As in
+   the official ``ResNetPLRC``, ``point_neck`` (a per-location MLP, i.e. a
+   1x1 conv) is applied to the dense C5 map and the 128-d embeddings are then
+   read at the points with bilinear ``grid_sample`` (``dense_point_head=
+   True``). Its cost is ``h*w`` MLP evaluations per image (49 at 224 px)
+   whatever ``K*P`` (256 for 16 regions x 16 points), so it is both the
+   faithful and, at the paper's sizes, the cheaper order. Sampling C5 first
+   and applying the MLP per point (``dense_point_head=False``) is *not*
+   identical with bilinear sampling (the MLP is non-linear); it is cheaper
+   only when ``K*P < h*w`` (large images, few points). The online points of
+   view ``s`` and the teacher points of view ``t`` form one set contrasted
+   with :class:`PointInfoNCELoss` (SupCon: positives = the other points of
+   the same region in both views, negatives = the points of every other
+   region of every image in the batch; the official code uses one region per
+   image and negatives from other images only).
+3. Point-affinity distillation: ``dino_head`` gives per-location bottleneck
+   features and prototype logits on the C5 grid, bilinearly upsampled to
+   ``distill_size x distill_size`` (56 officially). A cell ``i`` of view
+   ``s`` is paired with the cell ``j`` of view ``t`` that holds the same image
+   location (kept if the centres are closer than ``distill_pos_ratio`` x the
+   larger cell diagonal, as ``overlap()`` of the official ``utils.py``). The
+   student vector of ``i`` is ``[affinity_scale * f_s(i) . R_t, logits_s(i)]``
+   (online) and the target ``[affinity_scale * f'_t(j) . R_t, logits'_t(j)]``
+   (teacher), ``R_t`` being the teacher's features of all ``S*S`` cells of
+   view ``t``. (The official code has a third crop for the teacher, ``im_2``;
+   with the two views of our data contract the target side is view ``t``.)
+   The upsampling is linear, so the loss is evaluated exactly without the
+   dense ``S x S`` maps: the rows of the paired cells are read from the C5
+   grid with ``grid_sample`` at the cell centres (== ``F.interpolate``
+   bilinear, ``align_corners=False``), and ``f(i) . R_t`` is computed on the
+   ``h x w`` grid and upsampled (``up(f(i) . F_t) == f(i) . up(F_t)``). Only
+   the paired rows are evaluated (up to ``num_distill_points`` random ones
+   per image; the mean over a random subset is an unbiased estimate of the
+   mean over all pairs).
+
+Loss weights are the ``loss_weight`` of each loss. The paper's intended
+weighting is image 0.7, point 0.3, distillation 0.3. The official
+``main_plrc.py`` unpacks the two returned losses in swapped order, so it
+effectively trains ``1.0 * L_img + 0.21 * L_point + 0.21 * L_distill``;
+set those weights to reproduce the release.
+"""
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from mmregion.registry import MODELS, TASK_UTILS
+from ..utils import stack_regions
+from .base_momentum import BaseMomentumSelfSupervisor, _build
+
+__all__ = [
+    'PLRC', 'match_dense_cells', 'select_regions', 'cell_centres',
+    'read_upsampled_rows'
+]
+def match_dense_cells(view_affine: Tensor,
+                      img_shape: Tuple[int, int],
+                      size: int,
+                      src: int,
+                      dst: int,
+                      pos_ratio: float = 0.5) -> Tuple[Tensor, Tensor]:
+    """Cells of view ``dst`` that hold the image location of each ``src`` cell.
+
+    Both views are divided into ``size x size`` cells. The centre of every
+    cell of ``src`` is mapped to original-image coordinates and into ``dst``;
+    the cell of ``dst`` containing it is its match, kept if it lies inside
+    ``dst`` and the two cell centres (in original pixels) are closer than
+    ``pos_ratio`` times the larger cell diagonal.
+
+    Args:
+        view_affine (Tensor): ``(B, V, 4)`` ``[sx, tx, sy, ty]``.
+        img_shape (tuple[int, int]): ``(H, W)`` of the views.
+        size (int): cells per side.
+        src (int): source view index.
+        dst (int): destination view index.
+        pos_ratio (float): distance threshold in cell diagonals.
+
+    Returns:
+        tuple[Tensor, Tensor]: ``(B, size*size)`` long index of the matched
+        ``dst`` cell (row-major) and ``(B, size*size)`` bool match mask.
+    """
+    H, W = img_shape
+    aff = view_affine.float()
+    dev = aff.device
+    cw, ch = W / size, H / size
+    ar = torch.arange(size, device=dev, dtype=torch.float32) + 0.5
+    cy, cx = torch.meshgrid(ar * ch, ar * cw, indexing='ij')
+    cx, cy = cx.reshape(1, -1), cy.reshape(1, -1)  # (1, S*S) src pixels
+    sxs, txs, sys_, tys = [a[:, None] for a in aff[:, src].unbind(-1)]
+    sxd, txd, syd, tyd = [a[:, None] for a in aff[:, dst].unbind(-1)]
+    ox, oy = (cx - txs) / sxs, (cy - tys) / sys_  # original pixels
+    dx, dy = sxd * ox + txd, syd * oy + tyd  # dst pixels
+    inside = (dx >= 0) & (dx < W) & (dy >= 0) & (dy < H)
+    jx = (dx / cw).floor().clamp(0, size - 1)
+    jy = (dy / ch).floor().clamp(0, size - 1)
+    # centre of the matched dst cell, back in original pixels
+    mx = ((jx + 0.5) * cw - txd) / sxd
+    my = ((jy + 0.5) * ch - tyd) / syd
+    dist = torch.sqrt((mx - ox)**2 + (my - oy)**2)
+    diag_s = torch.sqrt((cw / sxs)**2 + (ch / sys_)**2)
+    diag_d = torch.sqrt((cw / sxd)**2 + (ch / syd)**2)
+    ok = inside & (dist < pos_ratio * torch.maximum(diag_s, diag_d))
+    return (jy * size + jx).long(), ok
+
+
+def select_regions(boxes: Tensor, valid: Tensor,
+                   max_regions: Optional[int]) -> Tuple[Tensor, Tensor]:
+    """Keep at most ``max_regions`` random valid regions per image.
+
+    Args:
+        boxes (Tensor): ``(B, V, K, 4)``.
+        valid (Tensor): ``(B, K)`` bool.
+        max_regions (int, optional): None keeps all.
+
+    Returns:
+        tuple[Tensor, Tensor]: ``(B, V, K', 4)`` and ``(B, K')``.
+    """
+    K = valid.size(1)
+    if max_regions is None or K <= max_regions:
+        return boxes, valid
+    score = torch.rand(valid.shape, device=valid.device) + valid.float()
+    idx = score.topk(max_regions, dim=1).indices  # (B, K')
+    valid = valid.gather(1, idx)
+    boxes = boxes.gather(
+        2, idx[:, None, :, None].expand(-1, boxes.size(1), -1, 4))
+    return boxes, valid
+
+
+
+
+def cell_centres(idx: Tensor, size: int) -> Tensor:
+    """``grid_sample`` coordinates of cell centres of a ``size x size`` grid.
+
+    Args:
+        idx (Tensor): ``(B, M)`` long row-major cell indices.
+        size (int): cells per side.
+
+    Returns:
+        Tensor: ``(B, M, 2)`` normalised xy in ``[-1, 1]``
+        (``align_corners=False``).
+    """
+    col = (idx % size).float()
+    row = torch.div(idx, size, rounding_mode='floor').float()
+    return torch.stack([col, row], -1).add_(0.5).mul_(2. / size).sub_(1.)
+
+
+def read_upsampled_rows(x: Tensor, idx: Tensor, size: int) -> Tensor:
+    """Rows ``idx`` of ``x`` bilinearly upsampled to ``size x size``.
+
+    Equals ``F.interpolate(x, (size, size), mode='bilinear',
+    align_corners=False).flatten(2).transpose(1, 2).gather(1, idx)`` without
+    building the upsampled map: the centre of cell ``i`` of the output grid
+    is read with ``grid_sample`` (``align_corners=False``, border padding,
+    the same clamping as ``interpolate``).
+
+    Args:
+        x (Tensor): ``(B, C, h, w)``.
+        idx (Tensor): ``(B, M)`` long row-major indices into ``size*size``.
+        size (int): side of the upsampled grid.
+
+    Returns:
+        Tensor: ``(B, M, C)``.
+    """
+    B, M = idx.shape
+    grid = cell_centres(idx, size).to(x.dtype).view(B, M, 1, 2)
+    out = F.grid_sample(
+        x, grid, mode='bilinear', padding_mode='border',
+        align_corners=False)  # (B, C, M, 1)
+    return out.squeeze(-1).transpose(1, 2)
+
+
+def dense_apply(module: nn.Module, feats: Tensor) -> Tensor:
+    """Apply a per-location module (``(N, C) -> (N, D)``) to a dense map.
+
+    Args:
+        module (nn.Module): e.g. :class:`PointProjNeck`; may return a tuple
+            (each element is reshaped).
+        feats (Tensor): ``(B, C, h, w)``.
+
+    Returns:
+        Tensor | tuple[Tensor]: ``(B, D, h, w)`` per output.
+    """
+    B, C, h, w = feats.shape
+    out = module(feats.permute(0, 2, 3, 1).reshape(B * h * w, C))
+
+    def fold(y: Tensor) -> Tensor:
+        return y.view(B, h, w, -1).permute(0, 3, 1, 2)
+
+    if isinstance(out, (tuple, list)):
+        return tuple(fold(y) for y in out)
+    return fold(out)
+
+
+@MODELS.register_module()
+class PLRC(BaseMomentumSelfSupervisor):
+    """Point-level region contrast with point-affinity distillation.
+
+    Args:
+        backbone (dict): e.g. ``mmpretrain.ResNet`` with ``out_indices=(3,)``;
+            the last output (C5) is used.
+        img_neck (dict): image-level projection (``mmpretrain.MoCoV2Neck``).
+        point_neck (dict): per-location projection (:class:`PointProjNeck`,
+            2048-2048-128 officially).
+        dino_head (dict): :class:`DINOProjHead` (bottleneck 256, 4096
+            prototypes officially).
+        point_sampler (dict): :class:`RegionPointSampler` config.
+        loss_point (dict): :class:`PointInfoNCELoss` config.
+        loss_distill (dict): :class:`PointAffinityDistillationLoss` config;
+            ``out_dim`` defaults to ``distill_size**2 + num_prototypes``.
+        distill_size (int): side of the dense grid of the distillation.
+            Defaults to 56 (``mask_size`` in the official code).
+        distill_pos_ratio (float): pairing threshold in cell diagonals.
+            Defaults to 0.5 (``overlap(pos_ratio=0.5)``).
+        affinity_scale (float): multiplier of the point affinities. Defaults
+            to 1/128 (official ``out_pos_feat_f / 128``).
+        num_distill_points (int, optional): distil at most this many random
+            paired cells per image and direction; None: all paired cells (as
+            released).
+        max_regions (int, optional): contrast at most this many random
+            regions per image (bounds the ``(N, N)`` SupCon matrix).
+        symmetric (bool): also run the mirrored direction (online on view 2,
+            teacher on view 1) for the point and distillation terms, which
+            doubles the backbone work. Defaults to False (one-directional, as
+            the official code and MoCo v2).
+        dense_point_head (bool): apply ``point_neck`` to the dense C5 map and
+            sample its output at the points (official order). False samples
+            C5 at the points and applies ``point_neck`` per point (not
+            identical with bilinear sampling; cheaper when ``K*P < h*w``).
+            Defaults to True.
+        num_views (int): Defaults to 2.
+        **kwargs: forwarded to :class:`BaseMomentumSelfSupervisor`
+            (``img_queue_len``, ``img_feat_dim``, ``loss_img``, ``momentum``,
+            ``shuffle_bn``, ``data_preprocessor``, ``init_cfg``, ...).
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 img_neck: dict,
+                 point_neck: dict,
+                 dino_head: dict,
+                 point_sampler: dict = dict(
+                     type='RegionPointSampler', num_points=16),
+                 loss_point: dict = dict(
+                     type='PointInfoNCELoss',
+                     temperature=0.2,
+                     base_temperature=0.07,
+                     loss_weight=0.3),
+                 loss_distill: dict = dict(
+                     type='PointAffinityDistillationLoss', loss_weight=0.3),
+                 distill_size: int = 56,
+                 distill_pos_ratio: float = 0.5,
+                 affinity_scale: float = 1. / 128,
+                 num_distill_points: Optional[int] = None,
+                 max_regions: Optional[int] = None,
+                 symmetric: bool = False,
+                 dense_point_head: bool = True,
+                 num_views: int = 2,
+                 **kwargs) -> None:
+        super().__init__(backbone=backbone, img_neck=img_neck, **kwargs)
+        if num_views != 2:
+            raise ValueError(f'PLRC uses 2 views, got num_views={num_views}')
+        if num_distill_points is not None and num_distill_points < 1:
+            raise ValueError('PLRC: num_distill_points must be >= 1 or None, '
+                             f'got {num_distill_points}')
+        self.point_neck = _build(point_neck)
+        self.dino_head = _build(dino_head)
+        self.point_sampler = TASK_UTILS.build(point_sampler)
+        self.loss_point = _build(loss_point)
+        loss_distill = dict(loss_distill)
+        loss_distill.setdefault(
+            'out_dim', distill_size**2 + self.dino_head.num_prototypes)
+        self.loss_distill = _build(loss_distill)
+        self.distill_size = distill_size
+        self.distill_pos_ratio = distill_pos_ratio
+        self.affinity_scale = affinity_scale
+        self.num_distill_points = num_distill_points
+        self.max_regions = max_regions
+        self.symmetric = symmetric
+        self.dense_point_head = dense_point_head
+        self.num_views = num_views
+        self.init_momentum_encoder(
+            ('backbone', 'img_neck', 'point_neck', 'dino_head'))
+
+    @property
+    def directions(self) -> Tuple[Tuple[int, int], ...]:
+        """``(online view, teacher view)`` pairs of a training step."""
+        return ((0, 1), (1, 0)) if self.symmetric else ((0, 1), )
+
+    # ---- per-view features ------------------------------------------------
+    def _encode(self, c5: Tensor, momentum: bool) -> Dict[str, Tensor]:
+        """Dense per-location heads of one view, computed once per step.
+
+        Args:
+            c5 (Tensor): ``(B, C, h, w)`` last backbone stage.
+            momentum (bool): use the teacher's heads.
+
+        Returns:
+            dict[str, Tensor]: ``c5``; ``point`` ``(B, D, h, w)`` (only with
+            ``dense_point_head``); ``dino_feat`` ``(B, Cb, h, w)`` and
+            ``dino_logits`` ``(B, Np, h, w)``.
+        """
+        get = self.momentum_module if momentum else (
+            lambda n: getattr(self, n))
+        out = dict(c5=c5)
+        if self.dense_point_head:
+            out['point'] = dense_apply(get('point_neck'), c5)
+        out['dino_feat'], out['dino_logits'] = dense_apply(
+            get('dino_head'), c5)
+        return out
+
+    def _points(self, enc: Dict[str, Tensor], points: Tensor,
+                img_shape: Tuple[int, int], momentum: bool) -> Tensor:
+        """L2-normalised point embeddings ``(B, K, P, D)`` of one view.
+
+        Args:
+            enc (dict): output of :meth:`_encode`.
+            points (Tensor): ``(B, K, P, 2)`` xy pixels of the view.
+            img_shape (tuple[int, int]): ``(H, W)``.
+            momentum (bool): use the teacher's ``point_neck`` (only without
+                ``dense_point_head``).
+        """
+        if self.dense_point_head:
+            emb = self.point_sampler.read(enc['point'], points, img_shape)
+        else:
+            neck = self.momentum_module('point_neck') if momentum \
+                else self.point_neck
+            emb = neck(self.point_sampler.read(enc['c5'], points, img_shape))
+        return F.normalize(emb, dim=-1)
+
+    # ---- losses -------------------------------------------------------------
+    def point_contrast_loss(self, q: Sequence[Tensor], k: Sequence[Tensor],
+                            valid: Tensor) -> Tensor:
+        """SupCon over the online points of one view + the teacher points of
+        the other, averaged over the directions.
+
+        Args:
+            q (Sequence[Tensor]): per direction, online ``(B, K, P, D)``.
+            k (Sequence[Tensor]): per direction, teacher ``(B, K, P, D)``.
+            valid (Tensor): ``(B, K)`` bool.
+
+        Returns:
+            Tensor: scalar.
+        """
+        B, K, P, D = q[0].shape
+        labels = torch.arange(B * K, device=valid.device).view(B, K, 1, 1)
+        labels = labels.expand(B, K, 2, P).reshape(-1)
+        pvalid = valid[:, :, None, None].expand(B, K, 2, P).reshape(-1)
+        view_ids = torch.arange(2, device=valid.device).view(
+            1, 1, 2, 1).expand(B, K, 2, P).reshape(-1)
+        losses = []
+        for q_d, k_d in zip(q, k):
+            feats = torch.stack([q_d, k_d.detach()], 2).reshape(-1, D)
+            losses.append(
+                self.loss_point(feats, labels, pvalid, view_ids=view_ids))
+        return sum(losses) / len(losses)
+
+    def _distill_rows(self, ok: Tensor) -> Tensor:
+        """Cells of the student view to distil.
+
+        Args:
+            ok (Tensor): ``(B, S*S)`` bool, cells with a pair.
+
+        Returns:
+            Tensor: ``(B, M)`` long indices, the paired cells first: all of
+            them (``M`` = the largest paired count of the batch) or
+            ``M = num_distill_points`` random ones. Rows past an image's
+            count are unpaired and get weight 0.
+        """
+        M = max(int(ok.sum(1).max()), 1)
+        score = ok.float()
+        if self.num_distill_points is not None and \
+                self.num_distill_points < M:
+            M = self.num_distill_points
+            score = score + torch.rand(ok.shape, device=ok.device)
+        return score.topk(M, dim=1).indices
+
+    def _affinity(self, rows: Tensor, ref: Tensor) -> Tensor:
+        """``rows . up(ref)``: affinities to all ``S*S`` upsampled cells.
+
+        Args:
+            rows (Tensor): ``(B, M, Cb)``.
+            ref (Tensor): ``(B, Cb, h, w)`` features on the C5 grid.
+
+        Returns:
+            Tensor: ``(B, M, S*S)``, computed as ``up(rows . ref)``
+            (bilinear upsampling is linear).
+        """
+        B, M, _ = rows.shape
+        h, w = ref.shape[-2:]
+        S = self.distill_size
+        a = rows @ ref.flatten(2)  # (B, M, h*w)
+        a = F.interpolate(
+            a.reshape(B * M, 1, h, w),
+            size=(S, S),
+            mode='bilinear',
+            align_corners=False)
+        return a.view(B, M, S * S)
+
+    def distill_loss(self, online: Sequence[Dict[str, Tensor]],
+                     teacher: Sequence[Dict[str, Tensor]],
+                     directions: Sequence[Tuple[int, int]],
+                     view_affine: Tensor, img_shape: Tuple[int,
+                                                           int]) -> Tensor:
+        """Point-affinity distillation, all directions in one loss call.
+
+        Args:
+            online (Sequence[dict]): per direction, :meth:`_encode` of the
+                online view (``dino_feat``, ``dino_logits``).
+            teacher (Sequence[dict]): per direction, the teacher's.
+            directions (Sequence[tuple[int, int]]): ``(s, t)`` view indices.
+            view_affine (Tensor): ``(B, 2, 4)``.
+            img_shape (tuple[int, int]): ``(H, W)``.
+
+        Returns:
+            Tensor: scalar.
+        """
+        students, targets, weights = [], [], []
+        S = self.distill_size
+        for on, te, (s, t) in zip(online, teacher, directions):
+            idx_t, ok = match_dense_cells(view_affine, img_shape, S, s, t,
+                                          self.distill_pos_ratio)
+            idx_s = self._distill_rows(ok)  # (B, M)
+            ok = ok.gather(1, idx_s)
+            idx_t = idx_t.gather(1, idx_s)
+            ref = te['dino_feat'].detach()
+            s_vec = torch.cat([
+                self._affinity(
+                    read_upsampled_rows(on['dino_feat'], idx_s, S), ref) *
+                self.affinity_scale,
+                read_upsampled_rows(on['dino_logits'], idx_s, S)
+            ], -1)
+            with torch.no_grad():
+                t_vec = torch.cat([
+                    self._affinity(
+                        read_upsampled_rows(ref, idx_t, S), ref) *
+                    self.affinity_scale,
+                    read_upsampled_rows(te['dino_logits'], idx_t, S)
+                ], -1)
+            students.append(s_vec.flatten(0, 1))
+            targets.append(t_vec.flatten(0, 1))
+            weights.append(ok.flatten().to(s_vec.dtype))
+        return self.loss_distill(
+            torch.cat(students), torch.cat(targets), torch.cat(weights))
+
+    def loss(self, inputs: List[Tensor], data_samples: List,
+             **kwargs) -> Dict[str, Tensor]:
+        """Compute the PLRC losses.
+
+        Args:
+            inputs (list[Tensor]): 2 views, each ``(B, 3, H, W)``.
+            data_samples (list[DataSample]): with ``boxes`` ``(2, K, 4)`` and
+                ``view_affine`` ``(2, 4)`` (``docs/design.md`` sec. 2).
+
+        Returns:
+            dict[str, Tensor]: ``loss_img``, ``loss_point``, ``loss_distill``.
+        """
+        if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
+            raise ValueError('PLRC.loss: inputs must be a list of 2 view '
+                             'tensors (B, 3, H, W).')
+        img_shape = tuple(inputs[0].shape[-2:])
+        device = inputs[0].device
+        boxes, valid = stack_regions(data_samples, self.num_views)
+        boxes, valid = boxes.to(device), valid.to(device)
+        aff = []
+        for b, sample in enumerate(data_samples):
+            a = getattr(sample, 'view_affine', None)
+            if a is None:
+                raise ValueError(f'PLRC.loss: data_samples[{b}] has no '
+                                 '`view_affine` (use PackRegionInputs).')
+            aff.append(torch.as_tensor(a, dtype=torch.float32))
+        view_affine = torch.stack(aff).to(device)  # (B, 2, 4)
+        boxes, valid = select_regions(boxes, valid, self.max_regions)
+        points, valid = self.point_sampler.sample(boxes, valid, view_affine)
+
+        directions = self.directions
+        self.update_momentum_encoder()
+        # one backbone pass per view and encoder, shared by all terms
+        online = {
+            s: self._encode(self.backbone(inputs[s])[-1], False)
+            for s in sorted({s for s, _ in directions})
+        }
+        with torch.no_grad():
+            teacher = {
+                t: self._encode(self.forward_momentum(inputs[t])[0][-1], True)
+                for t in sorted({t for _, t in directions})
+            }
+
+        losses = dict()
+        losses['loss_img'] = self.image_contrast_loss(online[0]['c5'],
+                                                      teacher[1]['c5'])
+        q_pts = [
+            self._points(online[s], points[:, s], img_shape, False)
+            for s, _ in directions
+        ]
+        with torch.no_grad():
+            k_pts = [
+                self._points(teacher[t], points[:, t], img_shape, True)
+                for _, t in directions
+            ]
+        losses['loss_point'] = self.point_contrast_loss(q_pts, k_pts, valid)
+        losses['loss_distill'] = self.distill_loss(
+            [online[s] for s, _ in directions],
+            [teacher[t] for _, t in directions], directions, view_affine,
+            img_shape)
+        return losses

@@ -1,0 +1,145 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""LocSCE: the location-aware SCE loss of ProSeCo.
+
+Bouniot et al., "Proposal-Contrastive Pretraining for Object Detection from
+Fewer Data", ICLR 2023. For proposals j, m of images i, n (N_b images, N
+proposals each; teacher proposal m of image n is paired with the student
+prediction matched to it)::
+
+    w_(in,jm) = normalize_L1(lambda * 1[i = n] * 1[IoU_i(j, m) >= delta]
+                             + (1 - lambda) * s_(in,jm))
+    L = - 1 / (N_b N) sum_(i,n,j,m) w_(in,jm) * log p_(in,jm)
+
+with ``s`` the teacher-vs-teacher similarity distribution (temperature
+tau_m, self excluded, as in SCE) and ``p`` the softmax of the (matched)
+student-vs-teacher similarities (temperature tau). Overlapping proposals of
+the same image are extra positives instead of negatives. The target rows are
+L1-normalised as SCE does (``methods.md`` section 3); with ``delta = 1.0`` and
+distinct boxes the positives reduce to the identity, i.e. to SCE.
+
+Rows are the student predictions (matched to teacher proposals), columns the
+teacher proposals, following SCE's query/key convention (ProSeCo's code is not
+public).
+"""
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from mmregion.registry import MODELS
+from .sce_loss import reduce_rows, sce_loss
+
+__all__ = ['LocSCELoss', 'loc_sce_loss', 'same_image_iou_positives']
+
+
+def same_image_iou_positives(boxes: Tensor, iou_thr: float) -> Tensor:
+    """Positives of LocSCE: same image and IoU >= ``iou_thr``.
+
+    Args:
+        boxes (Tensor): (N_b, N, 4) xyxy boxes (any consistent unit).
+        iou_thr (float): delta.
+
+    Returns:
+        Tensor: (N_b * N, N_b * N) bool, block diagonal; the diagonal is
+        always True (a zero-area box is still its own positive).
+    """
+    from mmdet.structures.bbox import bbox_overlaps
+    num_imgs, num = boxes.shape[:2]
+    iou = bbox_overlaps(boxes.float(), boxes.float())  # (N_b, N, N)
+    pos = boxes.new_zeros((num_imgs, num, num_imgs, num), dtype=torch.bool)
+    idx = torch.arange(num_imgs, device=boxes.device)
+    pos[idx, :, idx, :] = iou >= iou_thr
+    pos = pos.view(num_imgs * num, num_imgs * num)
+    return pos | torch.eye(num_imgs * num, dtype=torch.bool,
+                           device=boxes.device)
+
+
+def loc_sce_loss(student: Tensor,
+                 teacher: Tensor,
+                 boxes: Tensor,
+                 valid: Optional[Tensor] = None,
+                 coeff: float = 0.5,
+                 temp: float = 0.1,
+                 temp_m: float = 0.05,
+                 iou_thr: float = 0.5) -> Tuple[Tensor, Tensor]:
+    """Per-proposal LocSCE loss over the whole batch at once.
+
+    Args:
+        student (Tensor): (N_b, N, D) student embeddings, row (i, j) matched
+            to teacher proposal (i, j).
+        teacher (Tensor): (N_b, N, D) teacher embeddings (detached).
+        boxes (Tensor): (N_b, N, 4) xyxy teacher proposal boxes.
+        valid (Tensor, optional): (N_b, N) bool; invalid proposals take no
+            part (neither as rows nor as columns).
+        coeff (float): lambda_SCE.
+        temp (float): tau.
+        temp_m (float): tau_m.
+        iou_thr (float): delta.
+
+    Returns:
+        tuple[Tensor, Tensor]: per-proposal loss (N_b * N,) and valid
+        (N_b * N,) bool.
+    """
+    if student.dim() != 3 or student.shape != teacher.shape or \
+            boxes.shape[:2] != student.shape[:2] or boxes.size(-1) != 4:
+        raise ValueError(
+            'loc_sce_loss: expected student/teacher (N_b, N, D) and boxes '
+            f'(N_b, N, 4), got {tuple(student.shape)}, '
+            f'{tuple(teacher.shape)}, {tuple(boxes.shape)}')
+    num_imgs, num, dim = student.shape
+    pos = same_image_iou_positives(boxes.detach(), iou_thr)
+    flat_valid = None if valid is None else valid.reshape(-1)
+    return sce_loss(
+        student.reshape(-1, dim), teacher.reshape(-1, dim), pos, flat_valid,
+        coeff, temp, temp_m)
+
+
+@MODELS.register_module()
+class LocSCELoss(nn.Module):
+    """LocSCE loss module.
+
+    Args:
+        coeff (float): lambda_SCE. Defaults to 0.5 (SCE default; ProSeCo
+            follows SCE).
+        temp (float): tau. Defaults to 0.1 (SCE).
+        temp_m (float): tau_m. Defaults to 0.05 (SCE class default).
+        iou_thr (float): delta, IoU threshold of the positives. Defaults to
+            0.5 (best in ProSeCo's ablation).
+        reduction (str): 'none', 'mean' (over valid proposals) or 'sum'.
+        loss_weight (float): Multiplier. Defaults to 1.0.
+    """
+
+    def __init__(self,
+                 coeff: float = 0.5,
+                 temp: float = 0.1,
+                 temp_m: float = 0.05,
+                 iou_thr: float = 0.5,
+                 reduction: str = 'mean',
+                 loss_weight: float = 1.0) -> None:
+        super().__init__()
+        if reduction not in ('none', 'mean', 'sum'):
+            raise ValueError(f'LocSCELoss: unknown reduction {reduction}')
+        if not 0.0 <= iou_thr <= 1.0:
+            raise ValueError(f'LocSCELoss: iou_thr must be in [0, 1], got '
+                             f'{iou_thr}')
+        self.coeff = coeff
+        self.temp = temp
+        self.temp_m = temp_m
+        self.iou_thr = iou_thr
+        self.reduction = reduction
+        self.loss_weight = loss_weight
+
+    def forward(self,
+                student: Tensor,
+                teacher: Tensor,
+                boxes: Tensor,
+                valid: Optional[Tensor] = None,
+                avg_factor: Optional[float] = None,
+                reduction_override: Optional[str] = None) -> Tensor:
+        """Args: student, teacher (N_b, N, D); boxes (N_b, N, 4) xyxy;
+        valid (N_b, N) bool, optional."""
+        loss, valid = loc_sce_loss(student, teacher, boxes, valid, self.coeff,
+                                   self.temp, self.temp_m, self.iou_thr)
+        return self.loss_weight * reduce_rows(
+            loss, valid, reduction_override or self.reduction, avg_factor)

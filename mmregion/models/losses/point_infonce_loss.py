@@ -1,0 +1,145 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""Point-level region contrast of PLRC in the supervised-contrastive form."""
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmdet.models.losses.utils import weight_reduce_loss
+from torch import Tensor
+
+from mmregion.registry import MODELS
+
+
+def point_supcon_loss(features: Tensor,
+                      labels: Tensor,
+                      valid: Optional[Tensor] = None,
+                      view_ids: Optional[Tensor] = None,
+                      temperature: float = 0.2,
+                      base_temperature: float = 0.07,
+                      cross_view_only: bool = False
+                      ) -> Tuple[Tensor, Tensor]:
+    """Per-anchor SupCon loss over a set of point embeddings.
+
+    For every anchor ``a`` (all valid points, the 'all' contrast mode of the
+    official ``SupConLoss.compute_cont_loss``)::
+
+        l_a = -(tau / tau_base) / |P(a)| * sum_{p in P(a)}
+              log( exp(z_a . z_p / tau) / sum_{c != a, c valid} exp(z_a . z_c / tau) )
+
+    where ``P(a)`` are the other valid points with the same label (the same
+    region of the same image; with ``cross_view_only`` only those of another
+    view) and every other valid point - other regions of the same image and of
+    other images - is a negative.
+
+    Args:
+        features (Tensor): ``(N, C)`` L2-normalised point embeddings.
+        labels (Tensor): ``(N,)`` long region labels (unique per image and
+            region).
+        valid (Tensor, optional): ``(N,)`` bool; invalid (padded) points are
+            neither anchors nor contrasted. Defaults to all valid.
+        view_ids (Tensor, optional): ``(N,)`` long view index of each point,
+            needed for ``cross_view_only``.
+        temperature (float): tau. Defaults to 0.2 (official code).
+        base_temperature (float): tau_base of the ``tau / tau_base`` scale.
+            Defaults to 0.07 (official code).
+        cross_view_only (bool): positives only from other views. Defaults to
+            False (positives from both views, as the official code).
+
+    Returns:
+        tuple[Tensor, Tensor]: per-anchor loss ``(N,)`` (0 where no positive
+        or invalid) and ``(N,)`` bool mask of anchors that count (valid with
+        at least one positive).
+    """
+    N = features.size(0)
+    device = features.device
+    if valid is None:
+        valid = torch.ones(N, dtype=torch.bool, device=device)
+    valid = valid.bool()
+    logits = features @ features.t() / temperature  # (N, N)
+    eye = torch.eye(N, dtype=torch.bool, device=device)
+    contrast = valid[None, :] & ~eye  # c != a, c valid
+    pos = (labels[:, None] == labels[None, :]) & contrast
+    if cross_view_only:
+        if view_ids is None:
+            raise ValueError('cross_view_only=True needs view_ids')
+        pos = pos & (view_ids[:, None] != view_ids[None, :])
+    # a large finite fill (not -inf) keeps rows without any contrast item
+    # finite in the forward and the backward pass
+    logits = logits.masked_fill(~contrast, torch.finfo(logits.dtype).min / 2)
+    # numerically stable log-softmax over the contrast set
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    log_prob = log_prob.masked_fill(~pos, 0.)
+    num_pos = pos.sum(1)
+    has_pos = valid & (num_pos > 0)
+    mean_log_prob_pos = log_prob.sum(1) / num_pos.clamp(min=1)
+    loss = -(temperature / base_temperature) * mean_log_prob_pos
+    loss = torch.where(has_pos, loss, torch.zeros_like(loss))
+    return loss, has_pos
+
+
+@MODELS.register_module()
+class PointInfoNCELoss(nn.Module):
+    """Point-level InfoNCE (SupCon form) of PLRC.
+
+    Args:
+        temperature (float): Defaults to 0.2 (``SupConLoss.build_loss`` in
+            ``PLRC/models/plrc_loss.py``).
+        base_temperature (float): Defaults to 0.07 (same file).
+        cross_view_only (bool): positives only from another view. Defaults to
+            False (the official code counts the points of the same region
+            in both views as positives).
+        normalize (bool): L2-normalise the inputs. Defaults to True.
+        reduction (str): 'mean' | 'sum' | 'none'. Defaults to 'mean' (mean
+            over the anchors that have a positive).
+        loss_weight (float): Defaults to 1.0.
+    """
+
+    def __init__(self,
+                 temperature: float = 0.2,
+                 base_temperature: float = 0.07,
+                 cross_view_only: bool = False,
+                 normalize: bool = True,
+                 reduction: str = 'mean',
+                 loss_weight: float = 1.0) -> None:
+        super().__init__()
+        self.temperature = temperature
+        self.base_temperature = base_temperature
+        self.cross_view_only = cross_view_only
+        self.normalize = normalize
+        self.reduction = reduction
+        self.loss_weight = loss_weight
+
+    def forward(self,
+                features: Tensor,
+                labels: Tensor,
+                valid: Optional[Tensor] = None,
+                view_ids: Optional[Tensor] = None,
+                avg_factor: Optional[float] = None,
+                reduction_override: Optional[str] = None) -> Tensor:
+        """Compute the loss.
+
+        Args:
+            features (Tensor): ``(N, C)`` point embeddings.
+            labels (Tensor): ``(N,)`` region labels.
+            valid (Tensor, optional): ``(N,)`` bool.
+            view_ids (Tensor, optional): ``(N,)`` view index of each point.
+            avg_factor (float, optional): divisor of the mean; defaults to
+                the number of anchors with a positive.
+            reduction_override (str, optional): overrides ``reduction``.
+
+        Returns:
+            Tensor: the loss (scalar unless reduction is 'none').
+        """
+        reduction = reduction_override or self.reduction
+        if self.normalize:
+            features = F.normalize(features, dim=-1)
+        loss, has_pos = point_supcon_loss(features, labels, valid, view_ids,
+                                          self.temperature,
+                                          self.base_temperature,
+                                          self.cross_view_only)
+        weight = has_pos.to(loss.dtype)
+        if reduction == 'mean' and avg_factor is None:
+            avg_factor = weight.sum().clamp(min=1.)
+        return self.loss_weight * weight_reduce_loss(
+            loss, weight, reduction=reduction, avg_factor=avg_factor)

@@ -1,0 +1,52 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""Batch the variable number of regions of a batch (``docs/design.md`` 2)."""
+from typing import List, Tuple
+
+import torch
+from torch.nn.utils.rnn import pad_sequence
+
+
+def stack_regions(data_samples: List,
+                  num_views: int = 2) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Pad the per-image region boxes of a batch into one tensor.
+
+    Args:
+        data_samples (list[DataSample]): B samples from
+            ``PackRegionInputs``, each with ``boxes`` (V, K_b, 4).
+        num_views (int): Expected number of views V. Defaults to 2.
+
+    Returns:
+        tuple[Tensor, Tensor]:
+
+        - boxes (B, V, Kmax, 4) float: view-pixel xyxy boxes, zeros where
+          padded; ``Kmax = max(1, max_b K_b)``.
+        - valid (B, Kmax) bool: True for real regions.
+
+    Raises:
+        ValueError: When a sample's boxes are not (num_views, K, 4).
+    """
+    if len(data_samples) == 0:
+        raise ValueError('stack_regions: got an empty batch.')
+    all_boxes = []
+    for b, sample in enumerate(data_samples):
+        boxes = getattr(sample, 'boxes', None)
+        if boxes is None:
+            raise ValueError(f'stack_regions: data_samples[{b}] has no '
+                             '"boxes" field (use PackRegionInputs).')
+        boxes = torch.as_tensor(boxes)
+        if boxes.dim() != 3 or boxes.shape[0] != num_views or \
+                boxes.shape[2] != 4:
+            raise ValueError(f'stack_regions: data_samples[{b}].boxes has '
+                             f'shape {tuple(boxes.shape)}, expected '
+                             f'({num_views}, K, 4).')
+        all_boxes.append(boxes)
+    device = all_boxes[0].device
+    counts = torch.tensor([b.shape[1] for b in all_boxes], device=device)
+    # (B, Kmax, V, 4), zero padded
+    out = pad_sequence([b.transpose(0, 1).float() for b in all_boxes],
+                       batch_first=True)
+    if out.shape[1] == 0:
+        out = out.new_zeros((len(all_boxes), 1, num_views, 4))
+    out = out.permute(0, 2, 1, 3).contiguous()
+    valid = torch.arange(out.shape[2], device=device)[None] < counts[:, None]
+    return out, valid

@@ -1,0 +1,216 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""Unsupervised proposal sources for one image.
+
+* :func:`selective_search`: OpenCV-contrib selective search (what CCOP and
+  SoCo use), run at a working scale, followed by :func:`filter_boxes`.
+* :func:`grid_proposals`: PLRC-style regular n x n grids.
+* :func:`random_proposals`: seeded random boxes, for ablations and tests.
+
+All return ``(N, 4)`` float32 xyxy boxes in the pixels of the input image,
+best first, and are deterministic.
+"""
+import ctypes
+from typing import Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from .filters import filter_boxes
+
+SS_MODES = ('fast', 'quality', 'single')
+
+_LIBC = None
+
+
+def _seed_c_rand(seed: int) -> None:
+    """Seed C's ``rand()``, which OpenCV's selective search uses to rank."""
+    global _LIBC
+    if _LIBC is None:
+        try:
+            _LIBC = ctypes.CDLL(None)
+            _LIBC.srand  # noqa: B018 (raises AttributeError if absent)
+        except (OSError, AttributeError, TypeError):
+            _LIBC = False
+    if _LIBC:
+        _LIBC.srand(ctypes.c_uint(seed & 0xffffffff))
+
+
+def _as_bgr(img: np.ndarray) -> np.ndarray:
+    img = np.asarray(img)
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    elif img.ndim == 3 and img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    if img.ndim != 3 or img.shape[2] != 3 or img.size == 0:
+        raise ValueError('selective_search expects an HxWx3 (or HxW) image, '
+                         f'got shape {img.shape}')
+    if img.dtype != np.uint8:
+        raise ValueError(f'selective_search expects uint8, got {img.dtype}')
+    return img
+
+
+def selective_search_raw(img: np.ndarray,
+                         mode: str = 'fast',
+                         max_side: Optional[int] = 500,
+                         single_k: int = 200,
+                         single_sigma: float = 0.8,
+                         seed: int = 0) -> np.ndarray:
+    """Unfiltered selective-search boxes in the input image's pixels.
+
+    Args:
+        img (np.ndarray): uint8 HxWx3 BGR image (HxW gray is accepted).
+        mode (str): ``'fast'`` (``switchToSelectiveSearchFast``, CCOP's
+            choice), ``'quality'`` (slower, more boxes) or ``'single'``
+            (one graph segmentation + one strategy; very fast, for tests).
+        max_side (int, optional): The image is downscaled (never upscaled)
+            so that its longest side is at most this before the search;
+            ``None`` or ``<= 0`` runs at full resolution. Defaults to 500.
+        single_k (int): Graph-segmentation ``k`` of the ``'single'`` mode.
+        single_sigma (float): Gaussian sigma of the ``'single'`` mode.
+        seed (int): Seed of C ``rand()`` which OpenCV uses to rank regions.
+
+    Returns:
+        np.ndarray: (N, 4) float32 xyxy boxes, OpenCV's ranking order.
+    """
+    if mode not in SS_MODES:
+        raise ValueError(f'selective_search: unknown mode {mode!r}, '
+                         f'expected one of {SS_MODES}')
+    img = _as_bgr(img)
+    h, w = img.shape[:2]
+    scale = 1.0
+    if max_side is not None and max_side > 0 and max(h, w) > max_side:
+        scale = max_side / float(max(h, w))
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+        sx, sy = w / float(size[0]), h / float(size[1])
+    else:
+        sx = sy = 1.0
+    ss = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
+    ss.setBaseImage(img)
+    if mode == 'fast':
+        ss.switchToSelectiveSearchFast()
+    elif mode == 'quality':
+        ss.switchToSelectiveSearchQuality()
+    else:
+        ss.switchToSingleStrategy(single_k, single_sigma)
+    _seed_c_rand(seed)
+    rects = np.asarray(ss.process(), np.float32).reshape(-1, 4)
+    boxes = np.empty_like(rects)
+    boxes[:, 0] = rects[:, 0] * sx
+    boxes[:, 1] = rects[:, 1] * sy
+    boxes[:, 2] = (rects[:, 0] + rects[:, 2]) * sx
+    boxes[:, 3] = (rects[:, 1] + rects[:, 3]) * sy
+    boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
+    boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
+    return boxes
+
+
+def selective_search(img: np.ndarray,
+                     mode: str = 'fast',
+                     max_side: Optional[int] = 500,
+                     min_size: float = 20.,
+                     min_aspect: float = 1. / 3.,
+                     max_aspect: float = 3.,
+                     min_rel_area: float = 0.,
+                     max_rel_area: float = 1.,
+                     nms_iou: Optional[float] = 0.5,
+                     topk: Optional[int] = 50,
+                     single_k: int = 200,
+                     single_sigma: float = 0.8,
+                     seed: int = 0) -> np.ndarray:
+    """Selective-search proposals of one image, filtered.
+
+    The search runs at a working scale (longest side ``max_side``) and the
+    boxes are mapped back to the input's pixels before filtering, so
+    ``min_size`` is in original pixels. Filter arguments are those of
+    :func:`filter_boxes` (defaults: CCOP's official filters, see
+    ``docs/proposals.md``). Call ``cv2.setNumThreads(1)`` in worker
+    processes.
+
+    Args:
+        img (np.ndarray): uint8 HxWx3 BGR image.
+        mode (str): ``'fast'``, ``'quality'`` or ``'single'``.
+        max_side (int, optional): Longest side of the working scale.
+
+    Returns:
+        np.ndarray: (K, 4) float32 xyxy boxes, best first, ``K <= topk``.
+    """
+    boxes = selective_search_raw(
+        img,
+        mode=mode,
+        max_side=max_side,
+        single_k=single_k,
+        single_sigma=single_sigma,
+        seed=seed)
+    return filter_boxes(
+        boxes,
+        img.shape[:2],
+        min_size=min_size,
+        min_aspect=min_aspect,
+        max_aspect=max_aspect,
+        min_rel_area=min_rel_area,
+        max_rel_area=max_rel_area,
+        nms_iou=nms_iou,
+        topk=topk)
+
+
+def grid_proposals(
+    img_shape: Sequence[int], grid_sizes: Sequence[int] = (4, )) -> np.ndarray:
+    """PLRC-style regular grid regions.
+
+    Args:
+        img_shape (Sequence[int]): ``(h, w)`` of the image.
+        grid_sizes (Sequence[int]): One ``n x n`` grid per entry, in this
+            order; cells are listed row-major. Defaults to ``(4, )``.
+
+    Returns:
+        np.ndarray: (sum(n * n), 4) float32 xyxy boxes tiling the image.
+    """
+    h, w = img_shape[:2]
+    out = []
+    for n in grid_sizes:
+        n = int(n)
+        if n < 1:
+            raise ValueError(f'grid_proposals: grid size must be >= 1, '
+                             f'got {n}')
+        xs = np.linspace(0, w, n + 1, dtype=np.float32)
+        ys = np.linspace(0, h, n + 1, dtype=np.float32)
+        gy, gx = np.meshgrid(np.arange(n), np.arange(n), indexing='ij')
+        gx, gy = gx.reshape(-1), gy.reshape(-1)
+        out.append(np.stack([xs[gx], ys[gy], xs[gx + 1], ys[gy + 1]], 1))
+    if not out:
+        return np.zeros((0, 4), np.float32)
+    return np.concatenate(out).astype(np.float32)
+
+
+def random_proposals(
+    img_shape: Sequence[int],
+    num: int = 50,
+    seed: int = 0,
+    scale: Tuple[float, float] = (0.02, 0.5),
+    ratio: Tuple[float, float] = (1. / 3., 3.)
+) -> np.ndarray:
+    """Seeded random boxes inside the image.
+
+    Args:
+        img_shape (Sequence[int]): ``(h, w)`` of the image.
+        num (int): Number of boxes. Defaults to 50.
+        seed (int): Seed of ``np.random.default_rng``. Defaults to 0.
+        scale (tuple[float, float]): Range of the box area relative to the
+            image (uniform). Defaults to ``(0.02, 0.5)``.
+        ratio (tuple[float, float]): Range of w/h (log-uniform); the box is
+            shrunk to fit the image. Defaults to ``(1/3, 3)``.
+
+    Returns:
+        np.ndarray: (num, 4) float32 xyxy boxes.
+    """
+    h, w = img_shape[:2]
+    rng = np.random.default_rng(seed)
+    area = rng.uniform(scale[0], scale[1], num) * h * w
+    log_r = rng.uniform(np.log(ratio[0]), np.log(ratio[1]), num)
+    r = np.exp(log_r)
+    bw = np.minimum(np.sqrt(area * r), w)
+    bh = np.minimum(np.sqrt(area / r), h)
+    x0 = rng.uniform(0, 1, num) * (w - bw)
+    y0 = rng.uniform(0, 1, num) * (h - bh)
+    return np.stack([x0, y0, x0 + bw, y0 + bh], 1).astype(np.float32)

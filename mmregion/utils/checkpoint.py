@@ -1,0 +1,135 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""Safe checkpoint loading for torch >= 2.6 with mmengine 0.10.x.
+
+torch >= 2.6 loads checkpoints with ``weights_only=True``: only tensors,
+containers and allow-listed types may be unpickled. mmengine 0.10.7 writes
+numpy arrays/scalars and ``HistoryBuffer`` objects (message hub) into its
+checkpoints, so ``resume=True`` and ``load_from`` fail with
+``UnpicklingError: Weights only load failed``.
+
+We keep the safe loader and allow-list exactly those benign types. We also
+replace mmengine's local-file loader so that a refused checkpoint gives one
+clear message naming the file and the refused global, instead of a long
+traceback. We never set ``weights_only=False`` or
+``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``.
+"""
+import os.path as osp
+import pickle
+from typing import Any, List, Optional
+
+import numpy as np
+import torch
+
+__all__ = [
+    'safe_checkpoint_globals', 'install_safe_checkpoint_loader',
+    'load_checkpoint_safely', 'UnsafeCheckpointError'
+]
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """A checkpoint holds a pickled object that is not allow-listed."""
+
+
+def safe_checkpoint_globals() -> List[Any]:
+    """Types that mmengine stores in checkpoints and that are safe to load.
+
+    Returns:
+        list: numpy array/scalar reconstruction helpers and dtypes, and
+        mmengine's ``HistoryBuffer``. None of them executes code on load.
+    """
+    allowed: List[Any] = [np.ndarray, np.dtype]
+    if int(np.__version__.split('.')[0]) >= 2:
+        from numpy._core import multiarray
+    else:
+        from numpy.core import multiarray
+    allowed += [multiarray._reconstruct, multiarray.scalar]
+    # numpy >= 1.25 pickles dtypes as instances of these classes
+    dtypes_mod = getattr(np, 'dtypes', None)
+    if dtypes_mod is not None:
+        for name in dir(dtypes_mod):
+            obj = getattr(dtypes_mod, name)
+            if isinstance(obj, type) and issubclass(obj, np.dtype):
+                allowed.append(obj)
+    for name in ('bool_', 'int8', 'int16', 'int32', 'int64', 'uint8',
+                 'uint16', 'uint32', 'uint64', 'float16', 'float32',
+                 'float64', 'str_'):
+        allowed.append(getattr(np, name))
+    from mmengine.logging.history_buffer import HistoryBuffer
+    allowed.append(HistoryBuffer)
+    # HistoryBuffer pickles its statistics methods as
+    # ``getattr(HistoryBuffer, 'mean')``: allow that getattr, and only that.
+    allowed.append((_history_buffer_getattr, 'builtins.getattr'))
+    return allowed
+
+
+_HISTORY_BUFFER_METHODS = ('min', 'max', 'current', 'mean')
+
+
+def _history_buffer_getattr(obj: Any, name: str) -> Any:
+    """The only ``getattr`` a checkpoint may call: a HistoryBuffer statistic."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+    allowed = set(_HISTORY_BUFFER_METHODS) | set(
+        HistoryBuffer._statistics_methods)
+    if obj is HistoryBuffer and name in allowed:
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(
+        f'Unsupported global: getattr({obj!r}, {name!r}) is not allowed')
+
+
+def load_checkpoint_safely(filename: str,
+                           map_location: Optional[Any] = None) -> Any:
+    """``torch.load`` with ``weights_only=True`` and a clear error.
+
+    Args:
+        filename (str): Path of a local checkpoint.
+        map_location: As in :func:`torch.load`. Defaults to None.
+
+    Returns:
+        The unpickled checkpoint (usually a dict).
+
+    Raises:
+        FileNotFoundError: The file does not exist.
+        UnsafeCheckpointError: The checkpoint holds a global that is not
+            allow-listed (it may run code when unpickled); it is refused.
+    """
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'checkpoint {filename} can not be found.')
+    try:
+        return torch.load(
+            filename, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()
+        detail = next((ln for ln in first if 'GLOBAL' in ln or
+                       'Unsupported' in ln), first[0] if first else '')
+        detail = detail.split('. Please use')[0]
+        raise UnsafeCheckpointError(
+            f'Refused to load checkpoint {filename}: it contains a pickled '
+            f'object that is not on the weights-only allow-list ({detail.strip()}). '
+            'Loading it could execute arbitrary code. If you trust the file, '
+            'add the type with torch.serialization.add_safe_globals.') from None
+
+
+def load_from_local_safely(filename: str, map_location: Any = None) -> Any:
+    """mmengine's local-file loader, safe (logged as 'local_safely')."""
+    return load_checkpoint_safely(filename, map_location)
+
+
+_INSTALLED = False
+
+
+def install_safe_checkpoint_loader() -> None:
+    """Allow-list mmengine's types and route local loads through us.
+
+    Idempotent. Called when :mod:`mmregion` is imported, so every path of
+    mmengine that reads a local checkpoint (``load_from``, ``resume``,
+    ``init_cfg=dict(type='Pretrained')``) uses the safe loader.
+    """
+    global _INSTALLED
+    if _INSTALLED:
+        return
+    torch.serialization.add_safe_globals(safe_checkpoint_globals())
+    from mmengine.runner.checkpoint import CheckpointLoader
+    CheckpointLoader.register_scheme(
+        prefixes='', loader=load_from_local_safely, force=True)
+    _INSTALLED = True

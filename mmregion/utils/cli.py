@@ -1,0 +1,160 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""Helpers shared by ``tools/train.py`` and ``tools/test.py``.
+
+They turn the usual user mistakes (a config path that does not exist, a
+``--cfg-options`` key that is not in the config, an unknown ``type=``) into
+one clear line instead of a deep traceback.
+"""
+import difflib
+import os
+import os.path as osp
+import sys
+from typing import Any, Dict, Iterable, List, Optional
+
+from mmengine.config import Config, ConfigDict
+
+__all__ = [
+    'UserError', 'load_config', 'check_cfg_options', 'explain_exception',
+    'setup_cpu_distributed'
+]
+
+
+class UserError(Exception):
+    """An error caused by the command line or the config, shown as one line."""
+
+
+def load_config(path: str) -> Config:
+    """``Config.fromfile`` with a clear error for a missing/unparsable file."""
+    if not osp.isfile(path):
+        hint = ''
+        root = osp.dirname(path) or '.'
+        if osp.isdir(root):
+            close = difflib.get_close_matches(
+                osp.basename(path), os.listdir(root), n=1)
+            if close:
+                hint = f' (did you mean {osp.join(root, close[0])}?)'
+        raise UserError(f'config file {path} does not exist{hint}')
+    try:
+        return Config.fromfile(path)
+    except (SyntaxError, FileNotFoundError, ImportError, KeyError,
+            TypeError) as e:
+        msg = str(e).strip().splitlines()
+        raise UserError(f'cannot parse config {path}: '
+                        f'{type(e).__name__}: {msg[0] if msg else ""}') \
+            from None
+
+
+def _keys_of(node: Any) -> List[str]:
+    if isinstance(node, dict):
+        return [str(k) for k in node.keys()]
+    if isinstance(node, (list, tuple)):
+        return [str(i) for i in range(len(node))]
+    return []
+
+
+def check_cfg_options(cfg: Config, options: Optional[Dict[str, Any]]) -> None:
+    """Refuse ``--cfg-options`` keys whose path does not exist in ``cfg``.
+
+    mmengine silently creates unknown keys, so a typo (``optim_wraper.lr``)
+    would train with the default. Every dotted key must name an existing
+    entry; list indices are allowed as path components.
+
+    Raises:
+        UserError: naming the first missing component and close matches.
+    """
+    if not options:
+        return
+    for full_key in options:
+        node: Any = cfg._cfg_dict if isinstance(cfg, Config) else cfg
+        done = []
+        for part in full_key.split('.'):
+            keys = _keys_of(node)
+            if part not in keys:
+                where = '.'.join(done) or '<root>'
+                close = difflib.get_close_matches(part, keys, n=3)
+                hint = f'; did you mean {", ".join(close)}?' if close else ''
+                raise UserError(
+                    f'--cfg-options key "{full_key}" does not exist in the '
+                    f'config: no "{part}" under {where}{hint}')
+            node = node[int(part)] if isinstance(node,
+                                                 (list, tuple)) else node[part]
+            done.append(part)
+
+
+def _scoped_alternatives(obj_type: str) -> List[str]:
+    """Names of ``obj_type`` in other libraries' registries (for hints)."""
+    found = []
+    name = obj_type.split('.')[-1]
+    for scope in ('mmregion', 'mmpretrain', 'mmdet', 'mmengine'):
+        try:
+            import importlib
+            reg_mod = importlib.import_module(f'{scope}.registry')
+        except Exception:  # pragma: no cover - optional libs
+            continue
+        for attr in ('MODELS', 'TRANSFORMS', 'DATASETS', 'HOOKS', 'METRICS',
+                     'TASK_UTILS'):
+            reg = getattr(reg_mod, attr, None)
+            if reg is None:
+                continue
+            try:
+                reg.import_from_location()
+            except Exception:  # pragma: no cover
+                pass
+            if name in reg.module_dict:
+                found.append(f'{scope}.{name}')
+                break
+    return found
+
+
+def explain_exception(exc: BaseException) -> Optional[str]:
+    """One line for a user error raised while building or running, else None."""
+    if isinstance(exc, UserError):
+        return str(exc)
+    text = str(exc).strip().strip('"').strip("'")
+    first = text.splitlines()[0] if text else ''
+    if isinstance(exc, KeyError) and 'registry' in first and \
+            'is not in the' in first:
+        # "class `X` in mmregion/models/...: Foo is not in the mmregion::model
+        # registry. Please check ..." -> keep the informative part
+        core = first.split('. Please check')[0]
+        obj_type = core.split(' is not in the')[0].split(':')[-1].strip()
+        alts = [a for a in _scoped_alternatives(obj_type) if a != obj_type]
+        hint = f'; did you mean {" or ".join(alts)}?' if alts else ''
+        return f'unknown type in config: {core}{hint}'
+    if isinstance(exc, FileNotFoundError):
+        return f'file not found: {first}'
+    return None
+
+
+def run_cli(main, argv: Optional[Iterable[str]] = None) -> None:
+    """Run ``main``; print user errors as one line and exit with status 1."""
+    try:
+        main(argv)
+    except (UserError, KeyError, FileNotFoundError) as e:
+        line = explain_exception(e)
+        if line is None:
+            raise
+        print(f'error: {line}', file=sys.stderr)
+        sys.exit(1)
+
+
+def setup_cpu_distributed(cfg: Config, launcher: str) -> None:
+    """Make ``--launcher pytorch`` work without a GPU (gloo, no device ids).
+
+    mmengine assumes NCCL and ``torch.cuda.set_device``; on a CPU machine we
+    start the gloo process group ourselves (mmengine then skips its own
+    ``init_dist``) and let DDP wrap a CPU module.
+    """
+    import torch
+    if launcher == 'none' or torch.cuda.is_available():
+        return
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+    cfg.setdefault('env_cfg', ConfigDict())
+    cfg.env_cfg.setdefault('dist_cfg', ConfigDict())
+    cfg.env_cfg.dist_cfg['backend'] = 'gloo'
+    wrapper = cfg.get('model_wrapper_cfg') or ConfigDict(
+        type='MMDistributedDataParallel')
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper

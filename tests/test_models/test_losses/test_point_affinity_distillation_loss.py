@@ -1,0 +1,63 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+import math
+
+import pytest
+import torch
+
+from mmregion.models.losses import (PointAffinityDistillationLoss,
+                                    point_affinity_distillation_loss)
+
+
+def _loop_reference(s, t, c, tau_s, tau_t, w):
+    total, n = 0., 0.
+    for i in range(s.size(0)):
+        if w[i] == 0:
+            continue
+        tl = [(float(t[i, d]) - float(c[d])) / tau_t for d in range(s.size(1))]
+        tz = math.log(sum(math.exp(x) for x in tl))
+        sl = [float(s[i, d]) / tau_s for d in range(s.size(1))]
+        sz = math.log(sum(math.exp(x) for x in sl))
+        total += sum(-math.exp(tl[d] - tz) * (sl[d] - sz)
+                     for d in range(s.size(1)))
+        n += 1
+    return total / n
+
+
+def test_distillation_equals_loop_and_center_update():
+    g = torch.Generator().manual_seed(0)
+    M, D = 10, 7
+    s = torch.randn(M, D, generator=g, requires_grad=True)
+    t = torch.randn(M, D, generator=g)
+    w = (torch.rand(M, generator=g) < 0.7).float()
+    loss_fn = PointAffinityDistillationLoss(
+        out_dim=D, warmup_teacher_temp=0.04, teacher_temp=0.07,
+        warmup_epochs=30)
+    loss_fn.center.normal_(generator=g)
+    c0 = loss_fn.center.clone()
+    loss_fn.progress = 15.  # half of the warm-up
+    assert loss_fn.teacher_temp == pytest.approx(0.055)
+    loss = loss_fn(s, t, w)
+    ref = _loop_reference(s.detach(), t, c0[0], 0.1, 0.055, w)
+    assert loss.item() == pytest.approx(ref, rel=1e-5)
+    # centre EMA with momentum 0.9 over the counted rows
+    expected = 0.9 * c0 + 0.1 * (t * w[:, None]).sum(0) / w.sum()
+    assert torch.allclose(loss_fn.center, expected, atol=1e-6)
+    loss.backward()
+    assert s.grad[w == 0].abs().sum() == 0 and s.grad.abs().sum() > 0
+    # function form, teacher gets no gradient
+    t2 = t.clone().requires_grad_()
+    point_affinity_distillation_loss(s, t2, c0).sum().backward()
+    assert t2.grad is None
+
+
+def test_teacher_temp_schedule_and_checks():
+    loss_fn = PointAffinityDistillationLoss(out_dim=3)
+    assert loss_fn.teacher_temp == pytest.approx(0.04)
+    loss_fn.progress = 100
+    assert loss_fn.teacher_temp == pytest.approx(0.07)
+    with pytest.raises(ValueError, match='out_dim=3'):
+        loss_fn(torch.zeros(2, 4), torch.zeros(2, 4))
+    loss_fn.eval()
+    c = loss_fn.center.clone()
+    loss_fn(torch.randn(2, 3), torch.randn(2, 3))
+    assert torch.equal(c, loss_fn.center)  # no centre update in eval

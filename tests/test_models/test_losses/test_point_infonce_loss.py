@@ -1,0 +1,70 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmregion.models.losses import PointInfoNCELoss, point_supcon_loss
+
+
+def _loop_reference(z, labels, valid, views, tau, tau_b, cross_view_only):
+    losses = []
+    N = z.size(0)
+    for a in range(N):
+        if not valid[a]:
+            continue
+        denom = sum(
+            math.exp(float(z[a] @ z[c]) / tau) for c in range(N)
+            if c != a and valid[c])
+        pos = [
+            p for p in range(N) if p != a and valid[p]
+            and labels[p] == labels[a] and
+            (not cross_view_only or views[p] != views[a])
+        ]
+        if not pos:
+            continue
+        s = sum(float(z[a] @ z[p]) / tau - math.log(denom) for p in pos)
+        losses.append(-(tau / tau_b) * s / len(pos))
+    return sum(losses) / len(losses)
+
+
+@pytest.mark.parametrize('cross_view_only', [False, True])
+def test_point_infonce_equals_loop(cross_view_only):
+    g = torch.Generator().manual_seed(0)
+    N = 24
+    z = F.normalize(torch.randn(N, 8, generator=g), dim=-1)
+    labels = torch.randint(0, 4, (N, ), generator=g)
+    views = torch.randint(0, 2, (N, ), generator=g)
+    valid = torch.rand(N, generator=g) < 0.8
+    loss = PointInfoNCELoss(
+        temperature=0.2, base_temperature=0.07,
+        cross_view_only=cross_view_only)(z, labels, valid, views)
+    ref = _loop_reference(z, labels, valid, views, 0.2, 0.07, cross_view_only)
+    assert loss.item() == pytest.approx(ref, rel=1e-5)
+
+
+def test_point_infonce_masks_and_grad():
+    z = torch.randn(6, 4, requires_grad=True)
+    labels = torch.tensor([0, 0, 1, 1, 2, 3])
+    valid = torch.tensor([True, True, True, True, True, False])
+    per, has_pos = point_supcon_loss(F.normalize(z, dim=-1), labels, valid)
+    # label 2 has no positive, the padded point is not an anchor
+    assert has_pos.tolist() == [True, True, True, True, False, False]
+    assert (per[~has_pos] == 0).all()
+    # padded points do not change the loss of valid anchors
+    z2 = z.detach().clone()
+    z2[5] = 100.
+    per2, _ = point_supcon_loss(F.normalize(z2, dim=-1), labels, valid)
+    assert torch.allclose(per[:4], per2[:4])
+    loss = PointInfoNCELoss(loss_weight=0.3)(z, labels, valid)
+    loss.backward()
+    assert torch.isfinite(z.grad).all() and z.grad[5].abs().sum() == 0
+    # all invalid: zero loss, finite grads
+    z3 = torch.randn(4, 4, requires_grad=True)
+    loss = PointInfoNCELoss()(z3, torch.zeros(4, dtype=torch.long),
+                              torch.zeros(4, dtype=torch.bool))
+    loss.backward()
+    assert loss.item() == 0 and torch.isfinite(z3.grad).all()
+    with pytest.raises(ValueError, match='view_ids'):
+        point_supcon_loss(z3, labels[:4], cross_view_only=True)

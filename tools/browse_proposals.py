@@ -1,0 +1,70 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""Draw proposals on their images (PNG files) to inspect a proposal store.
+
+Example::
+
+    python tools/browse_proposals.py data/coco/proposals/ss_train2017 \
+        data/coco/train2017 work_dirs/browse --num 10 --topk 20
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+import cv2
+import numpy as np
+
+try:
+    from mmregion.proposals import load_proposal_store
+except ImportError:  # running from a checkout without `pip install -e`
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+    from mmregion.proposals import load_proposal_store
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description='Draw proposals to PNG files.')
+    p.add_argument('proposals', help='proposal directory, .pkl or .json')
+    p.add_argument('img_root', help='root of the image keys')
+    p.add_argument('out_dir')
+    p.add_argument('--num', type=int, default=10, help='images to draw')
+    p.add_argument('--topk', type=int, default=20, help='boxes per image')
+    p.add_argument(
+        '--ann-file', default=None, help='COCO json for a list-style pickle')
+    return p.parse_args(argv)
+
+
+def draw(img: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Draw xyxy boxes (best first, best on top) in distinct colours."""
+    img = img.copy()
+    rng = np.random.default_rng(0)
+    colours = rng.integers(64, 256, size=(max(len(boxes), 1), 3))
+    for i in range(len(boxes) - 1, -1, -1):
+        x0, y0, x1, y1 = np.round(boxes[i]).astype(int)
+        c = tuple(int(v) for v in colours[i])
+        cv2.rectangle(img, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), c,
+                      2 if i == 0 else 1)
+        cv2.putText(img, str(i), (x0 + 2, y0 + 12), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.4, c, 1, cv2.LINE_AA)
+    return img
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    store = load_proposal_store(args.proposals, ann_file=args.ann_file)
+    os.makedirs(args.out_dir, exist_ok=True)
+    written = 0
+    for key in store.keys()[:args.num]:
+        path = osp.join(args.img_root, key)
+        img = cv2.imread(path)
+        if img is None:
+            print(f'skip {path}: not readable', file=sys.stderr)
+            continue
+        boxes = store.get(key)[:args.topk]
+        name = key.replace('/', '__').rsplit('.', 1)[0] + '.png'
+        cv2.imwrite(osp.join(args.out_dir, name), draw(img, boxes))
+        written += 1
+    print(f'Wrote {written} images to {args.out_dir}')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,90 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""Verify that the mmregion stack is installed and usable.
+
+Prints one line per check and exits with status 1 (listing every failure)
+when anything is missing. Used by ``tools/install.sh`` and the tests.
+"""
+import importlib
+import sys
+from typing import Callable, List, Tuple
+
+
+def _torchvision():
+    import torchvision
+    import torchvision.transforms.functional  # noqa: F401  (mmpretrain)
+    return torchvision.__version__
+
+
+def _mmcv_ops():
+    import mmcv
+    import torch
+    from mmcv.ops import RoIAlign
+    feat = torch.arange(16.).view(1, 1, 4, 4)
+    rois = torch.tensor([[0., 0., 0., 3., 3.]])
+    out = RoIAlign((2, 2), 1.0, 0, aligned=True)(feat, rois)
+    assert out.shape == (1, 1, 2, 2), out.shape
+    return f'{mmcv.__version__} (ops OK: RoIAlign ran)'
+
+
+def _version_of(name: str) -> Callable[[], str]:
+    def check():
+        return importlib.import_module(name).__version__
+    return check
+
+
+def _ximgproc():
+    import cv2
+    cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
+    return f'{cv2.__version__} (cv2.ximgproc OK)'
+
+
+def _mmregion():
+    import mmregion
+    from mmregion.utils import find_dependency_problems
+    problems = find_dependency_problems()
+    if problems:
+        raise RuntimeError('; '.join(problems))
+    return mmregion.__version__
+
+
+CHECKS: List[Tuple[str, Callable[[], str]]] = [
+    ('torch', _version_of('torch')),
+    ('torchvision', _torchvision),
+    ('numpy', _version_of('numpy')),
+    ('mmengine', _version_of('mmengine')),
+    ('mmcv', _mmcv_ops),
+    ('mmdet', _version_of('mmdet')),
+    ('mmpretrain', _version_of('mmpretrain')),
+    ('opencv', _ximgproc),
+    ('pycocotools', lambda: (importlib.import_module('pycocotools.coco'),
+                             'OK')[1]),
+    ('scipy', _version_of('scipy')),
+    ('mmregion', _mmregion),
+]
+
+
+def run_checks() -> List[str]:
+    """Run all checks, print them, return the failure lines."""
+    failures = []
+    for name, check in CHECKS:
+        try:
+            print(f'  {name:<12} {check()}')
+        except Exception as e:  # noqa: BLE001 - report everything
+            line = f'{name}: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ""}'
+            print(f'  {name:<12} FAILED ({line})')
+            failures.append(line)
+    return failures
+
+
+def main() -> int:
+    failures = run_checks()
+    if failures:
+        print('mmregion install check FAILED:\n  - ' + '\n  - '.join(failures) +
+              '\nRe-run `bash tools/install.sh`.', file=sys.stderr)
+        return 1
+    print('mmregion install check passed')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

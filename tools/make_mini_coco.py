@@ -1,0 +1,294 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""Make nested, seeded image-level subsets of a COCO annotation file.
+
+This is the "mini-COCO" protocol of DETReg (``--filter_pct``: a random
+``round(pct * num_images)`` images of train2017, github amirbar/DETReg
+``datasets/coco.py``) and ProSeCo (mini-COCO 1 % / 5 % / 10 %), made
+reproducible and nested:
+
+* one seeded permutation of all images (sorted by id first, so the order of
+  the input file does not matter) is drawn with
+  ``numpy.random.default_rng(seed)``; the split of ``p`` % is the first
+  ``max(1, round(p / 100 * num_images))`` images of it, so the 1 % split is
+  contained in the 5 % split, which is contained in the 10 % split;
+* every category that has an instance in the input must appear in every
+  split: when a split misses a category, the first image (in permutation
+  order) beyond the split that has it is swapped with the last image of the
+  split's *own* window (images not in any smaller split) whose categories are
+  all still covered without it. Swaps are deterministic and keep the nesting.
+  If no such swap exists the script fails (``--allow-missing`` only warns).
+
+Outputs (written atomically: temporary file + ``os.replace``)::
+
+    OUT/{stem}_{p}pct_seed{S}.json   # e.g. instances_train2017_1pct_seed0.json
+    OUT/{stem}_mini_summary_seed{S}.json
+
+where ``stem`` is the input file name without ``.json``. The subsets keep the
+input's ``categories``, ``licenses`` and ``info`` (plus an ``info.mini_coco``
+record of percent, seed, source and number of swaps).
+
+Usage::
+
+    python tools/make_mini_coco.py data/coco/annotations/instances_train2017.json \
+        data/coco/annotations/mini --percent 1 5 10 --seed 0
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+from collections import Counter, defaultdict
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+
+def _atomic_write_json(obj: dict, path: str) -> None:
+    tmp = osp.join(
+        osp.dirname(osp.abspath(path)),
+        f'.{osp.basename(path)}.tmp.{os.getpid()}')
+    try:
+        with open(tmp, 'w') as f:
+            json.dump(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
+
+
+def _load_coco(path: str) -> dict:
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'make_mini_coco: {path} does not exist')
+    with open(path) as f:
+        coco = json.load(f)
+    for key in ('images', 'annotations', 'categories'):
+        if not isinstance(coco.get(key), list):
+            raise KeyError(f'make_mini_coco: {path} has no list "{key}" '
+                           '(is it a COCO instances file?)')
+    return coco
+
+
+def percent_tag(p: float) -> str:
+    """``1`` -> ``'1'``, ``0.5`` -> ``'0.5'`` (used in file names)."""
+    return f'{p:g}'
+
+
+def split_sizes(num_images: int, percents: Sequence[float]) -> List[int]:
+    """``max(1, round(p / 100 * num_images))`` for every percent."""
+    return [max(1, int(round(p / 100.0 * num_images))) for p in percents]
+
+
+def nested_splits(image_ids: Sequence[int],
+                  image_cats: Dict[int, set],
+                  percents: Sequence[float],
+                  seed: int,
+                  allow_missing: bool = False) -> dict:
+    """Compute nested, category-covering image subsets.
+
+    Args:
+        image_ids (Sequence[int]): All image ids (any order; sorted inside).
+        image_cats (dict[int, set]): Categories annotated in each image
+            (images without annotations may be absent).
+        percents (Sequence[float]): Split sizes in percent, in (0, 100].
+        seed (int): Seed of the permutation.
+        allow_missing (bool): Warn instead of failing when a split cannot
+            cover every category. Defaults to False.
+
+    Returns:
+        dict: ``{percent: dict(image_ids=[...] (permutation order),
+        missing=[category ids], swaps=int)}``.
+
+    Raises:
+        ValueError: A percent is out of range, or (unless ``allow_missing``)
+            a split cannot contain every category.
+    """
+    for p in percents:
+        if not 0 < p <= 100:
+            raise ValueError(f'make_mini_coco: percent must be in (0, 100], '
+                             f'got {p}')
+    ids = sorted(int(i) for i in image_ids)
+    if not ids:
+        raise ValueError('make_mini_coco: the annotation file has no images')
+    rng = np.random.default_rng(seed)
+    order = [ids[i] for i in rng.permutation(len(ids))]
+    all_cats = sorted(set().union(*image_cats.values())) if image_cats else []
+
+    result = {}
+    prev = 0
+    for p in sorted(set(percents)):
+        n = split_sizes(len(ids), [p])[0]
+        n = max(n, prev)
+        counts = Counter(c for i in order[:n] for c in image_cats.get(i, ()))
+        swaps = 0
+        missing = []
+        for cat in all_cats:
+            if counts[cat] > 0:
+                continue
+            # first image beyond the split that has the category
+            j = next((j for j in range(n, len(order))
+                      if cat in image_cats.get(order[j], ())), None)
+            # last image of this split's own window that can leave it
+            i = None
+            for k in range(n - 1, prev - 1, -1):
+                cats_k = image_cats.get(order[k], set())
+                if all(counts[c] > 1 for c in cats_k):
+                    i = k
+                    break
+            if j is None or i is None:
+                missing.append(cat)
+                continue
+            for c in image_cats.get(order[i], ()):
+                counts[c] -= 1
+            for c in image_cats.get(order[j], ()):
+                counts[c] += 1
+            order[i], order[j] = order[j], order[i]
+            swaps += 1
+        if missing and not allow_missing:
+            raise ValueError(
+                f'make_mini_coco: the {percent_tag(p)} % split ({n} images) '
+                f'cannot contain every category: no deterministic swap covers '
+                f'category ids {missing}. Use a larger percent or '
+                '--allow-missing.')
+        result[p] = dict(image_ids=list(order[:n]), missing=missing,
+                         swaps=swaps)
+        prev = n
+    return result
+
+
+def make_mini_coco(ann_file: str,
+                   out_dir: str,
+                   percents: Sequence[float] = (1, 5, 10),
+                   seed: int = 0,
+                   allow_missing: bool = False,
+                   verbose: bool = True) -> dict:
+    """Write the nested subsets of ``ann_file`` to ``out_dir``.
+
+    Args:
+        ann_file (str): COCO instances json.
+        out_dir (str): Output folder (created).
+        percents (Sequence[float]): Split sizes in percent.
+            Defaults to (1, 5, 10).
+        seed (int): Permutation seed. Defaults to 0.
+        allow_missing (bool): See :func:`nested_splits`.
+        verbose (bool): Print the summary. Defaults to True.
+
+    Returns:
+        dict: The summary: ``{'seed', 'source', 'num_images', 'splits':
+        {tag: dict(file, num_images, num_instances, instances_per_category,
+        missing_categories, swaps)}}``.
+    """
+    coco = _load_coco(ann_file)
+    image_ids = [img['id'] for img in coco['images']]
+    anns_by_img: Dict[int, List[dict]] = defaultdict(list)
+    image_cats: Dict[int, set] = defaultdict(set)
+    known = {img_id for img_id in image_ids}
+    skipped = 0
+    for ann in coco['annotations']:
+        if ann.get('image_id') not in known:
+            skipped += 1
+            continue
+        anns_by_img[ann['image_id']].append(ann)
+        image_cats[ann['image_id']].add(ann['category_id'])
+    if skipped:
+        print(f'make_mini_coco: {ann_file}: skipped {skipped} annotations '
+              'whose image_id is not in "images"', file=sys.stderr)
+    splits = nested_splits(image_ids, image_cats, percents, seed,
+                           allow_missing)
+
+    os.makedirs(out_dir, exist_ok=True)
+    stem = osp.splitext(osp.basename(ann_file))[0]
+    images_by_id = {img['id']: img for img in coco['images']}
+    cat_names = {c['id']: c.get('name', str(c['id']))
+                 for c in coco['categories']}
+    summary = dict(
+        source=osp.abspath(ann_file),
+        seed=seed,
+        num_images=len(image_ids),
+        splits={})
+    for p, split in splits.items():
+        keep = sorted(split['image_ids'])
+        anns = [a for i in keep for a in anns_by_img.get(i, ())]
+        info = dict(coco.get('info') or {})
+        info['mini_coco'] = dict(
+            percent=p, seed=seed, source=osp.basename(ann_file),
+            num_images=len(keep), swaps=split['swaps'])
+        sub = dict(coco)
+        sub.update(
+            info=info,
+            images=[images_by_id[i] for i in keep],
+            annotations=anns)
+        tag = percent_tag(p)
+        out_file = osp.join(out_dir, f'{stem}_{tag}pct_seed{seed}.json')
+        _atomic_write_json(sub, out_file)
+        per_cat = Counter(a['category_id'] for a in anns)
+        summary['splits'][tag] = dict(
+            file=out_file,
+            num_images=len(keep),
+            num_instances=len(anns),
+            instances_per_category={
+                cat_names.get(c, str(c)): per_cat.get(c, 0)
+                for c in sorted(cat_names)
+            },
+            missing_categories=[cat_names.get(c, c) for c in split['missing']],
+            swaps=split['swaps'])
+    summary_file = osp.join(out_dir, f'{stem}_mini_summary_seed{seed}.json')
+    _atomic_write_json(summary, summary_file)
+    if verbose:
+        print(format_summary(summary))
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    """A Markdown table: one row per split, one column per category."""
+    splits = summary['splits']
+    if not splits:
+        return ''
+    cats = list(next(iter(splits.values()))['instances_per_category'])
+    head = ['split', 'images', 'instances', 'swaps'] + cats
+    lines = ['| ' + ' | '.join(head) + ' |',
+             '|' + '---|' * len(head)]
+    for tag, s in splits.items():
+        row = [f'{tag} %', str(s['num_images']), str(s['num_instances']),
+               str(s['swaps'])]
+        row += [str(s['instances_per_category'][c]) for c in cats]
+        lines.append('| ' + ' | '.join(row) + ' |')
+    lines.append(f'(source {summary["source"]}: {summary["num_images"]} '
+                 f'images, seed {summary["seed"]})')
+    return '\n'.join(lines)
+
+
+def parse_args(argv: Optional[List[str]] = None):
+    parser = argparse.ArgumentParser(
+        description='Nested, seeded mini-COCO subsets (DETReg/ProSeCo '
+        'protocol) that contain every category.')
+    parser.add_argument('ann_file', help='COCO instances json')
+    parser.add_argument('out_dir', help='output folder')
+    parser.add_argument(
+        '--percent', nargs='+', type=float, default=[1, 5, 10],
+        help='split sizes in percent of the images (default: 1 5 10)')
+    parser.add_argument('--seed', type=int, default=0, help='permutation seed')
+    parser.add_argument(
+        '--allow-missing', action='store_true',
+        help='warn instead of failing when a split misses a category')
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        summary = make_mini_coco(args.ann_file, args.out_dir, args.percent,
+                                 args.seed, args.allow_missing)
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        print(e.args[0] if e.args else e, file=sys.stderr)
+        return 1
+    for tag, s in summary['splits'].items():
+        if s['missing_categories']:
+            print(f'WARNING: the {tag} % split misses categories '
+                  f'{s["missing_categories"]}', file=sys.stderr)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,138 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""Train a model (pre-training or fine-tuning) from a config.
+
+Examples:
+    python tools/train.py configs/mmregion/ccop_r18_toy.py --work-dir W
+    python tools/train.py CONFIG --resume            # latest ckpt in work_dir
+    python tools/train.py CONFIG --resume W/iter_20.pth
+    bash tools/dist_train.sh configs/mmregion/ccop_r50_coco.py 8
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
+
+import mmregion  # noqa: E402,F401  (safe checkpoint loader, version checks)
+from mmengine.config import DictAction  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+from mmregion.utils.cli import (UserError, check_cfg_options,  # noqa: E402
+                                load_config, run_cli, setup_cpu_distributed)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Train a model')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='If specify checkpoint path, resume from it, while if not '
+        'specify, try to auto resume from the latest checkpoint '
+        'in the work directory.')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='enable automatic-mixed-precision training')
+    parser.add_argument(
+        '--no-validate',
+        action='store_true',
+        help='whether not to evaluate the checkpoint during training')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='whether to auto scale the learning rate according to the '
+        'actual batch size and the original batch size.')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override some settings in the used config, the key-value pair '
+        'in xxx=yyy format will be merged into config file. Every key must '
+        'already exist in the config.')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torch.distributed.launch (torch >= 2.0) passes --local-rank
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+# optim wrapper -> its mixed-precision counterpart (for --amp)
+AMP_WRAPPERS = {
+    'OptimWrapper': 'AmpOptimWrapper',
+    'AmpOptimWrapper': 'AmpOptimWrapper',
+    'FiniteCheckOptimWrapper': 'FiniteCheckAmpOptimWrapper',
+    'FiniteCheckAmpOptimWrapper': 'FiniteCheckAmpOptimWrapper',
+}
+
+
+def merge_args(cfg, args):
+    """Merge CLI arguments into the config."""
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+
+    if args.no_validate:
+        cfg.val_cfg = None
+        cfg.val_dataloader = None
+        cfg.val_evaluator = None
+
+    if args.amp:
+        optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+        if optim_wrapper not in AMP_WRAPPERS:
+            raise UserError(
+                f'--amp supports optim_wrapper.type {", ".join(AMP_WRAPPERS)}'
+                f'; the config has {optim_wrapper}')
+        cfg.optim_wrapper.type = AMP_WRAPPERS[optim_wrapper]
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        if not osp.isfile(args.resume):
+            raise UserError(f'--resume checkpoint {args.resume} does not '
+                            'exist')
+        cfg.resume = True
+        cfg.load_from = args.resume
+
+    if args.auto_scale_lr:
+        if 'auto_scale_lr' not in cfg or \
+                'base_batch_size' not in cfg.auto_scale_lr:
+            raise UserError('--auto-scale-lr needs `auto_scale_lr = '
+                            'dict(base_batch_size=...)` in the config')
+        cfg.auto_scale_lr.enable = True
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = load_config(args.config)
+    check_cfg_options(cfg, args.cfg_options)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.launcher = args.launcher
+    setup_cpu_distributed(cfg, args.launcher)
+    cfg = merge_args(cfg, args)
+
+    if 'runner_type' not in cfg:
+        runner = Runner.from_cfg(cfg)
+    else:
+        from mmengine.registry import RUNNERS
+        runner = RUNNERS.build(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    run_cli(main)
