@@ -12,6 +12,41 @@ if importlib.util.find_spec('mmregion') is None:
     sys.path.insert(0, REPO_ROOT)
 
 
+def _restoring_default_scope():
+    """Yield, then put back the :class:`DefaultScope` instances of before.
+
+    ``Runner``, ``init_default_scope`` and mmdet's ``register_all_modules``
+    create :class:`DefaultScope` instances that stay current for the rest of
+    the process; a later test building ``mmregion`` modules would then look
+    them up in e.g. the ``mmdet`` registry.
+    """
+    from mmengine.registry import DefaultScope
+    saved = DefaultScope._instance_dict.copy()
+    yield
+    DefaultScope._instance_dict.clear()
+    DefaultScope._instance_dict.update(saved)
+
+
+@pytest.fixture(autouse=True, scope='session')
+def _no_default_scope_from_collection():
+    """Start the session without a default scope left by test imports."""
+    from mmengine.registry import DefaultScope
+    DefaultScope._instance_dict.clear()
+    yield
+
+
+@pytest.fixture(autouse=True, scope='module')
+def _isolate_default_scope_per_module(_no_default_scope_from_collection):
+    """A module's fixtures (e.g. one setting the mmdet scope) stay inside it."""
+    yield from _restoring_default_scope()
+
+
+@pytest.fixture(autouse=True)
+def _isolate_default_scope(_isolate_default_scope_per_module):
+    """Each test gets back the scope state of before it."""
+    yield from _restoring_default_scope()
+
+
 @pytest.fixture(scope='session')
 def toy_coco(tmp_path_factory) -> Path:
     """Root of a tiny toy COCO set (8 train / 4 val images of 128 px).

@@ -113,7 +113,9 @@ if ! "$PY" -c 'import cv2; cv2.ximgproc.segmentation' 2>/dev/null; then
 fi
 
 # 6. mmregion itself (editable)
-if "$PY" -c "import mmregion, os, sys; sys.exit(0 if os.path.realpath(os.path.dirname(mmregion.__file__)).startswith(os.path.realpath('$ROOT')) else 1)" 2>/dev/null; then
+# (checked from / so that the source tree in the current directory does not
+#  stand in for an installed package)
+if (cd / && "$PY" -c "import mmregion, os, sys; sys.exit(0 if os.path.realpath(os.path.dirname(mmregion.__file__)).startswith(os.path.realpath('$ROOT')) else 1)") 2>/dev/null; then
   say "mmregion (editable, $ROOT) ok"
 else
   say "installing mmregion in editable mode"

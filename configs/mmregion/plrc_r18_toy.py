@@ -97,7 +97,7 @@ view_pipeline = [
     dict(type='RegionRandomFlip', prob=0.5),
 ]
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFileSafe'),  # skips bad images (counted, logged)
     dict(
         type='LoadProposals',
         proposal_file=proposal_file,
@@ -119,7 +119,7 @@ train_dataloader = dict(
     dataset=dict(data_root=data_root, pipeline=train_pipeline))
 
 optim_wrapper = dict(
-    type='OptimWrapper',
+    type='FiniteCheckOptimWrapper',  # skips non-finite steps (counted)
     optimizer=dict(type='SGD', lr=0.03, momentum=0.9, weight_decay=1e-4))
 param_scheduler = [dict(type='CosineAnnealingLR', T_max=20, by_epoch=False)]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=20)

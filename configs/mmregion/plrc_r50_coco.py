@@ -118,7 +118,7 @@ view_pipeline = [
 # Note: the official pair of crops is re-sampled until they overlap by >= 50%
 # [data]; here MultiViewRegions re-samples until a region is in both views.
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFileSafe'),  # skips bad images (counted, logged)
     dict(
         type='LoadProposals',
         proposal_file=proposal_file,
@@ -138,7 +138,7 @@ train_dataloader = dict(
     dataset=dict(pipeline=train_pipeline))
 
 optim_wrapper = dict(
-    type='OptimWrapper',
+    type='FiniteCheckOptimWrapper',  # skips non-finite steps (counted)
     optimizer=dict(
         type='SGD', lr=0.03, momentum=0.9,
         weight_decay=1e-4))  # [main] lr 0.03, momentum 0.9, wd 1e-4
