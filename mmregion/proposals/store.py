@@ -31,10 +31,11 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 import numpy as np
 from mmengine.logging import print_log
 
+from mmregion.utils.atomic_io import atomic_write, is_atomic_tmp_file
+
 FORMAT_NAME = 'mmregion-proposals'
 FORMAT_VERSION = 1
 META_FILE = 'meta.json'
-TMP_SUFFIX = '.tmp'
 
 
 def shard_file_name(index: int) -> str:
@@ -42,40 +43,11 @@ def shard_file_name(index: int) -> str:
     return f'shard-{index:05d}.npz'
 
 
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str, write_fn) -> None:
-    """Write ``path`` atomically: ``write_fn(fileobj)`` into a temp file in
-    the same directory, fsync it, then ``os.replace`` it onto ``path``."""
-    dirname = osp.dirname(osp.abspath(path))
-    tmp = osp.join(dirname, f'.{osp.basename(path)}.{os.getpid()}{TMP_SUFFIX}')
-    try:
-        with open(tmp, 'wb') as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
-    _fsync_dir(dirname)
-
-
 def atomic_write_json(path: str, obj: dict) -> None:
     """Atomically write ``obj`` as json to ``path``."""
     data = json.dumps(obj, indent=1).encode()
-    atomic_write_bytes(path, lambda f: f.write(data))
+    with atomic_write(path) as f:
+        f.write(data)
 
 
 def image_list_digest(keys: Sequence[str]) -> str:
@@ -396,7 +368,7 @@ class ProposalWriter:
 
     def _remove_stale_tmp(self) -> None:
         for name in os.listdir(self.path):
-            if name.startswith('.') and name.endswith(TMP_SUFFIX):
+            if is_atomic_tmp_file(name):
                 try:
                     os.remove(osp.join(self.path, name))
                 except OSError:
@@ -454,15 +426,13 @@ class ProposalWriter:
             failed, dtype=str) if failed else np.zeros(
                 0, dtype='<U1')
 
-        def _write(f):
+        with atomic_write(self.shard_path(i)) as f:
             np.savez(
                 f,
                 keys=packed.keys,
                 offsets=packed.offsets,
                 boxes=packed.boxes,
                 failed=failed_arr)
-
-        atomic_write_bytes(self.shard_path(i), _write)
 
     def finalize(self, stats: Optional[dict] = None) -> None:
         """Mark the directory complete (all shards written) with stats."""
