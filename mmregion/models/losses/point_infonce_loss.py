@@ -56,23 +56,40 @@ def point_supcon_loss(features: Tensor,
     if valid is None:
         valid = torch.ones(N, dtype=torch.bool, device=device)
     valid = valid.bool()
+    if cross_view_only and view_ids is None:
+        raise ValueError('cross_view_only=True needs view_ids')
+    # Denominator: log-sum-exp over the contrast set (c != a, c valid). The
+    # only (N, N) tensor is the logits matrix, masked in place (a large
+    # finite fill, not -inf, keeps rows without any contrast item finite in
+    # the forward and the backward pass).
     logits = features @ features.t() / temperature  # (N, N)
-    eye = torch.eye(N, dtype=torch.bool, device=device)
-    contrast = valid[None, :] & ~eye  # c != a, c valid
-    pos = (labels[:, None] == labels[None, :]) & contrast
+    fill = torch.finfo(logits.dtype).min / 2
+    logits.masked_fill_(~valid[None, :], fill)
+    logits.diagonal().fill_(fill)
+    lse = torch.logsumexp(logits, dim=1)  # (N,)
+    # Numerator: sum_{p in P(a)} z_a . z_p = z_a . (sum of the valid points
+    # of a's region [of the other views]) - [z_a . z_a], in O(N C) via
+    # per-region sums instead of an (N, N) positive mask.
+    _, region = torch.unique(labels, return_inverse=True)
+    vf = valid.to(features.dtype)
+    num_regions = int(region.max()) + 1 if N else 0
+    sums = features.new_zeros(num_regions, features.size(1)).index_add(
+        0, region, features * vf[:, None])
+    counts = vf.new_zeros(num_regions).index_add(0, region, vf)
+    pos_sum, num_pos = sums[region], counts[region]
     if cross_view_only:
-        if view_ids is None:
-            raise ValueError('cross_view_only=True needs view_ids')
-        pos = pos & (view_ids[:, None] != view_ids[None, :])
-    # a large finite fill (not -inf) keeps rows without any contrast item
-    # finite in the forward and the backward pass
-    logits = logits.masked_fill(~contrast, torch.finfo(logits.dtype).min / 2)
-    # numerically stable log-softmax over the contrast set
-    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
-    log_prob = log_prob.masked_fill(~pos, 0.)
-    num_pos = pos.sum(1)
-    has_pos = valid & (num_pos > 0)
-    mean_log_prob_pos = log_prob.sum(1) / num_pos.clamp(min=1)
+        key = region * (int(view_ids.max()) + 1) + view_ids
+        num_keys = int(key.max()) + 1 if N else 0
+        same_view = features.new_zeros(num_keys, features.size(1)).index_add(
+            0, key, features * vf[:, None])[key]
+        pos_sum = pos_sum - same_view
+        num_pos = num_pos - vf.new_zeros(num_keys).index_add(0, key, vf)[key]
+    else:  # the anchor itself is not a positive
+        pos_sum = pos_sum - features * vf[:, None]
+        num_pos = num_pos - vf
+    has_pos = valid & (num_pos > 0.5)
+    pos_logit_sum = (features * pos_sum).sum(1) / temperature
+    mean_log_prob_pos = pos_logit_sum / num_pos.clamp(min=1) - lse
     loss = -(temperature / base_temperature) * mean_log_prob_pos
     loss = torch.where(has_pos, loss, torch.zeros_like(loss))
     return loss, has_pos

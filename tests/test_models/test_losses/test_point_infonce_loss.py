@@ -68,3 +68,45 @@ def test_point_infonce_masks_and_grad():
     assert loss.item() == 0 and torch.isfinite(z3.grad).all()
     with pytest.raises(ValueError, match='view_ids'):
         point_supcon_loss(z3, labels[:4], cross_view_only=True)
+
+
+def _dense_reference(z, labels, valid, views, tau, tau_b, cross_view_only):
+    """The formula with explicit (N, N) masks, differentiable."""
+    N = z.size(0)
+    logits = z @ z.t() / tau
+    contrast = valid[None, :] & ~torch.eye(N, dtype=torch.bool)
+    pos = (labels[:, None] == labels[None, :]) & contrast
+    if cross_view_only:
+        pos = pos & (views[:, None] != views[None, :])
+    logits = logits.masked_fill(~contrast, -1e9)
+    log_prob = logits - torch.logsumexp(logits, 1, keepdim=True)
+    num_pos = pos.sum(1)
+    mean = (log_prob * pos).sum(1) / num_pos.clamp(min=1)
+    has = valid & (num_pos > 0)
+    return -(tau / tau_b) * mean[has].mean()
+
+
+@pytest.mark.parametrize('cross_view_only', [False, True])
+def test_point_infonce_gradients_equal_dense_masks(cross_view_only):
+    """The per-region-sum numerator has the gradients of the masked form."""
+    g = torch.Generator().manual_seed(1)
+    N = 40
+    raw = torch.randn(N, 16, generator=g, dtype=torch.float64)
+    labels = torch.randint(100, 108, (N, ), generator=g)  # not 0..L-1
+    views = torch.randint(0, 2, (N, ), generator=g)
+    valid = torch.rand(N, generator=g) < 0.85
+    grads = []
+    for fn in ('ours', 'ref'):
+        z = raw.clone().requires_grad_()
+        zn = F.normalize(z, dim=-1)
+        if fn == 'ours':
+            per, has = point_supcon_loss(zn, labels, valid, views, 0.2, 0.07,
+                                         cross_view_only)
+            loss = per[has].mean()
+        else:
+            loss = _dense_reference(zn, labels, valid, views, 0.2, 0.07,
+                                    cross_view_only)
+        loss.backward()
+        grads.append((loss.detach(), z.grad))
+    assert torch.allclose(grads[0][0], grads[1][0], rtol=1e-9)
+    assert torch.allclose(grads[0][1], grads[1][1], rtol=1e-7, atol=1e-10)
