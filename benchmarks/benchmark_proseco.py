@@ -20,6 +20,7 @@ On CPU use a small setting (the default toy config), e.g.::
 import argparse
 import copy
 import os.path as osp
+import statistics
 import time
 
 import torch
@@ -136,13 +137,16 @@ def main():
         sup_optim.step()
 
     # interleave the two (a shared machine's load hits both alike)
-    t_sup = t_pro = 0.0
+    # (alternating which goes first) and compare medians: robust to spikes
+    ts_sup, ts_pro = [], []
     for _ in range(args.warmup):
         supervised_step()
         proseco_step()
-    for _ in range(args.iters):
-        t_sup += timeit(supervised_step, dev, 1, 0) / args.iters
-        t_pro += timeit(proseco_step, dev, 1, 0) / args.iters
+    for i in range(args.iters):
+        pair = [(supervised_step, ts_sup), (proseco_step, ts_pro)]
+        for fn, ts in (pair if i % 2 == 0 else pair[::-1]):
+            ts.append(timeit(fn, dev, 1, 0))
+    t_sup, t_pro = statistics.median(ts_sup), statistics.median(ts_pro)
     # LocSCE at the step's own size (N_b = batch, N = queries)
     nq = model.detector.num_queries
     dim = model.embed_head.mlp[-1].out_features
@@ -158,7 +162,8 @@ def main():
     t_loc_step = timeit(locsce_in_step, dev, args.iters, args.warmup)
     print(f'config: {osp.basename(args.config)}, device {dev}, batch '
           f'{args.batch}, {args.img_size}x{args.img_size} px, {nq} queries')
-    print(f'supervised Deformable DETR step: {t_sup * 1e3:.1f} ms')
+    print(f'supervised Deformable DETR step: {t_sup * 1e3:.1f} ms (median of '
+          f'{args.iters} interleaved steps)')
     print(f'ProSeCo step:                    {t_pro * 1e3:.1f} ms')
     print(f'ratio ProSeCo / supervised:      {t_pro / t_sup:.2f} '
           '(target <= 1.6)')
