@@ -11,12 +11,15 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(
 @pytest.mark.slow
 def test_plrc_toy_config_trains_and_loss_falls(toy_coco, tmp_path):
     """plrc_r18_toy.py trains on CPU on the toy set (4x4 grid regions from a
-    grid proposal store) without NaN and the hook drives the warm-up.
+    grid proposal store) without NaN, its loss falls, and the hook drives
+    the warm-up.
 
-    12 iterations of random crops are too few for the total loss to fall
-    reliably (the image term rises while the queue fills with real keys);
-    the fall of the point/distillation losses is checked on a fixed batch in
-    ``test_plrc.py::test_plrc_point_losses_fall_on_fixed_batch``."""
+    The image queue (one batch long) starts as random noise, an easy set of
+    negatives: the first logged loss is low and the image term jumps once
+    real keys replace the noise at iteration 2. The fall is therefore
+    measured from the window after that (iterations 2-4) to the last one
+    (10-12). With seed 0 the means were 7.90 -> 7.49 (total), 5.29 -> 5.05
+    (point) and 1.59 -> 1.42 (distillation)."""
     from mmengine.config import Config
     from mmengine.runner import Runner
 
@@ -65,5 +68,8 @@ def test_plrc_toy_config_trains_and_loss_falls(toy_coco, tmp_path):
     total = np.array([x['loss'] for x in losses])
     assert np.isfinite(total).all()
     assert all(np.isfinite(list(x.values())).all() for x in losses)
+    for key in ('loss', 'loss_point', 'loss_distill'):
+        curve = np.array([x[key] for x in losses])
+        assert curve[-3:].mean() < curve[1:4].mean(), (key, curve)
     # the teacher-temperature hook wrote the progress (3 epochs of 2 iters)
     assert runner.model.loss_distill.progress == pytest.approx(11 / 2)
