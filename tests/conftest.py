@@ -37,7 +37,7 @@ def _no_default_scope_from_collection():
 
 @pytest.fixture(autouse=True, scope='module')
 def _isolate_default_scope_per_module(_no_default_scope_from_collection):
-    """A module's fixtures (e.g. one setting the mmdet scope) stay inside it."""
+    """A module's fixtures (e.g. one setting the mmdet scope) stay in it."""
     yield from _restoring_default_scope()
 
 

@@ -11,13 +11,13 @@ the parent writes every shard atomically once all of its images are in.
 import json
 import multiprocessing as mp
 import os
-from collections import deque
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 import os.path as osp
 import sys
 import time
 import zlib
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import cv2

@@ -47,11 +47,12 @@ Per direction ``(s, t)`` (online view ``s``, teacher view ``t``):
    The upsampling is linear, so the loss is evaluated exactly without the
    dense ``S x S`` maps: the rows of the paired cells are read from the C5
    grid with the bilinear weights of ``F.interpolate`` (``align_corners=
-   False``) as one matmul (:func:`read_upsampled_rows`), and ``f(i) . R_t`` is computed on the
-   ``h x w`` grid and upsampled (``up(f(i) . F_t) == f(i) . up(F_t)``). Only
-   the paired rows are evaluated (up to ``num_distill_points`` random ones
-   per image; the mean over a random subset is an unbiased estimate of the
-   mean over all pairs).
+   False``) as one matmul (:func:`read_upsampled_rows`), and
+   ``f(i) . R_t`` is computed on the ``h x w`` grid and upsampled
+   (``up(f(i) . F_t) == f(i) . up(F_t)``). Only the paired rows are
+   evaluated (up to ``num_distill_points`` random ones per image; the mean
+   over a random subset is an unbiased estimate of the mean over all
+   pairs).
 
 Loss weights are the ``loss_weight`` of each loss. The paper's intended
 weighting is image 0.7, point 0.3, distillation 0.3. The official
