@@ -11,6 +11,26 @@ from torch import Tensor
 from mmregion.registry import MODELS
 
 
+def _group_sums(key: Tensor, x: Tensor,
+                weight: Tensor) -> Tuple[Tensor, Tensor]:
+    """Per-row sums over the rows sharing a key.
+
+    Args:
+        key (Tensor): ``(N, k)`` group key of each row.
+        x (Tensor): ``(N, C)``.
+        weight (Tensor): ``(N,)`` row weights (0 drops a row).
+
+    Returns:
+        tuple[Tensor, Tensor]: for each row, ``sum_j w_j x_j`` ``(N, C)`` and
+        ``sum_j w_j`` ``(N,)`` over the rows ``j`` with its key.
+    """
+    uniq, inv = torch.unique(key, dim=0, return_inverse=True)
+    sums = x.new_zeros(len(uniq), x.size(1)).index_add(0, inv,
+                                                       x * weight[:, None])
+    counts = weight.new_zeros(len(uniq)).index_add(0, inv, weight)
+    return sums[inv], counts[inv]
+
+
 def point_supcon_loss(features: Tensor,
                       labels: Tensor,
                       valid: Optional[Tensor] = None,
@@ -70,20 +90,12 @@ def point_supcon_loss(features: Tensor,
     # Numerator: sum_{p in P(a)} z_a . z_p = z_a . (sum of the valid points
     # of a's region [of the other views]) - [z_a . z_a], in O(N C) via
     # per-region sums instead of an (N, N) positive mask.
-    _, region = torch.unique(labels, return_inverse=True)
     vf = valid.to(features.dtype)
-    num_regions = int(region.max()) + 1 if N else 0
-    sums = features.new_zeros(num_regions, features.size(1)).index_add(
-        0, region, features * vf[:, None])
-    counts = vf.new_zeros(num_regions).index_add(0, region, vf)
-    pos_sum, num_pos = sums[region], counts[region]
+    pos_sum, num_pos = _group_sums(labels[:, None], features, vf)
     if cross_view_only:
-        key = region * (int(view_ids.max()) + 1) + view_ids
-        num_keys = int(key.max()) + 1 if N else 0
-        same_view = features.new_zeros(num_keys, features.size(1)).index_add(
-            0, key, features * vf[:, None])[key]
-        pos_sum = pos_sum - same_view
-        num_pos = num_pos - vf.new_zeros(num_keys).index_add(0, key, vf)[key]
+        same_view = torch.stack([labels, view_ids.to(labels)], 1)
+        sv_sum, sv_num = _group_sums(same_view, features, vf)
+        pos_sum, num_pos = pos_sum - sv_sum, num_pos - sv_num
     else:  # the anchor itself is not a positive
         pos_sum = pos_sum - features * vf[:, None]
         num_pos = num_pos - vf
