@@ -19,6 +19,9 @@ try:
 except ImportError:  # running from a checkout without `pip install -e`
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     from mmregion.proposals import load_proposal_store
+from mmregion.proposals.generate import read_image  # noqa: E402
+from mmregion.utils.input_checks import (InputError,  # noqa: E402
+                                         check_file_name, run_tool)
 
 
 def parse_args(argv=None):
@@ -30,11 +33,16 @@ def parse_args(argv=None):
     p.add_argument('--topk', type=int, default=20, help='boxes per image')
     p.add_argument(
         '--ann-file', default=None, help='COCO json for a list-style pickle')
+    p.add_argument(
+        '--allow-unsafe-paths',
+        action='store_true',
+        help='draw keys that are absolute or contain ../ (refused by '
+        'default: they read outside IMG_ROOT)')
     return p.parse_args(argv)
 
 
 def draw(img: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """Draw xyxy boxes (best first, best on top) in distinct colours."""
+    """Draw xyxy boxes in distinct colours, box 0 (thick) on top."""
     img = img.copy()
     rng = np.random.default_rng(0)
     colours = rng.integers(64, 256, size=(max(len(boxes), 1), 3))
@@ -50,14 +58,23 @@ def draw(img: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 def main(argv=None):
     args = parse_args(argv)
-    store = load_proposal_store(args.proposals, ann_file=args.ann_file)
+    store = load_proposal_store(
+        args.proposals,
+        ann_file=args.ann_file,
+        allow_unsafe_paths=args.allow_unsafe_paths)
     os.makedirs(args.out_dir, exist_ok=True)
     written = 0
     for key in store.keys()[:args.num]:
+        try:
+            check_file_name(key, f'proposal store {args.proposals}',
+                            args.allow_unsafe_paths)
+        except InputError as e:
+            print(f'skip: {e}', file=sys.stderr)
+            continue
         path = osp.join(args.img_root, key)
-        img = cv2.imread(path)
+        img, reason = read_image(path)
         if img is None:
-            print(f'skip {path}: not readable', file=sys.stderr)
+            print(f'skip {path}: {reason}', file=sys.stderr)
             continue
         boxes = store.get(key)[:args.topk]
         name = key.replace('/', '__').rsplit('.', 1)[0] + '.png'
@@ -67,4 +84,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

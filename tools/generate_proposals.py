@@ -11,6 +11,9 @@ Examples::
     # an image folder (keys: paths relative to the folder)
     python tools/generate_proposals.py data/imagenet/train \
         data/imagenet/proposals/ss_train --workers 16
+    # exactly CCOP's official settings (full resolution) / DETReg's
+    python tools/generate_proposals.py SRC OUT --preset ccop
+    python tools/generate_proposals.py SRC OUT --preset detreg
 
 Re-running the same command resumes (finished shards are skipped); killing
 it at any moment leaves only complete files. See docs/proposals.md.
@@ -24,6 +27,8 @@ try:
 except ImportError:  # running from a checkout without `pip install -e`
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     from mmregion.proposals import generate_proposals
+from mmregion.proposals.generate import PRESETS  # noqa: E402
+from mmregion.utils.input_checks import run_tool  # noqa: E402
 
 
 def _optional_int(s: str):
@@ -34,7 +39,7 @@ def _optional_float(s: str):
     return None if s.lower() == 'none' else float(s)
 
 
-def parse_args(argv=None):
+def _build_parser():
     p = argparse.ArgumentParser(
         description='Generate region proposals (sharded, resumable).')
     p.add_argument('src', help='image directory or COCO json')
@@ -54,10 +59,38 @@ def parse_args(argv=None):
         choices=['fast', 'quality', 'single'],
         help='selective-search mode (CCOP: fast)')
     p.add_argument(
+        '--preset',
+        choices=sorted(PRESETS),
+        default=None,
+        help='settings of a paper (flags given explicitly win): ccop = '
+        'CCOP tools/selective_search.py (full resolution, random-score '
+        'NMS, top 50); detreg = DETReg selfdet.py (128x128 squash, RGB, '
+        'no filter, no NMS, OpenCV order, first 200 stored)')
+    p.add_argument(
         '--max-side',
         type=_optional_int,
         default=500,
-        help='longest side of the working scale (0/none: full resolution)')
+        help='longest side of the working scale (0/none: full resolution, '
+        'as CCOP)')
+    p.add_argument(
+        '--squash-size',
+        type=_optional_int,
+        default=None,
+        help='search on the image resized to SxS, aspect not kept '
+        '(DETReg: 128); overrides --max-side')
+    p.add_argument(
+        '--rgb',
+        dest='swap_rb',
+        action='store_true',
+        help='feed OpenCV the RGB image, as DETReg does (PIL input)')
+    p.add_argument(
+        '--nms-priority',
+        choices=['random', 'opencv'],
+        default='random',
+        help='order of NMS and top-k: random = CCOP\'s random-score NMS '
+        '(seeded per image from its key: deterministic whatever the '
+        'workers); opencv = OpenCV\'s order (rand()*level ascending, '
+        'favours small low-level segments; not a quality ranking)')
     p.add_argument(
         '--topk',
         type=_optional_int,
@@ -68,8 +101,16 @@ def parse_args(argv=None):
         type=float,
         default=20.,
         help='minimum sqrt(w*h) in pixels (CCOP: 20)')
-    p.add_argument('--min-aspect', type=float, default=1. / 3.)
-    p.add_argument('--max-aspect', type=float, default=3.)
+    p.add_argument(
+        '--min-aspect',
+        type=_optional_float,
+        default=1. / 3.,
+        help='minimum w/h, exclusive (CCOP: 1/3; none: off)')
+    p.add_argument(
+        '--max-aspect',
+        type=_optional_float,
+        default=3.,
+        help='maximum w/h, exclusive (CCOP: 3; none: off)')
     p.add_argument('--min-rel-area', type=float, default=0.)
     p.add_argument('--max-rel-area', type=float, default=1.)
     p.add_argument(
@@ -92,8 +133,22 @@ def parse_args(argv=None):
         '--overwrite',
         action='store_true',
         help='replace an earlier run with different settings in OUT')
+    p.add_argument(
+        '--allow-unsafe-paths',
+        action='store_true',
+        help='accept absolute and ../ file_names in a COCO json (refused by '
+        'default: they read outside the image root)')
     p.add_argument('--no-progress', action='store_true')
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None):
+    p = _build_parser()
+    args = p.parse_args(argv)
+    if args.preset:  # preset values become defaults; explicit flags win
+        p.set_defaults(**PRESETS[args.preset])
+        args = p.parse_args(argv)
+    return args
 
 
 def main(argv=None):
@@ -118,7 +173,11 @@ def main(argv=None):
         workers=args.workers,
         shard_size=args.shard_size,
         overwrite=args.overwrite,
-        progress=not args.no_progress)
+        progress=not args.no_progress,
+        nms_priority=args.nms_priority,
+        squash_size=args.squash_size,
+        swap_rb=args.swap_rb,
+        allow_unsafe_paths=args.allow_unsafe_paths)
     print(f'Proposals in {args.out}: {stats["total"]} images; '
           f'{stats["done"]} done, {stats["skipped"]} skipped (already done), '
           f'{stats["failed"]} failed (total failed {stats["failed_total"]}); '
@@ -128,4 +187,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -5,9 +5,10 @@ import os.path as osp
 from typing import List, Optional, Sequence
 
 from mmengine.dataset import BaseDataset
-from mmengine.fileio import get_local_path, list_dir_or_file, load
+from mmengine.fileio import get_local_path, list_dir_or_file
 
 from mmregion.registry import DATASETS
+from mmregion.utils.input_checks import coco_image_entries, read_json_file
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
                   '.tiff', '.webp')
@@ -40,12 +41,19 @@ class RegionDataset(BaseDataset):
             accepted as an alias). Defaults to ``dict(img='')``.
         extensions (Sequence[str]): Image suffixes of the folder mode
             (case-insensitive). Defaults to common image formats.
+        allow_unsafe_paths (bool): Accept json ``file_name``s that are
+            absolute or contain ``..`` (they read outside the image root;
+            refused by default). A NUL byte, a non-string or an empty name
+            is always refused. Defaults to False.
         **kwargs: Other arguments of :class:`mmengine.dataset.BaseDataset`
             (``pipeline``, ``indices``, ``serialize_data``, ``lazy_init``...).
 
     Raises:
         ValueError: When the json lists no image or the folder holds none,
-            naming the file or folder.
+            naming the file or folder; when the json is malformed or an
+            entry's ``file_name`` is refused
+            (:class:`mmregion.utils.input_checks.InputError`, naming the
+            file and the entry).
     """
 
     def __init__(self,
@@ -53,6 +61,7 @@ class RegionDataset(BaseDataset):
                  data_root: str = '',
                  data_prefix: Optional[dict] = None,
                  extensions: Sequence[str] = IMG_EXTENSIONS,
+                 allow_unsafe_paths: bool = False,
                  **kwargs) -> None:
         if data_prefix is None:
             data_prefix = dict(img='')
@@ -60,6 +69,7 @@ class RegionDataset(BaseDataset):
         if 'img' not in data_prefix:
             data_prefix['img'] = data_prefix.pop('img_path', '')
         self.extensions = tuple(e.lower() for e in extensions)
+        self.allow_unsafe_paths = allow_unsafe_paths
         super().__init__(
             ann_file=ann_file,
             data_root=data_root,
@@ -89,21 +99,23 @@ class RegionDataset(BaseDataset):
 
     def _load_coco_images(self) -> List[dict]:
         with get_local_path(self.ann_file) as local_path:
-            ann = load(local_path, file_format='json')
-        if not isinstance(ann, dict) or 'images' not in ann:
-            raise ValueError(f'RegionDataset: "{self.ann_file}" is not a COCO '
-                             'json (no "images" list).')
+            ann = read_json_file(local_path, name=self.ann_file)
+        images = coco_image_entries(ann, str(self.ann_file),
+                                    self.allow_unsafe_paths)
         data_list = []
-        for i, img in enumerate(ann['images']):
-            if 'file_name' not in img:
-                raise ValueError(f'RegionDataset: images[{i}] of '
-                                 f'"{self.ann_file}" has no "file_name".')
+        for i, img in enumerate(images):
             info = dict(
                 img_path=osp.join(self.img_root, img['file_name']),
                 img_id=img.get('id', i),
                 proposal_key=img['file_name'])
             if 'height' in img and 'width' in img:
-                info['ori_shape'] = (int(img['height']), int(img['width']))
+                try:
+                    info['ori_shape'] = (int(img['height']),
+                                         int(img['width']))
+                except (TypeError, ValueError):
+                    raise ValueError(
+                        f'RegionDataset: images[{i}] of "{self.ann_file}" '
+                        'has a non-integer height/width') from None
             data_list.append(info)
         return data_list
 

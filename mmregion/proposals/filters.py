@@ -4,8 +4,13 @@
 The defaults follow CCOP's official ``tools/selective_search.py`` (see
 ``reference-implementations.md`` section 1.2): aspect ratio w/h strictly
 inside (1/3, 3), ``sqrt(w * h) > 20`` px, NMS at IoU 0.5 and the first 50
-boxes. CCOP breaks NMS ties with random scores; here the priority is the
-order of the input (best first), which makes the result deterministic.
+boxes. CCOP runs its NMS with random scores (``np.random.uniform(0.01, 1)``
+per box), i.e. it keeps a random, level-agnostic subset; pass such
+``scores`` to :func:`filter_boxes` to do the same (seeded, so the result is
+deterministic). Without scores the priority is the order of the input. For
+selective search that is OpenCV's order, which is *not* a quality ranking:
+OpenCV sorts regions by ``rand() * hierarchy level`` ascending, so small
+low-level segments tend to come first.
 """
 from typing import Optional, Sequence, Tuple, Union
 
@@ -64,7 +69,7 @@ def nms_in_order(boxes: np.ndarray,
     times), each step vectorised over the remaining boxes.
 
     Args:
-        boxes (np.ndarray): (N, 4) xyxy boxes, best first.
+        boxes (np.ndarray): (N, 4) xyxy boxes in priority order.
         iou_thr (float): IoU above which a later box is suppressed.
         max_keep (int, optional): Stop after this many kept boxes.
 
@@ -98,29 +103,33 @@ def filter_boxes(
     boxes: np.ndarray,
     img_shape: Sequence[int],
     min_size: float = 20.,
-    min_aspect: float = 1. / 3.,
-    max_aspect: float = 3.,
+    min_aspect: Optional[float] = 1. / 3.,
+    max_aspect: Optional[float] = 3.,
     min_rel_area: float = 0.,
     max_rel_area: float = 1.,
     nms_iou: Optional[float] = 0.5,
     topk: Optional[int] = 50,
-    return_inds: bool = False
+    return_inds: bool = False,
+    scores: Optional[np.ndarray] = None
 ) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
-    """Filter proposals; the order of the input (best first) is kept.
+    """Filter proposals, in the order of ``scores`` or of the input.
 
     Steps, in order: clip to the image; keep boxes with aspect ratio
     ``min_aspect < w / h < max_aspect`` (strict, as CCOP); keep
     ``sqrt(w * h) > min_size``; keep ``min_rel_area <= w * h / (W * H) <=
-    max_rel_area``; greedy NMS at ``nms_iou`` in input order; the first
-    ``topk``. Boxes with zero width or height are always dropped.
+    max_rel_area``; sort by descending ``scores`` (stable; no sort without
+    scores); greedy NMS at ``nms_iou`` in that order; the first ``topk``.
+    Boxes with zero width or height are always dropped.
 
     Args:
-        boxes (np.ndarray): (N, 4) xyxy boxes in pixels, best first.
+        boxes (np.ndarray): (N, 4) xyxy boxes in pixels.
         img_shape (Sequence[int]): ``(h, w)`` of the image.
         min_size (float): Minimum ``sqrt(w * h)`` in pixels (exclusive).
             Defaults to 20 (CCOP).
-        min_aspect (float): Minimum w/h (exclusive). Defaults to 1/3 (CCOP).
-        max_aspect (float): Maximum w/h (exclusive). Defaults to 3 (CCOP).
+        min_aspect (float, optional): Minimum w/h (exclusive); None: no
+            limit. Defaults to 1/3 (CCOP).
+        max_aspect (float, optional): Maximum w/h (exclusive); None: no
+            limit. Defaults to 3 (CCOP).
         min_rel_area (float): Minimum box area relative to the image.
             Defaults to 0.
         max_rel_area (float): Maximum box area relative to the image.
@@ -130,10 +139,14 @@ def filter_boxes(
         topk (int, optional): Keep at most this many boxes; ``None`` keeps
             all. Defaults to 50 (CCOP).
         return_inds (bool): Also return the indices into ``boxes``.
+        scores (np.ndarray, optional): (N,) NMS priority (higher first);
+            CCOP uses random scores, see :func:`random_priority`. None: the
+            input order. Defaults to None.
 
     Returns:
-        np.ndarray | tuple: (K, 4) float32 clipped boxes and, with
-        ``return_inds``, their (K,) int64 indices in the input.
+        np.ndarray | tuple: (K, 4) float32 clipped boxes, in priority
+        order, and, with ``return_inds``, their (K,) int64 indices in the
+        input.
     """
     h, w = img_shape[:2]
     boxes = clip_boxes(boxes, img_shape)
@@ -141,12 +154,21 @@ def filter_boxes(
     bh = boxes[:, 3] - boxes[:, 1]
     valid = (bw > 0) & (bh > 0)
     aspect = bw / np.maximum(bh, 1e-12)
-    valid &= (aspect > min_aspect) & (aspect < max_aspect)
+    if min_aspect is not None:
+        valid &= aspect > min_aspect
+    if max_aspect is not None:
+        valid &= aspect < max_aspect
     area = bw * bh
     valid &= np.sqrt(area) > min_size
     rel = area / float(max(h * w, 1))
     valid &= (rel >= min_rel_area) & (rel <= max_rel_area)
     inds = np.flatnonzero(valid)
+    if scores is not None:
+        scores = np.asarray(scores, np.float64).reshape(-1)
+        if len(scores) != len(boxes):
+            raise ValueError(f'filter_boxes: {len(scores)} scores for '
+                             f'{len(boxes)} boxes')
+        inds = inds[np.argsort(-scores[inds], kind='stable')]
     if nms_iou is not None and len(inds):
         inds = inds[nms_in_order(boxes[inds], nms_iou, topk)]
     if topk is not None:
@@ -155,3 +177,21 @@ def filter_boxes(
     if return_inds:
         return boxes[inds], inds
     return boxes[inds]
+
+
+def random_priority(num: int, seed: int) -> np.ndarray:
+    """CCOP's random NMS scores, seeded: ``uniform(0.01, 1)`` per box.
+
+    CCOP ``tools/selective_search.py:89`` draws
+    ``np.random.uniform(0.01, 1., N)`` unseeded; here the generator is
+    seeded (per image, see ``generate._key_seed``) so the store does not
+    depend on the worker count or the processing order.
+
+    Args:
+        num (int): Number of boxes.
+        seed (int): Seed of ``np.random.default_rng``.
+
+    Returns:
+        np.ndarray: (num,) float64 scores in ``[0.01, 1)``.
+    """
+    return np.random.default_rng(seed).uniform(0.01, 1., num)

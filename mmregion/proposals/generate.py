@@ -8,11 +8,15 @@ re-run; the output does not depend on the number of workers (every source is
 deterministic per image). Workers (one OpenCV thread each) process images;
 the parent writes every shard atomically once all of its images are in.
 """
+import ctypes
 import json
 import multiprocessing as mp
 import os
 import os.path as osp
+import signal
+import stat
 import sys
+import threading
 import time
 import zlib
 from collections import deque
@@ -24,16 +28,65 @@ import cv2
 import numpy as np
 from mmengine.logging import print_log
 
-from .sources import grid_proposals, random_proposals, selective_search
-from .store import ProposalWriter, _load_shard, read_shard_failed
+from mmregion.datasets.transforms.safe_loading import find_truncation
+from mmregion.utils.input_checks import coco_image_entries, read_json_file
+from mmregion.utils.progress import ProgressBar
+from .sources import (NMS_PRIORITIES, grid_proposals, random_proposals,
+                      selective_search)
+from .store import (ProposalDirLock, ProposalWriter, _load_shard,
+                    read_shard_failed)
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff',
                   '.ppm', '.pgm')
 METHODS = ('selective_search', 'grid', 'random')
 
+# Settings of ``tools/generate_proposals.py --preset NAME`` (flags given on
+# the command line win). Sources: docs/fidelity.md (ccop-proposals).
+PRESETS = {
+    # CCOP tools/selective_search.py:74-96: fast SS on the full-resolution
+    # cv2.imread image, 1/3 < w/h < 3, sqrt(wh) > 20, NMS 0.5 with random
+    # scores uniform(0.01, 1), the first keepnum=50
+    'ccop':
+    dict(
+        method='selective_search',
+        mode='fast',
+        max_side=None,
+        squash_size=None,
+        swap_rb=False,
+        min_size=20.,
+        min_aspect=1. / 3.,
+        max_aspect=3.,
+        min_rel_area=0.,
+        max_rel_area=1.,
+        nms_iou=0.5,
+        topk=50,
+        nms_priority='random'),
+    # DETReg datasets/selfdet.py:72-137 (@a4b6363): fast SS on the PIL RGB
+    # image squashed to 128x128, boxes scaled back, no filter, no NMS,
+    # OpenCV's order, the first max_prop=30 per sample. We store the first
+    # 200 so that the pipeline can draw K at random (ProSeCo: "K random
+    # boxes"); --topk 30 stores exactly DETReg's set.
+    'detreg':
+    dict(
+        method='selective_search',
+        mode='fast',
+        max_side=None,
+        squash_size=128,
+        swap_rb=True,
+        min_size=0.,
+        min_aspect=None,
+        max_aspect=None,
+        min_rel_area=0.,
+        max_rel_area=1.,
+        nms_iou=None,
+        topk=200,
+        nms_priority='opencv'),
+}
+
 
 def list_images(src: str,
-                img_root: Optional[str] = None) -> Tuple[List[str], str]:
+                img_root: Optional[str] = None,
+                allow_unsafe_paths: bool = False) -> Tuple[List[str], str]:
     """The sorted image keys of an image folder or a COCO json.
 
     Args:
@@ -43,9 +96,16 @@ def list_images(src: str,
             ``src`` for a directory; for a json, ``<json dir>/../<split>``
             when the json is named ``instances_<split>.json`` and that folder
             exists, else the json's directory.
+        allow_unsafe_paths (bool): Accept absolute and ``..`` file names of
+            a json (see :func:`mmregion.utils.input_checks.check_file_name`).
+            Defaults to False.
 
     Returns:
         tuple[list[str], str]: Sorted keys and the image root.
+
+    Raises:
+        InputError: A malformed json or a refused ``file_name``, naming the
+            file and the entry.
     """
     if not osp.exists(src):
         raise FileNotFoundError(f'Image directory or COCO json {src} '
@@ -59,15 +119,9 @@ def list_images(src: str,
                     rel = osp.relpath(osp.join(dirpath, name), root)
                     keys.append(rel.replace(os.sep, '/'))
         return sorted(keys), root
-    try:
-        with open(src) as f:
-            coco = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f'{src} is neither a directory nor a valid COCO '
-                         f'json: {e}') from e
-    if not isinstance(coco, dict) or 'images' not in coco:
-        raise ValueError(f'{src} is not a COCO json (no "images" list)')
-    keys = sorted({im['file_name'] for im in coco['images']})
+    images = coco_image_entries(
+        read_json_file(src), src, allow_unsafe_paths=allow_unsafe_paths)
+    keys = sorted({im['file_name'] for im in images})
     if img_root is None:
         json_dir = osp.dirname(osp.abspath(src))
         stem = osp.splitext(osp.basename(src))[0]
@@ -81,9 +135,42 @@ def list_images(src: str,
 
 # ----------------------------------------------------------------- workers
 _PARAMS: dict = {}
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-def _init_worker(params: dict) -> None:
+def _watch_parent(parent_pid: int, interval: float = 1.0) -> None:
+    while True:
+        time.sleep(interval)
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+
+def die_with_parent(parent_pid: int, interval: float = 1.0) -> None:
+    """Make this (worker) process exit when ``parent_pid`` dies.
+
+    On Linux ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` has the kernel kill it
+    the moment the parent dies, even by ``kill -9``; everywhere a daemon
+    thread also polls ``os.getppid()`` every ``interval`` seconds (the
+    fallback; a dead parent makes the worker a child of another process).
+    """
+    if sys.platform.startswith('linux'):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError, TypeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the prctl
+        os._exit(1)
+    threading.Thread(
+        target=_watch_parent,
+        args=(parent_pid, interval),
+        name='mmregion-parent-watchdog',
+        daemon=True).start()
+
+
+def _init_worker(params: dict, parent_pid: Optional[int] = None) -> None:
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
     cv2.setNumThreads(1)
     _PARAMS.clear()
     _PARAMS.update(params)
@@ -102,6 +189,10 @@ def propose_one(img: np.ndarray, key: str, params: dict) -> np.ndarray:
             mode=params['mode'],
             max_side=params['max_side'],
             seed=params['seed'],
+            nms_priority=params.get('nms_priority', 'opencv'),
+            priority_seed=_key_seed(key, params['seed']),
+            squash_size=params.get('squash_size'),
+            swap_rb=params.get('swap_rb', False),
             **params['filters'])
     if method == 'grid':
         return grid_proposals(img.shape[:2], params['grid_sizes'])
@@ -128,6 +219,7 @@ def _parallel_map(tasks: Sequence[Tuple[str, str]], workers: int,
     At most ``4 * workers`` chunks are in flight (memory stays flat on
     ImageNet-size lists). A worker that dies (killed, out of memory) raises
     a clear error instead of hanging; the shards written so far are kept.
+    Workers die with this process (:func:`die_with_parent`).
     """
     if start_method is None:
         start_method = 'fork' if 'fork' in mp.get_all_start_methods() \
@@ -138,7 +230,7 @@ def _parallel_map(tasks: Sequence[Tuple[str, str]], workers: int,
             workers,
             mp_context=mp.get_context(start_method),
             initializer=_init_worker,
-            initargs=(params, )) as pool:
+            initargs=(params, os.getpid())) as pool:
         window: deque = deque()
         try:
             for chunk in chunks:
@@ -157,52 +249,45 @@ def _parallel_map(tasks: Sequence[Tuple[str, str]], workers: int,
                 fut.cancel()
 
 
+def read_image(path: str) -> Tuple[Optional[np.ndarray], str]:
+    """Decode an image file as uint8 BGR, or say why it is refused.
+
+    Refused (counted as failed by the caller): a missing file, anything but
+    a regular file (a FIFO would block the worker), an empty file, a JPEG or
+    PNG without its end marker (OpenCV decodes some truncated JPEGs without
+    an error; :func:`find_truncation`), and what OpenCV cannot decode.
+
+    Returns:
+        tuple: ``(image, '')`` or ``(None, reason)``.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        return None, f'cannot be read ({type(e).__name__})'
+    if not stat.S_ISREG(st.st_mode):
+        return None, 'not a regular file'
+    with open(path, 'rb') as f:
+        data = f.read()
+    if not data:
+        return None, 'empty file (0 bytes)'
+    reason = find_truncation(data)
+    if reason is not None:
+        return None, reason
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None or img.size == 0:
+        return None, 'OpenCV could not decode it'
+    return img, ''
+
+
 def _process(task: Tuple[str, str]) -> Tuple[str, Optional[np.ndarray], str]:
     key, path = task
     try:
-        img = cv2.imread(path, cv2.IMREAD_COLOR)
-        if img is None or img.size == 0:
-            return key, None, 'cv2.imread could not decode it'
+        img, reason = read_image(path)
+        if img is None:
+            return key, None, reason
         return key, propose_one(img, key, _PARAMS), ''
     except Exception as e:  # keep going: counted and logged by the parent
         return key, None, repr(e)
-
-
-# ---------------------------------------------------------------- progress
-class _Progress:
-    """A one-line stderr progress bar with images/s and ETA."""
-
-    def __init__(self,
-                 total: int,
-                 enabled: bool = True,
-                 interval: float = 0.5) -> None:
-        self.total = total
-        self.enabled = enabled and total > 0
-        self.interval = interval
-        self.count = 0
-        self.start = time.time()
-        self._last = 0.
-
-    def update(self, n: int = 1) -> None:
-        self.count += n
-        now = time.time()
-        if self.enabled and (now - self._last >= self.interval
-                             or self.count >= self.total):
-            self._last = now
-            elapsed = max(now - self.start, 1e-9)
-            rate = self.count / elapsed
-            eta = (self.total - self.count) / rate if rate > 0 else 0
-            mins, secs = divmod(int(eta), 60)
-            eta_str = f'{mins // 60}:{mins % 60:02d}:{secs:02d}'
-            sys.stderr.write(f'\r[proposals] {self.count}/{self.total} '
-                             f'({100. * self.count / self.total:5.1f}%) '
-                             f'{rate:6.1f} img/s ETA {eta_str}')
-            sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write('\n')
-            sys.stderr.flush()
 
 
 # ------------------------------------------------------------------- main
@@ -227,7 +312,11 @@ def generate_proposals(src: str,
                        overwrite: bool = False,
                        progress: bool = True,
                        start_method: Optional[str] = None,
-                       chunksize: int = 1) -> Dict[str, float]:
+                       chunksize: int = 1,
+                       nms_priority: str = 'random',
+                       squash_size: Optional[int] = None,
+                       swap_rb: bool = False,
+                       allow_unsafe_paths: bool = False) -> Dict[str, float]:
     """Write a proposal directory for every image of ``src``.
 
     Args:
@@ -253,6 +342,17 @@ def generate_proposals(src: str,
         chunksize (int): Images per worker task. Defaults to 1 (an image
             takes ~0.5 s, so the hand-off is negligible and the last
             images spread evenly over the workers).
+        nms_priority (str): ``'random'`` (CCOP's random-score NMS, seeded
+            per image from its key and ``seed``) or ``'opencv'`` (OpenCV's
+            order). Defaults to ``'random'``.
+        squash_size (int, optional): Search on the image resized to
+            ``S x S`` (DETReg: 128) instead of ``max_side``.
+        swap_rb (bool): Search on the RGB image (DETReg).
+        allow_unsafe_paths (bool): Accept absolute / ``..`` file names in
+            a COCO json. Defaults to False.
+
+    ``out`` is locked for the run (:class:`ProposalDirLock`): a second run
+    into the same folder fails with the first one's pid and host.
 
     Returns:
         dict: ``total``, ``done`` (processed now), ``skipped`` (in shards
@@ -263,28 +363,46 @@ def generate_proposals(src: str,
     if method not in METHODS:
         raise ValueError(f'Unknown proposal method {method!r}, expected one '
                          f'of {METHODS}')
-    keys, root = list_images(src, img_root)
+    if nms_priority not in NMS_PRIORITIES:
+        raise ValueError(f'Unknown nms_priority {nms_priority!r}, expected '
+                         f'one of {NMS_PRIORITIES}')
+    keys, root = list_images(src, img_root, allow_unsafe_paths)
     if not keys:
         raise ValueError(f'No images found in {src}')
     params = dict(method=method, seed=int(seed))
     if method == 'selective_search':
         params.update(
             mode=mode,
-            max_side=max_side,
+            max_side=max_side if max_side and max_side > 0 else None,
+            nms_priority=nms_priority,
             filters=dict(
                 min_size=float(min_size),
-                min_aspect=float(min_aspect),
-                max_aspect=float(max_aspect),
+                min_aspect=None if min_aspect is None else float(min_aspect),
+                max_aspect=None if max_aspect is None else float(max_aspect),
                 min_rel_area=float(min_rel_area),
                 max_rel_area=float(max_rel_area),
                 nms_iou=None if nms_iou is None else float(nms_iou),
                 topk=None if topk is None else int(topk)))
+        if squash_size and squash_size > 0:  # stored only when used
+            params.update(squash_size=int(squash_size))
+        if swap_rb:
+            params.update(swap_rb=True)
     elif method == 'grid':
         params.update(grid_sizes=[int(g) for g in grid_sizes])
     else:
         params.update(num_random=int(num_random))
     params = json.loads(json.dumps(params))
 
+    with ProposalDirLock(out):
+        return _generate_locked(out, keys, root, params, workers, shard_size,
+                                overwrite, progress, start_method, chunksize)
+
+
+def _generate_locked(out: str, keys: List[str], root: str, params: dict,
+                     workers: int, shard_size: int, overwrite: bool,
+                     progress: bool, start_method: Optional[str],
+                     chunksize: int) -> Dict[str, float]:
+    """The body of :func:`generate_proposals`, with ``out`` locked."""
     writer = ProposalWriter(
         out, keys, shard_size=shard_size, params=params, overwrite=overwrite)
     pending = [i for i in range(writer.num_shards) if not writer.is_done(i)]
@@ -293,7 +411,7 @@ def generate_proposals(src: str,
              for k in writer.shard_keys(i)]
 
     start = time.time()
-    bar = _Progress(len(tasks), enabled=progress)
+    bar = ProgressBar(len(tasks), desc='proposals', enabled=progress)
     failed_now = 0
     shard_iter = iter(pending)
     cur = next(shard_iter, None)

@@ -6,8 +6,10 @@
 * :func:`grid_proposals`: PLRC-style regular n x n grids.
 * :func:`random_proposals`: seeded random boxes, for ablations and tests.
 
-All return ``(N, 4)`` float32 xyxy boxes in the pixels of the input image,
-best first, and are deterministic.
+All return ``(N, 4)`` float32 xyxy boxes in the pixels of the input image
+and are deterministic. The order of selective search is the NMS priority
+(CCOP's random scores, or OpenCV's own order, which is not a quality
+ranking: see :mod:`mmregion.proposals.filters`).
 """
 import ctypes
 from typing import Optional, Sequence, Tuple
@@ -15,9 +17,10 @@ from typing import Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from .filters import filter_boxes
+from .filters import filter_boxes, random_priority
 
 SS_MODES = ('fast', 'quality', 'single')
+NMS_PRIORITIES = ('random', 'opencv')
 
 _LIBC = None
 
@@ -54,7 +57,9 @@ def selective_search_raw(img: np.ndarray,
                          max_side: Optional[int] = 500,
                          single_k: int = 200,
                          single_sigma: float = 0.8,
-                         seed: int = 0) -> np.ndarray:
+                         seed: int = 0,
+                         squash_size: Optional[int] = None,
+                         swap_rb: bool = False) -> np.ndarray:
     """Unfiltered selective-search boxes in the input image's pixels.
 
     Args:
@@ -68,17 +73,30 @@ def selective_search_raw(img: np.ndarray,
         single_k (int): Graph-segmentation ``k`` of the ``'single'`` mode.
         single_sigma (float): Gaussian sigma of the ``'single'`` mode.
         seed (int): Seed of C ``rand()`` which OpenCV uses to rank regions.
+        squash_size (int, optional): Resize the image to ``S x S`` (aspect
+            ratio not kept, bilinear) before the search instead of the
+            ``max_side`` scaling, as DETReg does with 128
+            (``datasets/selfdet.py``, ``selective_search(res_size=128)``).
+            None or ``<= 0``: off. Defaults to None.
+        swap_rb (bool): Feed the image to OpenCV as RGB (DETReg passes a
+            PIL RGB array to the BGR-expecting search). Defaults to False.
 
     Returns:
-        np.ndarray: (N, 4) float32 xyxy boxes, OpenCV's ranking order.
+        np.ndarray: (N, 4) float32 xyxy boxes in OpenCV's order (regions
+        sorted by ``rand() * hierarchy level``; not a quality ranking).
     """
     if mode not in SS_MODES:
         raise ValueError(f'selective_search: unknown mode {mode!r}, '
                          f'expected one of {SS_MODES}')
     img = _as_bgr(img)
     h, w = img.shape[:2]
-    scale = 1.0
-    if max_side is not None and max_side > 0 and max(h, w) > max_side:
+    if swap_rb:
+        img = np.ascontiguousarray(img[..., ::-1])
+    if squash_size is not None and squash_size > 0:
+        size = (int(squash_size), int(squash_size))
+        img = cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
+        sx, sy = w / float(size[0]), h / float(size[1])
+    elif max_side is not None and max_side > 0 and max(h, w) > max_side:
         scale = max_side / float(max(h, w))
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
@@ -86,7 +104,7 @@ def selective_search_raw(img: np.ndarray,
     else:
         sx = sy = 1.0
     ss = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
-    ss.setBaseImage(img)
+    ss.setBaseImage(np.ascontiguousarray(img))
     if mode == 'fast':
         ss.switchToSelectiveSearchFast()
     elif mode == 'quality':
@@ -109,15 +127,19 @@ def selective_search(img: np.ndarray,
                      mode: str = 'fast',
                      max_side: Optional[int] = 500,
                      min_size: float = 20.,
-                     min_aspect: float = 1. / 3.,
-                     max_aspect: float = 3.,
+                     min_aspect: Optional[float] = 1. / 3.,
+                     max_aspect: Optional[float] = 3.,
                      min_rel_area: float = 0.,
                      max_rel_area: float = 1.,
                      nms_iou: Optional[float] = 0.5,
                      topk: Optional[int] = 50,
                      single_k: int = 200,
                      single_sigma: float = 0.8,
-                     seed: int = 0) -> np.ndarray:
+                     seed: int = 0,
+                     nms_priority: str = 'random',
+                     priority_seed: Optional[int] = None,
+                     squash_size: Optional[int] = None,
+                     swap_rb: bool = False) -> np.ndarray:
     """Selective-search proposals of one image, filtered.
 
     The search runs at a working scale (longest side ``max_side``) and the
@@ -131,17 +153,36 @@ def selective_search(img: np.ndarray,
         img (np.ndarray): uint8 HxWx3 BGR image.
         mode (str): ``'fast'``, ``'quality'`` or ``'single'``.
         max_side (int, optional): Longest side of the working scale.
+        nms_priority (str): ``'random'``: NMS and top-k follow seeded random
+            scores, as CCOP (``tools/selective_search.py:89``), a random,
+            size-agnostic subset; ``'opencv'``: OpenCV's order, biased
+            towards small low-level segments. Defaults to ``'random'``.
+        priority_seed (int, optional): Seed of the random scores (the
+            generator passes one derived from the image key). Defaults to
+            ``seed``.
+        squash_size, swap_rb: See :func:`selective_search_raw`.
 
     Returns:
-        np.ndarray: (K, 4) float32 xyxy boxes, best first, ``K <= topk``.
+        np.ndarray: (K, 4) float32 xyxy boxes in priority order,
+        ``K <= topk``.
     """
+    if nms_priority not in NMS_PRIORITIES:
+        raise ValueError(f'selective_search: unknown nms_priority '
+                         f'{nms_priority!r}, expected one of '
+                         f'{NMS_PRIORITIES}')
     boxes = selective_search_raw(
         img,
         mode=mode,
         max_side=max_side,
         single_k=single_k,
         single_sigma=single_sigma,
-        seed=seed)
+        seed=seed,
+        squash_size=squash_size,
+        swap_rb=swap_rb)
+    scores = None
+    if nms_priority == 'random':
+        scores = random_priority(
+            len(boxes), seed if priority_seed is None else priority_seed)
     return filter_boxes(
         boxes,
         img.shape[:2],
@@ -151,7 +192,8 @@ def selective_search(img: np.ndarray,
         min_rel_area=min_rel_area,
         max_rel_area=max_rel_area,
         nms_iou=nms_iou,
-        topk=topk)
+        topk=topk,
+        scores=scores)
 
 
 def grid_proposals(

@@ -21,16 +21,32 @@ class LoadProposals(BaseTransform):
 
     Boxes that are not finite, have zero/negative area, fall outside the
     image, or are under ``min_size`` (width or height, after clipping) are
-    dropped; the rest are clipped to the image and the first ``topk`` (the
-    store lists the best first) are kept.
+    dropped; the rest are clipped to the image and the first ``topk`` in the
+    store's order are kept (for a selective-search store: its NMS priority,
+    a random subset with CCOP's random scores; see ``docs/proposals.md``).
 
     An image absent from the store, or left without a valid box, gets the
     ``fallback`` boxes; such images are counted per process (class-level
     counters ``num_missing`` / ``num_empty``) and logged when a count reaches
     1, 2, 4, 8, ...
 
-    Required keys: ``img`` (or ``img_shape``), ``proposal_key`` (else the
-    basename of ``img_path``).
+    The key of an image in the store is ``proposal_key`` when the dataset
+    gives one (``RegionDataset``: the json ``file_name`` / the path relative
+    to the image folder). Otherwise (mmpretrain ``ImageNet`` /
+    ``CustomDataset``, mmdet datasets) it is ``img_path`` relative to
+    ``key_root``; with ``key_root=None`` the root is found from the first
+    image: the longest trailing part of its ``img_path``
+    (``n01440764/x.JPEG`` of ``data/imagenet/train/n01440764/x.JPEG``) that
+    is a key of the store, i.e. the dataset's image root, then used for
+    every image of the process.
+
+    When more than ``max_missing_ratio`` of the images looked up so far in
+    this process (once at least ``missing_check_after`` were) are absent
+    from the store, a ``KeyError`` names the first missing key and the
+    store: wrong keys must not silently train on whole-image fallbacks.
+
+    Required keys: ``img`` (or ``img_shape``), ``proposal_key`` or
+    ``img_path``.
 
     Added keys:
 
@@ -44,7 +60,7 @@ class LoadProposals(BaseTransform):
         proposal_file (str | object): Path given to ``load_proposal_store``
             (proposal directory, mmdet pickle or COCO json); an object with
             a ``get(key)`` method is used as the store directly.
-        topk (int, optional): Keep at most this many boxes (best first).
+        topk (int, optional): Keep at most the first this many boxes.
             None keeps all. Defaults to None.
         min_size (float): Minimum width and height (pixels, after clipping)
             of a kept box. Defaults to 0.
@@ -54,6 +70,13 @@ class LoadProposals(BaseTransform):
             ``'error'`` (raise). Defaults to ``'whole_image'``.
         grid_size (int): Cells per side for ``fallback='grid'``.
             Defaults to 4.
+        key_root (str, optional): Folder that store keys are relative to,
+            for datasets without ``proposal_key``. None: inferred from the
+            first image (see above). Defaults to None.
+        max_missing_ratio (float, optional): Largest tolerated fraction of
+            images absent from the store; None: no limit. Defaults to 0.05.
+        missing_check_after (int): Images looked up (per process) before
+            the ratio is checked. Defaults to 20.
     """
     num_missing = 0
     num_empty = 0
@@ -63,7 +86,10 @@ class LoadProposals(BaseTransform):
                  topk: Optional[int] = None,
                  min_size: float = 0.,
                  fallback: str = 'whole_image',
-                 grid_size: int = 4) -> None:
+                 grid_size: int = 4,
+                 key_root: Optional[str] = None,
+                 max_missing_ratio: Optional[float] = 0.05,
+                 missing_check_after: int = 20) -> None:
         if fallback not in ('whole_image', 'grid', 'error'):
             raise ValueError('LoadProposals: fallback must be "whole_image", '
                              f'"grid" or "error", got "{fallback}".')
@@ -77,8 +103,21 @@ class LoadProposals(BaseTransform):
         self.min_size = float(min_size)
         self.fallback = fallback
         self.grid_size = grid_size
+        if max_missing_ratio is not None and not 0 <= max_missing_ratio <= 1:
+            raise ValueError('LoadProposals: max_missing_ratio must be in '
+                             f'[0, 1] or None, got {max_missing_ratio}.')
+        self.key_root = key_root
+        self.max_missing_ratio = max_missing_ratio
+        self.missing_check_after = max(1, int(missing_check_after))
         self._store = None
         self._store_pid = None
+        self._reset_lookups()
+
+    def _reset_lookups(self) -> None:
+        self._lookups = 0
+        self._absent = 0
+        self._first_absent: Optional[str] = None
+        self._found_root: Optional[str] = None
 
     @classmethod
     def reset_counters(cls) -> None:
@@ -95,6 +134,7 @@ class LoadProposals(BaseTransform):
             from mmregion import proposals
             self._store = proposals.load_proposal_store(self.proposal_file)
             self._store_pid = os.getpid()
+            self._reset_lookups()  # counts are per process
         return self._store
 
     def __getstate__(self) -> dict:
@@ -103,6 +143,51 @@ class LoadProposals(BaseTransform):
             state['_store'] = None
             state['_store_pid'] = None
         return state
+
+    def _key_of(self, img_path: str) -> str:
+        """The store key of an image without ``proposal_key``."""
+        path = img_path.replace('\\', '/')
+        if self.key_root is not None:
+            return osp.relpath(path, self.key_root).replace(os.sep, '/')
+        store, root, rooted = self.store, self._found_root, None
+        if root is not None:
+            if root == '':
+                rooted = path
+            elif path.startswith(root + '/'):
+                rooted = path[len(root) + 1:]
+            if rooted and store.get(rooted) is not None:
+                return rooted
+        # the longest trailing part of the path that is a key of the store
+        parts = path.split('/')
+        for i in range(len(parts)):
+            key = '/'.join(parts[i:])
+            if key and store.get(key) is not None:
+                if root is None:
+                    self._found_root = '/'.join(parts[:i])
+                return key
+        return rooted or parts[-1]  # absent: named in the messages
+
+    def _check_missing(self, key: str, absent: bool,
+                       results: dict) -> None:
+        """Count the lookup; raise when too many images are absent."""
+        self._lookups += 1
+        if absent:
+            self._absent += 1
+            if self._first_absent is None:
+                self._first_absent = (
+                    f'"{key}" (img_path "{results.get("img_path", "?")}")')
+        ratio = self.max_missing_ratio
+        if (ratio is not None and self._lookups >= self.missing_check_after
+                and self._absent > ratio * self._lookups):
+            raise KeyError(
+                f'LoadProposals: {self._absent} of the {self._lookups} images '
+                'looked up in this process are absent from the proposal '
+                f'store "{self.proposal_file}" (more than '
+                f'max_missing_ratio={ratio}); the first was '
+                f'{self._first_absent}. Store keys are image paths relative '
+                'to the image root: set key_root= (or proposal_key in the '
+                'data infos) to match, or regenerate the store for this '
+                'dataset.')
 
     def _fallback_boxes(self, h: int, w: int) -> np.ndarray:
         if self.fallback == 'grid':
@@ -168,9 +253,10 @@ class LoadProposals(BaseTransform):
             if 'img_path' not in results:
                 raise KeyError('LoadProposals needs "proposal_key" or '
                                '"img_path" in the results.')
-            key = osp.basename(results['img_path'])
+            key = self._key_of(results['img_path'])
 
         raw = self.store.get(key)
+        self._check_missing(key, raw is None, results)
         if raw is None:
             boxes = None
             reason = 'is absent from'
@@ -207,4 +293,5 @@ class LoadProposals(BaseTransform):
         return (f'{self.__class__.__name__}(proposal_file='
                 f'{self.proposal_file!r}, topk={self.topk}, min_size='
                 f'{self.min_size}, fallback={self.fallback!r}, grid_size='
-                f'{self.grid_size})')
+                f'{self.grid_size}, key_root={self.key_root!r}, '
+                f'max_missing_ratio={self.max_missing_ratio})')

@@ -1,0 +1,157 @@
+"""Bad entries and files on the proposal side (issue 16 items 7-9)."""
+import importlib.util
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from mmregion.datasets import RegionDataset
+from mmregion.proposals import (generate_proposals, list_images,
+                                load_proposal_store)
+from mmregion.utils.input_checks import InputError, check_file_name
+
+REPO_ROOT = __file__.rsplit('/tests/', 1)[0]
+
+
+def _tool(name):
+    spec = importlib.util.spec_from_file_location(
+        name, f'{REPO_ROOT}/tools/{name}.py')
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _coco_with(tmp_path, file_name, name='ann.json'):
+    path = tmp_path / name
+    path.write_text(
+        json.dumps(
+            dict(
+                images=[
+                    dict(id=1, file_name='000000.jpg'),
+                    dict(id=2, file_name=file_name)
+                ],
+                annotations=[])))
+    return path
+
+
+@pytest.mark.parametrize('name,why', [('a\0b.jpg', 'NUL byte'),
+                                      ('../secret.jpg', '".."'),
+                                      ('x/../../secret.jpg', '".."'),
+                                      ('/etc/passwd', 'absolute'),
+                                      ('C:\\x.jpg', 'absolute'),
+                                      ('', 'non-empty string'),
+                                      (7, 'non-empty string')])
+def test_check_file_name(name, why):
+    with pytest.raises(InputError, match='images\\[1\\] of a.json') as e:
+        check_file_name(name, 'images[1] of a.json')
+    assert why in str(e.value) and '\n' not in str(e.value)
+
+
+def test_check_file_name_opt_in():
+    assert check_file_name('../x.jpg', 'w', allow_unsafe_paths=True)
+    assert check_file_name('/abs/x.jpg', 'w', allow_unsafe_paths=True)
+    with pytest.raises(InputError, match='NUL'):
+        check_file_name('a\0', 'w', allow_unsafe_paths=True)
+    assert check_file_name('a/b..c/d.jpg', 'w') == 'a/b..c/d.jpg'
+
+
+@pytest.mark.parametrize('bad', ['../train/000001.jpg', 'a\0.jpg'])
+def test_unsafe_names_refused_everywhere(toy_coco, tmp_path, bad, capsys):
+    ann = _coco_with(tmp_path, bad)
+    root = str(toy_coco / 'train')
+    with pytest.raises(InputError, match=f'images\\[1\\] of {ann}'):
+        RegionDataset(ann_file=str(ann), data_prefix=dict(img=root))
+    with pytest.raises(InputError, match=f'images\\[1\\] of {ann}'):
+        list_images(str(ann), root)
+    with pytest.raises(InputError, match=f'images\\[1\\] of {ann}'):
+        load_proposal_store(str(ann))  # a COCO-json proposal file
+    # the tool: one line, exit 1, nothing written
+    with pytest.raises(SystemExit) as e:
+        _tool('generate_proposals').run_tool(
+            _tool('generate_proposals').main,
+            [str(ann), str(tmp_path / 'out'), '--img-root', root])
+    assert e.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('error: images[1] of')
+    assert not (tmp_path / 'out').exists()
+    if '\0' not in bad:  # opt-in
+        ds = RegionDataset(
+            ann_file=str(ann),
+            data_prefix=dict(img=root),
+            allow_unsafe_paths=True)
+        assert ds.get_data_info(1)['proposal_key'] == bad
+        keys, _ = list_images(str(ann), root, allow_unsafe_paths=True)
+        assert bad in keys
+
+
+@pytest.mark.parametrize(
+    'text,what',
+    [('{"images": [', 'not valid json'),
+     ('[1, 2]', 'no "images" list'),
+     ('{"images": {"a": 1}}', 'no "images" list'),
+     ('{"images": [5]}', 'images[0] of .* is not an object'),
+     ('{"images": [{"id": 1}]}', 'images[0] of .* has no "file_name"'),
+     ('{"images": [{"file_name": "a.jpg"}]}', 'has no "id"'),
+     ('{"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": '
+      '[{"image_id": 1, "bbox": "x"}]}', 'annotations\\[0\\]: bbox'),
+     ('{"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": '
+      '[{"image_id": 9, "bbox": [0, 0, 1, 1]}]}', 'unknown image_id 9'),
+     ('{"images": [{"id": [1], "file_name": "a.jpg"}]}', 'image id'),
+     (b'\xff\xfe{}', 'not UTF-8')])
+def test_malformed_coco_proposal_json(tmp_path, text, what):
+    path = tmp_path / 'props.json'
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    with pytest.raises(InputError) as e:
+        load_proposal_store(str(path))
+    msg = str(e.value)
+    assert str(path) in msg and '\n' not in msg
+    import re
+    assert re.search(what.replace('[0] of', '\\[0\\] of'), msg), msg
+
+
+@pytest.mark.parametrize('text', ['{"images": [', '{"images": 3}',
+                                  '{"images": [{"file_name": null}]}'])
+def test_malformed_coco_dataset_json(tmp_path, text):
+    path = tmp_path / 'ann.json'
+    path.write_text(text)
+    with pytest.raises(InputError, match=str(path)):
+        RegionDataset(ann_file=str(path), data_prefix=dict(img=''))
+    with pytest.raises(InputError, match=str(path)):
+        list_images(str(path))
+
+
+def test_truncated_jpeg_and_fifo_are_refused(toy_coco, tmp_path):
+    import os
+    imgs = tmp_path / 'imgs'
+    shutil.copytree(toy_coco / 'val', imgs)
+    data = (imgs / '000000.jpg').read_bytes()
+    (imgs / 'cut.jpg').write_bytes(data[:len(data) * 2 // 3])
+    os.mkfifo(imgs / 'fifo.jpg')  # reading it would block forever
+    s = generate_proposals(
+        str(imgs), str(tmp_path / 'out'), method='grid', progress=False)
+    assert (s['total'], s['done'], s['failed']) == (6, 4, 2)
+    store = load_proposal_store(str(tmp_path / 'out'))
+    assert 'cut.jpg' not in store and 'fifo.jpg' not in store
+    assert store.meta['stats']['failed_total'] == 2
+
+
+def test_browse_refuses_unsafe_keys(toy_coco, tmp_path, capsys):
+    import pickle
+    pkl = tmp_path / 'p.pkl'
+    pkl.write_bytes(
+        pickle.dumps({
+            '../val/000000.jpg': np.array([[0, 0, 5, 5]], np.float32),
+            '000001.jpg': np.array([[0, 0, 5, 5]], np.float32)
+        }))
+    with pytest.raises(InputError, match='".."'):
+        load_proposal_store(str(pkl))
+    tool = _tool('browse_proposals')
+    with pytest.raises(SystemExit):
+        tool.run_tool(tool.main, [str(pkl), str(toy_coco / 'train'),
+                                  str(tmp_path / 'b')])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(pkl) in err[0]
