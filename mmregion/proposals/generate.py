@@ -28,7 +28,6 @@ import cv2
 import numpy as np
 from mmengine.logging import print_log
 
-from mmregion.datasets.transforms.safe_loading import find_truncation
 from mmregion.utils.input_checks import coco_image_entries, read_json_file
 from mmregion.utils.progress import ProgressBar
 from .sources import (NMS_PRIORITIES, grid_proposals, random_proposals,
@@ -270,6 +269,8 @@ def read_image(path: str) -> Tuple[Optional[np.ndarray], str]:
         data = f.read()
     if not data:
         return None, 'empty file (0 bytes)'
+    # the training loader's check (imported here: it pulls in mmcv)
+    from mmregion.datasets.transforms.safe_loading import find_truncation
     reason = find_truncation(data)
     if reason is not None:
         return None, reason

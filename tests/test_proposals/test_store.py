@@ -95,9 +95,11 @@ def test_writer_rejects_other_run(written, tmp_path):
 def test_corrupt_shard_is_named(written):
     out, data = written
     (out / 'shard-00002.npz').write_bytes(b'garbage')
-    store = load_proposal_store(str(out))
     with pytest.raises(ValueError, match='shard-00002.npz'):
-        store.get(sorted(data)[-1])
+        load_proposal_store(str(out))  # checked when opened
+    store = ShardedProposalStore(str(out), verify=False)
+    with pytest.raises(ValueError, match='shard-00002.npz'):
+        store.get(sorted(data)[-1])  # else at first use
     w = ProposalWriter(str(out), list(data), shard_size=3, params=dict(a=1))
     assert w.is_done(0) and not w.is_done(2)
 

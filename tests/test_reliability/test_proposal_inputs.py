@@ -1,7 +1,8 @@
 """Bad entries and files on the proposal side (issue 16 items 7-9)."""
-import importlib.util
+import importlib
 import json
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -14,12 +15,11 @@ from mmregion.utils.input_checks import InputError, check_file_name
 REPO_ROOT = __file__.rsplit('/tests/', 1)[0]
 
 
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(
-        name, f'{REPO_ROOT}/tools/{name}.py')
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def _tool(name='generate_proposals'):
+    """A module of tools/ (imported from the checkout)."""
+    if f'{REPO_ROOT}/tools' not in sys.path:
+        sys.path.insert(0, f'{REPO_ROOT}/tools')
+    return importlib.import_module(name)
 
 
 def _coco_with(tmp_path, file_name, name='ann.json'):
