@@ -1,6 +1,5 @@
 """CCOP's random-score NMS, the presets and full resolution (issue 11.6/11)."""
-import importlib
-import sys
+import runpy
 
 import cv2
 import numpy as np
@@ -14,11 +13,6 @@ from mmregion.proposals.filters import random_priority
 REPO_ROOT = __file__.rsplit('/tests/', 1)[0]
 
 
-def _tool(name='generate_proposals'):
-    """A module of tools/ (imported from the checkout)."""
-    if f'{REPO_ROOT}/tools' not in sys.path:
-        sys.path.insert(0, f'{REPO_ROOT}/tools')
-    return importlib.import_module(name)
 
 
 def test_filter_boxes_follows_scores():
@@ -98,19 +92,19 @@ def test_random_order_does_not_depend_on_workers(toy_coco, tmp_path):
 
 
 def test_presets_and_explicit_flags(toy_coco, tmp_path):
-    tool = _tool()
-    args = tool.parse_args(['src', 'out', '--preset', 'ccop'])
+    tool = runpy.run_path(f'{REPO_ROOT}/tools/generate_proposals.py')
+    args = tool['parse_args'](['src', 'out', '--preset', 'ccop'])
     assert (args.max_side, args.nms_priority, args.topk, args.nms_iou,
             args.min_size) == (None, 'random', 50, 0.5, 20.)
-    args = tool.parse_args(['src', 'out', '--max-side', '0'])
+    args = tool['parse_args'](['src', 'out', '--max-side', '0'])
     assert args.max_side is None and args.nms_priority == 'random'
-    args = tool.parse_args(
+    args = tool['parse_args'](
         ['src', 'out', '--preset', 'detreg', '--topk', '30'])
     assert (args.squash_size, args.swap_rb, args.nms_iou, args.nms_priority,
             args.min_aspect, args.max_aspect, args.min_size,
             args.topk) == (128, True, None, 'opencv', None, None, 0., 30)
     out = tmp_path / 'detreg'
-    tool.main([
+    tool['main']([
         str(toy_coco / 'val'),
         str(out), '--preset', 'detreg', '--mode', 'single', '--no-progress'
     ])
