@@ -10,7 +10,6 @@ and resumes.
 import os
 import os.path as osp
 import signal
-import uuid
 
 import pytest
 import torch
@@ -38,34 +37,14 @@ class _FilesAtStart(Hook):
 
 
 def _runner(toy, work_dir, max_iters, resume=False, hooks=()):
-    from mmengine.runner import Runner
-    return Runner(
-        model=toy.ToyModel(),
-        work_dir=str(work_dir),
-        experiment_name=f'keep_{uuid.uuid4().hex[:8]}',
-        train_dataloader=dict(
-            dataset=toy.ToyDataset(),
-            sampler=dict(type='DefaultSampler', shuffle=False),
-            batch_size=2,
-            num_workers=0,
-            collate_fn=dict(type='default_collate')),
-        optim_wrapper=dict(
-            type='FiniteCheckOptimWrapper',
-            optimizer=dict(type='SGD', lr=0.1, momentum=0.9)),
-        train_cfg=dict(by_epoch=False, max_iters=max_iters),
-        default_hooks=dict(
-            checkpoint=dict(
-                type='CheckpointHook',
-                interval=1,
-                by_epoch=False,
-                max_keep_ckpts=1),
-            logger=dict(type='LoggerHook', interval=1)),
-        custom_hooks=list(hooks),
+    runner, _ = toy.build_runner(
+        work_dir,
+        toy.ToyModel(),
+        max_iters=max_iters,
+        checkpoint=dict(max_keep_ckpts=1),
         resume=resume,
-        default_scope='mmregion',
-        randomness=dict(seed=0),
-        env_cfg=dict(dist_cfg=dict(backend='gloo')),
-        log_level='WARNING')
+        hooks=hooks)
+    return runner
 
 
 def _train_and_die(toy, work_dir, patch):

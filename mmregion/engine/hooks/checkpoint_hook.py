@@ -143,8 +143,8 @@ class SafeCheckpointHook(CheckpointHook):
             return
         last = runner.message_hub.get_info('last_ckpt')
         where = (f'last_checkpoint still names {last}, the last checkpoint '
-                 'with a finite state: resume from it (with a lower learning '
-                 'rate or on_nonfinite="skip")' if last else
+                 'with a finite state: resume from it (e.g. with a lower '
+                 'learning rate)' if last else
                  'no checkpoint was written before')
         shown = ', '.join(bad[:5]) + (f' and {len(bad) - 5} more'
                                       if len(bad) > 5 else '')
