@@ -25,11 +25,11 @@ __all__ = ['FiniteCheckOptimWrapper', 'FiniteCheckAmpOptimWrapper']
 _ACTIONS = ('raise', 'skip')
 
 # (module, '_buffers' | '_parameters', name, copy taken before the forward)
-_Snapshot = List[Tuple[nn.Module, str, str, torch.Tensor]]
+_Entry = Tuple[nn.Module, str, str, torch.Tensor]
+_Snapshot = List[_Entry]
 
 
-def _forward_state(
-        model: nn.Module) -> Iterator[Tuple[nn.Module, str, str, torch.Tensor]]:
+def _forward_state(model: nn.Module) -> Iterator[_Entry]:
     for module in model.modules():
         for name, buf in module._buffers.items():
             if buf is not None:
