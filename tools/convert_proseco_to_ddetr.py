@@ -16,10 +16,8 @@ Example::
         proseco_ddetr.pth --config my_ddetr_finetune.py
 """
 import argparse
-import os
 import os.path as osp
 import sys
-import tempfile
 from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
@@ -130,24 +128,23 @@ def report(det: Dict[str, torch.Tensor],
 
 
 def save_atomic(obj: dict, path: str) -> None:
-    """``torch.save`` to a temporary file in the target folder, then
-    rename (no half-written checkpoint on failure)."""
-    out_dir = osp.dirname(osp.abspath(path))
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix='.tmp')
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+    """``torch.save`` through a temporary file in the target folder, then
+    rename (no half-written checkpoint on failure; the usual umask
+    permissions, not ``mkstemp``'s 0600)."""
+    from mmregion.utils.atomic_io import atomic_save
+    atomic_save(obj, path)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    state = load_state_dict(args.checkpoint)
+    import mmregion  # noqa: F401
+    from mmregion.utils import CheckpointError
+    try:
+        state = load_state_dict(args.checkpoint)
+    except (CheckpointError, FileNotFoundError, ValueError) as e:
+        # one line naming the file (refused, truncated, missing, no weights)
+        print(f'error: {e}', file=sys.stderr)
+        return 1
     ref = build_reference(args.config) if args.config else None
     det, dropped = convert(state, args.num_classes, ref, args.keep_cls)
     n_teacher = sum(k.startswith('teacher.') for k in state)

@@ -20,10 +20,11 @@ Usage::
 
 The checkpoint is read with ``torch.load(weights_only=True)`` (mmregion's
 safe loader, which allow-lists mmengine's benign types) and written
-atomically (temporary file + ``os.replace``).
+atomically (``mmregion.utils.atomic_io.atomic_save``: temporary file, fsync,
+``os.replace``; the file gets the usual umask permissions). A checkpoint
+that is refused, truncated or missing is reported in one line (exit status 1).
 """
 import argparse
-import os
 import os.path as osp
 import re
 import sys
@@ -146,15 +147,8 @@ def extract_backbone(ckpt_path: str,
         time=time.strftime('%Y%m%d_%H%M%S', time.localtime()),
         source_meta=_simple_meta(src_meta))
     out = dict(state_dict=weights, meta=meta)
-    out_dir = osp.dirname(osp.abspath(out_path))
-    os.makedirs(out_dir, exist_ok=True)
-    tmp = osp.join(out_dir, f'.{osp.basename(out_path)}.tmp.{os.getpid()}')
-    try:
-        torch.save(out, tmp)
-        os.replace(tmp, out_path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+    from mmregion.utils.atomic_io import atomic_save
+    atomic_save(out, out_path)
     return out
 
 
@@ -177,11 +171,13 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
+    import mmregion  # noqa: F401
+    from mmregion.utils.cli import UserError  # incl. CheckpointError
     args = parse_args(argv)
     try:
         out = extract_backbone(args.checkpoint, args.out, args.prefix,
                                args.exclude)
-    except (KeyError, TypeError, FileNotFoundError) as e:
+    except (KeyError, TypeError, FileNotFoundError, UserError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f'extract_backbone: {args.checkpoint}: {msg}', file=sys.stderr)
         return 1

@@ -1,5 +1,6 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-from .checkpoint import (UnsafeCheckpointError, install_safe_checkpoint_loader,
+from .checkpoint import (CheckpointError, CorruptCheckpointError,
+                         UnsafeCheckpointError, install_safe_checkpoint_loader,
                          load_checkpoint_safely, safe_checkpoint_globals)
 from .dependency import check_dependencies, find_dependency_problems
 from .setup_env import register_all_modules
@@ -7,5 +8,6 @@ from .setup_env import register_all_modules
 __all__ = [
     'register_all_modules', 'check_dependencies', 'find_dependency_problems',
     'load_checkpoint_safely', 'install_safe_checkpoint_loader',
-    'safe_checkpoint_globals', 'UnsafeCheckpointError'
+    'safe_checkpoint_globals', 'UnsafeCheckpointError', 'CheckpointError',
+    'CorruptCheckpointError'
 ]

@@ -38,7 +38,7 @@ import socket
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Iterator, Optional, Union
+from typing import IO, Any, Iterator, List, Optional, Union
 
 import torch
 from mmengine.fileio.backends import LocalBackend
@@ -48,7 +48,8 @@ from mmengine.logging import print_log
 __all__ = [
     'AtomicFile', 'atomic_write', 'atomic_save', 'fsync_dir',
     'AtomicLocalBackend', 'AtomicHardDiskBackend',
-    'install_atomic_file_backend', 'is_atomic_tmp_file'
+    'install_atomic_file_backend', 'is_atomic_tmp_file',
+    'remove_stale_tmp_files'
 ]
 
 TMP_SUFFIX = '.tmp'
@@ -94,25 +95,40 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _remove_stale_tmp(dirname: str, basename: str) -> None:
-    """Remove temp files of ``basename`` left by dead writers of this host."""
+def remove_stale_tmp_files(dirname: Union[str, Path],
+                           basename: Optional[str] = None) -> List[str]:
+    """Remove the temporary files of writers that died (this host only).
+
+    A temporary file of :class:`AtomicFile` names its host and process id;
+    it is stale when that process no longer exists. Files of other hosts
+    (a shared file system) and of live processes are left alone.
+
+    Args:
+        dirname (str | Path): The directory to clean.
+        basename (str, optional): Only the temporary files of this target
+            name. Defaults to None (every target).
+
+    Returns:
+        list[str]: The names of the removed files.
+    """
     try:
         names = os.listdir(dirname)
     except OSError:
-        return
-    prefix = f'.{basename}.'
+        return []
+    removed = []
     for name in names:
-        if not name.startswith(prefix):
-            continue
         m = _TMP_RE.match(name)
-        if (m is None or m.group('name') != basename
+        if (m is None
+                or (basename is not None and m.group('name') != basename)
                 or m.group('host') != _HOST
                 or _pid_alive(int(m.group('pid')))):
             continue
         try:
-            os.remove(osp.join(dirname, name))
+            os.remove(osp.join(str(dirname), name))
+            removed.append(name)
         except OSError:
             pass
+    return removed
 
 
 class AtomicFile:
@@ -149,7 +165,7 @@ class AtomicFile:
             raise FileExistsError(f'File exists: {self.path}')
         dirname, basename = osp.split(self.path)
         os.makedirs(dirname, exist_ok=True)
-        _remove_stale_tmp(dirname, basename)
+        remove_stale_tmp_files(dirname, basename)
         self.tmp_path = osp.join(
             dirname, f'.{basename}.{_HOST}.{os.getpid()}.'
             f'{uuid.uuid4().hex[:8]}{TMP_SUFFIX}')

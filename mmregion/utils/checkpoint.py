@@ -13,21 +13,42 @@ clear message naming the file and the refused global, instead of a long
 traceback. We never set ``weights_only=False`` or
 ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``.
 """
+import os
 import os.path as osp
 import pickle
+import stat
+import zipfile
 from typing import Any, List, Optional
 
 import numpy as np
 import torch
 
+from .cli import UserError
+
 __all__ = [
     'safe_checkpoint_globals', 'install_safe_checkpoint_loader',
-    'load_checkpoint_safely', 'UnsafeCheckpointError'
+    'load_checkpoint_safely', 'CheckpointError', 'UnsafeCheckpointError',
+    'CorruptCheckpointError'
 ]
 
 
-class UnsafeCheckpointError(pickle.UnpicklingError):
+class CheckpointError(UserError):
+    """A checkpoint file that can not be used; the message is one line
+    naming the file (``tools/*.py`` print it without a traceback)."""
+
+
+class UnsafeCheckpointError(CheckpointError, pickle.UnpicklingError):
     """A checkpoint holds a pickled object that is not allow-listed."""
+
+
+class CorruptCheckpointError(CheckpointError, RuntimeError):
+    """A checkpoint is empty, truncated, not a file or not a checkpoint."""
+
+
+# what torch.load raises on a file cut short or not written by torch.save
+_CORRUPT_ERRORS = (EOFError, RuntimeError, KeyError, ValueError, IndexError,
+                   TypeError, AttributeError, UnicodeDecodeError, OSError,
+                   ImportError)
 
 
 def safe_checkpoint_globals() -> List[Any]:
@@ -91,14 +112,28 @@ def load_checkpoint_safely(filename: str,
         FileNotFoundError: The file does not exist.
         UnsafeCheckpointError: The checkpoint holds a global that is not
             allow-listed (it may run code when unpickled); it is refused.
+        CorruptCheckpointError: The file is empty, truncated, not a regular
+            file or not a torch checkpoint.
     """
     filename = osp.expanduser(filename)
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'checkpoint {filename} can not be found.')
+    try:
+        st = os.stat(filename)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f'checkpoint {filename} can not be found.') from None
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block torch.load
+        raise CorruptCheckpointError(
+            f'checkpoint {filename} is not a regular file.')
+    if st.st_size == 0:
+        raise CorruptCheckpointError(
+            f'checkpoint {filename} is empty (0 bytes): it was not written '
+            'completely; use an older checkpoint.')
     try:
         return torch.load(
             filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
+        if not zipfile.is_zipfile(filename) and 'GLOBAL' not in str(e):
+            _raise_corrupt(filename, st.st_size, e)  # raw bytes, no archive
         first = str(e).strip().splitlines()
         detail = next((ln for ln in first if 'GLOBAL' in ln or
                        'Unsupported' in ln), first[0] if first else '')
@@ -108,6 +143,27 @@ def load_checkpoint_safely(filename: str,
             f'object that is not on the weights-only allow-list ({detail.strip()}). '
             'Loading it could execute arbitrary code. If you trust the file, '
             'add the type with torch.serialization.add_safe_globals.') from None
+    except _CORRUPT_ERRORS as e:
+        if zipfile.is_zipfile(filename) and not isinstance(
+                e, (EOFError, KeyError)) and not _is_zip_read_error(e):
+            raise  # a readable archive: not a broken file (e.g. a device)
+        _raise_corrupt(filename, st.st_size, e)
+
+
+def _raise_corrupt(filename: str, size: int, e: BaseException) -> None:
+    lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+    if isinstance(e, pickle.UnpicklingError):  # torch's long preamble
+        lines = [ln for ln in lines if 'Unsupported' in ln] or lines
+    detail = (lines[0] if lines else '').split('. This is an')[0]
+    raise CorruptCheckpointError(
+        f'checkpoint {filename} ({size} bytes) is truncated or not a '
+        f'checkpoint written by torch.save ({type(e).__name__}: '
+        f'{detail[:200]}); use an older checkpoint.') from None
+
+
+def _is_zip_read_error(e: BaseException) -> bool:
+    """A ``PytorchStreamReader`` error of a damaged archive."""
+    return isinstance(e, RuntimeError) and 'PytorchStreamReader' in str(e)
 
 
 def load_from_local_safely(filename: str, map_location: Any = None) -> Any:

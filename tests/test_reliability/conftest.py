@@ -84,8 +84,18 @@ class RecordHook(Hook):
         self.after[runner.iter] = self._weights(runner)
 
 
-def build_runner(work_dir, model, max_iters=6, **optim_kwargs):
-    """An IterBased Runner (checkpoint every iteration) with a RecordHook."""
+def build_runner(work_dir,
+                 model,
+                 max_iters=6,
+                 checkpoint=None,
+                 resume=False,
+                 hooks=(),
+                 **optim_kwargs):
+    """An IterBased Runner (checkpoint every iteration) with a RecordHook.
+
+    ``checkpoint`` updates the CheckpointHook config, ``hooks`` are more
+    custom hooks, ``resume`` is the Runner's.
+    """
     from mmengine.runner import Runner
     record = RecordHook()
     runner = Runner(
@@ -104,9 +114,12 @@ def build_runner(work_dir, model, max_iters=6, **optim_kwargs):
             **optim_kwargs),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
         default_hooks=dict(
-            checkpoint=dict(type='CheckpointHook', interval=1, by_epoch=False),
+            checkpoint=dict(
+                type='CheckpointHook', interval=1, by_epoch=False,
+                **(checkpoint or {})),
             logger=dict(type='LoggerHook', interval=1)),
-        custom_hooks=[record],
+        custom_hooks=[record, *hooks],
+        resume=resume,
         default_scope='mmregion',
         randomness=dict(seed=0),
         env_cfg=dict(dist_cfg=dict(backend='gloo')),

@@ -1,7 +1,9 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 """Image loading that skips bad files instead of crashing a long run."""
 import logging
+import os
 import os.path as osp
+import stat
 from typing import Optional
 
 import cv2
@@ -18,6 +20,59 @@ _JPEG_SOI = b'\xff\xd8'
 _JPEG_EOI = b'\xff\xd9'
 _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 _PNG_IEND = b'IEND'
+# largest image file read (bytes): a bound so that a huge or endless file
+# (a device, a growing log) cannot exhaust memory; COCO images are < 1 MB
+DEFAULT_MAX_FILE_BYTES = 256 * 1024 * 1024
+
+
+def read_regular_file(path: str, max_bytes: int) -> bytes:
+    """Read a local file that must be a regular file of at most ``max_bytes``.
+
+    The file is opened with ``O_NONBLOCK`` and checked with ``fstat`` on the
+    open descriptor, so a FIFO, socket or device neither blocks the open nor
+    the read, and a file swapped after a check can not slip through.
+
+    Args:
+        path (str): The file.
+        max_bytes (int): Size bound.
+
+    Returns:
+        bytes: The content.
+
+    Raises:
+        FileNotFoundError, PermissionError, IsADirectoryError: As ``open``.
+        OSError: Not a regular file, or larger than ``max_bytes`` (the
+            message says which).
+    """
+    flags = os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0) | getattr(
+        os, 'O_BINARY', 0)
+    fd = os.open(path, flags)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(f'{path} is a directory')
+        if not stat.S_ISREG(st.st_mode):
+            kind = ('a FIFO' if stat.S_ISFIFO(st.st_mode) else 'a socket'
+                    if stat.S_ISSOCK(st.st_mode) else 'a device'
+                    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+                    else 'not a regular file')
+            raise OSError(f'not a regular file ({kind})')
+        if st.st_size > max_bytes:
+            raise OSError(f'file too large ({st.st_size} bytes > max_file_'
+                          f'bytes={max_bytes})')
+        chunks, size = [], 0
+        while True:
+            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > max_bytes:
+                raise OSError(f'file too large (grew past max_file_bytes='
+                              f'{max_bytes} while read)')
+        return b''.join(chunks)
+    finally:
+        os.close(fd)
 
 
 def find_truncation(data: bytes, tail: int = 1024) -> Optional[str]:
@@ -74,6 +129,9 @@ class LoadImageFromFileSafe(LoadImageFromFile):
         imdecode_backend (str): Decoding backend. Defaults to ``'cv2'``.
         check_truncation (bool): Refuse JPEG/PNG files without their end
             marker. Defaults to True.
+        max_file_bytes (int): Local files larger than this are skipped, as
+            are FIFOs, sockets and devices (only regular files are read, so
+            a FIFO can not hang the data loader). Defaults to 256 MiB.
         backend_args (dict, optional): mmengine file backend arguments.
             Defaults to None.
     """
@@ -85,6 +143,7 @@ class LoadImageFromFileSafe(LoadImageFromFile):
                  color_type: str = 'color',
                  imdecode_backend: str = 'cv2',
                  check_truncation: bool = True,
+                 max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
                  *,
                  backend_args: Optional[dict] = None) -> None:
         super().__init__(
@@ -94,6 +153,25 @@ class LoadImageFromFileSafe(LoadImageFromFile):
             ignore_empty=True,
             backend_args=backend_args)
         self.check_truncation = check_truncation
+        if max_file_bytes <= 0:
+            raise ValueError('LoadImageFromFileSafe: max_file_bytes must be '
+                             f'> 0, got {max_file_bytes}.')
+        self.max_file_bytes = max_file_bytes
+
+    def _is_local(self, filename: str) -> bool:
+        """Whether ``filename`` is read by mmengine's local file backend."""
+        from mmengine.fileio.backends import LocalBackend
+        try:
+            backend = fileio.get_file_backend(
+                filename, backend_args=self.backend_args)
+        except Exception:  # unknown prefix: let fileio.get report it
+            return False
+        return isinstance(backend, LocalBackend)
+
+    def _read(self, filename: str) -> bytes:
+        if self._is_local(filename):
+            return read_regular_file(filename, self.max_file_bytes)
+        return fileio.get(filename, backend_args=self.backend_args)
 
     @classmethod
     def reset_counters(cls) -> None:
@@ -140,7 +218,7 @@ class LoadImageFromFileSafe(LoadImageFromFile):
         """
         filename = results['img_path']
         try:
-            img_bytes = fileio.get(filename, backend_args=self.backend_args)
+            img_bytes = self._read(filename)
         except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
             self._skip(
                 filename,
@@ -148,7 +226,7 @@ class LoadImageFromFileSafe(LoadImageFromFile):
                 missing=isinstance(e, FileNotFoundError))
             return None
         except OSError as e:
-            self._skip(filename, f'cannot be read ({e!r})', missing=False)
+            self._skip(filename, f'cannot be read ({e})', missing=False)
             return None
         if len(img_bytes) == 0:
             self._skip(filename, 'empty file (0 bytes)', missing=False)
@@ -184,4 +262,5 @@ class LoadImageFromFileSafe(LoadImageFromFile):
         return (f'{self.__class__.__name__}(to_float32={self.to_float32}, '
                 f"color_type='{self.color_type}', imdecode_backend="
                 f"'{self.imdecode_backend}', check_truncation="
-                f'{self.check_truncation}, backend_args={self.backend_args})')
+                f'{self.check_truncation}, max_file_bytes='
+                f'{self.max_file_bytes}, backend_args={self.backend_args})')

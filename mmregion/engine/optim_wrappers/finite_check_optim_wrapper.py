@@ -2,12 +2,18 @@
 """Stop or skip a training step whose loss is not finite.
 
 See ``docs/reliability.md``. The check runs before ``backward``, so a NaN/inf
-loss never reaches the gradients, the optimizer state or the weights.
+loss never reaches the gradients, the optimizer state or the weights. With
+``on_nonfinite='skip'`` the state that the forward pass itself changed
+(BatchNorm statistics, feature queues, momentum encoders / EMA teachers: every
+buffer and every parameter without ``requires_grad``) is restored too, so a
+skipped step changes no state at all.
 """
 import logging
-from typing import Dict, Optional
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
+import torch.nn as nn
 from mmengine.dist import all_reduce, get_rank, is_distributed
 from mmengine.logging import MessageHub, print_log
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
@@ -17,6 +23,68 @@ from mmregion.registry import OPTIM_WRAPPERS
 __all__ = ['FiniteCheckOptimWrapper', 'FiniteCheckAmpOptimWrapper']
 
 _ACTIONS = ('raise', 'skip')
+
+# (module, '_buffers' | '_parameters', name, copy taken before the forward)
+_Entry = Tuple[nn.Module, str, str, torch.Tensor]
+_Snapshot = List[_Entry]
+
+
+def _forward_state(model: nn.Module) -> Iterator[_Entry]:
+    for module in model.modules():
+        for name, buf in module._buffers.items():
+            if buf is not None:
+                yield module, '_buffers', name, buf
+        for name, param in module._parameters.items():
+            if param is not None and not param.requires_grad:
+                yield module, '_parameters', name, param
+
+
+def snapshot_forward_state(model: nn.Module) -> _Snapshot:
+    """Copy what a forward pass may change: buffers and frozen parameters.
+
+    Buffers hold BatchNorm statistics, feature queues and their pointers,
+    EMA step counters; parameters without ``requires_grad`` hold momentum
+    encoders and EMA teachers. Trainable parameters are left out: only the
+    optimizer step changes them.
+
+    Args:
+        model (nn.Module): The model (or its wrapper).
+
+    Returns:
+        list: ``(module, kind, name, copy)`` for :func:`restore_forward_state`.
+    """
+    with torch.no_grad():
+        return [(module, kind, name, tensor.detach().clone())
+                for module, kind, name, tensor in _forward_state(model)]
+
+
+def restore_forward_state(snap: _Snapshot) -> None:
+    """Put back the tensors of :func:`snapshot_forward_state`, in place.
+
+    A tensor that the forward pass replaced by one of another shape, dtype
+    or device is replaced back by the copy.
+
+    Args:
+        snap (list): What :func:`snapshot_forward_state` returned.
+    """
+    with torch.no_grad():
+        for module, kind, name, saved in snap:
+            table = getattr(module, kind)
+            current = table.get(name)
+            if (current is not None and current.shape == saved.shape
+                    and current.dtype == saved.dtype
+                    and current.device == saved.device):
+                current.copy_(saved)
+            elif kind == '_buffers':
+                table[name] = saved
+            else:
+                table[name] = nn.Parameter(saved, requires_grad=False)
+
+
+def forward_state_nbytes(model: nn.Module) -> int:
+    """Bytes that :func:`snapshot_forward_state` copies for ``model``."""
+    return sum(t.numel() * t.element_size()
+               for _, _, _, t in _forward_state(model))
 
 
 class _FiniteCheckMixin:
@@ -32,6 +100,7 @@ class _FiniteCheckMixin:
                  *args,
                  on_nonfinite: str = 'raise',
                  max_skips: Optional[int] = 10,
+                 restore_state_on_skip: bool = True,
                  **kwargs) -> None:
         if on_nonfinite not in _ACTIONS:
             raise ValueError(f'{type(self).__name__}: on_nonfinite must be '
@@ -45,6 +114,23 @@ class _FiniteCheckMixin:
         self.num_skipped = 0
         self.num_consecutive_skips = 0
         self._discard_window = False
+        self.restore_state_on_skip = restore_state_on_skip
+        self._state_snapshot: Optional[_Snapshot] = None
+
+    @contextmanager
+    def optim_context(self, model: nn.Module) -> Iterator[None]:
+        """The parent's context; with ``'skip'`` also a snapshot of the state.
+
+        ``BaseModel.train_step`` runs the forward pass inside this context,
+        so the snapshot is the state before the forward. It is restored when
+        the loss turns out non-finite (:meth:`update_params`) and dropped
+        otherwise.
+        """
+        self._state_snapshot = None
+        if self.on_nonfinite == 'skip' and self.restore_state_on_skip:
+            self._state_snapshot = snapshot_forward_state(model)
+        with super().optim_context(model):  # type: ignore
+            yield
 
     def loss_is_finite(self, loss: torch.Tensor) -> bool:
         """Whether ``loss`` is finite (on every rank when distributed).
@@ -96,9 +182,11 @@ class _FiniteCheckMixin:
         """
         step_kwargs = step_kwargs or {}
         zero_kwargs = zero_kwargs or {}
+        snapshot, self._state_snapshot = self._state_snapshot, None
         if not self.loss_is_finite(loss):
-            self._on_nonfinite_loss(loss, zero_kwargs)
+            self._on_nonfinite_loss(loss, zero_kwargs, snapshot)
             return
+        del snapshot  # free it before backward
         self.num_consecutive_skips = 0
         loss = self.scale_loss(loss)
         self.backward(loss)
@@ -110,15 +198,19 @@ class _FiniteCheckMixin:
                 self.step(**step_kwargs)
                 self.zero_grad(**zero_kwargs)
 
-    def _on_nonfinite_loss(self, loss: torch.Tensor,
-                           zero_kwargs: Dict) -> None:
+    def _on_nonfinite_loss(self,
+                           loss: torch.Tensor,
+                           zero_kwargs: Dict,
+                           snapshot: Optional[_Snapshot] = None) -> None:
         message = self.describe_nonfinite_loss(loss)
         if self.on_nonfinite == 'raise':
+            last = MessageHub.get_current_instance().get_info('last_ckpt')
+            last = f' {last}' if last else ''
             raise FloatingPointError(
                 f'{message}. Training stopped before backward: the weights '
                 'and optimizer state are those of the previous step (resume '
-                'from the last checkpoint). Set optim_wrapper.on_nonfinite='
-                '"skip" to skip such steps instead.')
+                f'from the last checkpoint{last}). Set optim_wrapper.'
+                'on_nonfinite="skip" to skip such steps instead.')
         self.num_consecutive_skips += 1
         self.num_skipped += 1
         if (self.max_skips is not None
@@ -127,15 +219,21 @@ class _FiniteCheckMixin:
                 f'{message}. {self.num_consecutive_skips} consecutive '
                 f'non-finite losses (max_skips={self.max_skips}): training '
                 'stopped; the weights are those of the last finite step.')
-        # no backward; keep the accumulation count aligned with runner.iter
+        # undo what the forward pass changed (BN statistics, queues,
+        # momentum encoders); no backward; keep the accumulation count
+        # aligned with runner.iter
+        if snapshot is not None:
+            restore_forward_state(snapshot)
         self._inner_count += 1
         self.zero_grad(**zero_kwargs)
         self._discard_window = not self.should_update()
         window = (', accumulation window discarded'
                   if self._discard_window else '')
+        restored = ('buffers and frozen parameters restored'
+                    if snapshot is not None else 'buffers not restored')
         print_log(
             f'{message}: step skipped (no backward, no optimizer step'
-            f'{window}; {self.num_consecutive_skips} consecutive, '
+            f'{window}, {restored}; {self.num_consecutive_skips} consecutive, '
             f'{self.num_skipped} in total, max_skips={self.max_skips}).',
             logger='current',
             level=logging.WARNING)
@@ -178,7 +276,8 @@ class _FiniteCheckMixin:
     def __repr__(self) -> str:
         return (super().__repr__().rstrip(')') +
                 f'on_nonfinite: {self.on_nonfinite}\n'
-                f'max_skips: {self.max_skips}\n)')
+                f'max_skips: {self.max_skips}\n'
+                f'restore_state_on_skip: {self.restore_state_on_skip}\n)')
 
 
 @OPTIM_WRAPPERS.register_module()
@@ -207,6 +306,12 @@ class FiniteCheckOptimWrapper(_FiniteCheckMixin, OptimWrapper):
         max_skips (int, optional): With ``'skip'``: raise when more than this
             many consecutive steps had a non-finite loss. None: never.
             Defaults to 10.
+        restore_state_on_skip (bool): With ``'skip'``: copy every buffer and
+            frozen parameter before each forward pass and put them back when
+            the step is skipped, so that a skipped step leaves BN statistics,
+            queues and momentum encoders / EMA teachers untouched. Costs one
+            copy of those tensors per step (device memory and bandwidth; see
+            ``docs/reliability.md``). Defaults to True.
         **kwargs: ``accumulative_counts``, ``clip_grad`` of ``OptimWrapper``.
     """
 
