@@ -1,8 +1,8 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 """The ProSeCo/DETReg R-50 configs (fidelity audit, docs/fidelity.md) and
 the two-stage path (object-level backbone -> extract -> ProSeCo)."""
-import importlib.util
 import os.path as osp
+import runpy
 
 import numpy as np
 import pytest
@@ -107,14 +107,6 @@ def test_random_k_boxes_are_seeded():
     assert draw(0) != draw(1)
 
 
-def _load_extract_tool():
-    spec = importlib.util.spec_from_file_location(
-        'extract_backbone', osp.join(REPO, 'tools', 'extract_backbone.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_toy_two_stage_path(tmp_path):
     """CCOP-like checkpoint -> tools/extract_backbone.py -> ProSeCo (toy
     sizes) with that frozen backbone: the weights arrive and it trains."""
@@ -122,16 +114,20 @@ def test_toy_two_stage_path(tmp_path):
     from mmpretrain.models import ResNet as PretrainResNet
     from test_proseco import _batch
     register_all_modules()
+    torch.manual_seed(3)
     online = PretrainResNet(depth=18, out_indices=(3, ))
-    for p in online.parameters():
-        torch.nn.init.normal_(p)
+    online.init_weights()
+    with torch.no_grad():  # distinct from any fresh init, still well scaled
+        for p in online.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
     ckpt = tmp_path / 'ccop.pth'
     save_checkpoint(
         dict(state_dict={f'backbone.{k}': v
                          for k, v in online.state_dict().items()}),
         str(ckpt))
     out = tmp_path / 'ccop_backbone.pth'
-    _load_extract_tool().extract_backbone(str(ckpt), str(out))
+    extract = runpy.run_path(osp.join(REPO, 'tools', 'extract_backbone.py'))
+    extract['extract_backbone'](str(ckpt), str(out))
 
     cfg = _cfg('proseco_deformable-detr_r18_toy.py')
     cfg.model.detector.backbone.update(

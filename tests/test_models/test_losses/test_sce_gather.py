@@ -52,9 +52,17 @@ def _worker(rank, world, init_file, out_dir):
 
 @pytest.mark.slow
 def test_two_ranks_equal_one_process(tmp_path):
+    from mmregion.models.losses import LocSCELoss  # noqa: F401 (imported
+    # before forking: the children need not import the stack again)
     world = 2
-    mp.spawn(_worker, args=(world, str(tmp_path / 'init'), str(tmp_path)),
-             nprocs=world, join=True)
+    # fork where the platform has it (seconds), else spawn (re-imports)
+    method = 'fork' if 'fork' in mp.get_all_start_methods() else 'spawn'
+    mp.start_processes(
+        _worker,
+        args=(world, str(tmp_path / 'init'), str(tmp_path)),
+        nprocs=world,
+        join=True,
+        start_method=method)
     ranks = [torch.load(tmp_path / f'rank{r}.pth') for r in range(world)]
     for anchor in ('teacher', 'student'):
         loc, sce, grad = _losses(anchor, *_data(), gather=False)
