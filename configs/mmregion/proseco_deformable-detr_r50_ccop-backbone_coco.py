@@ -24,5 +24,4 @@ backbone_checkpoint = 'checkpoints/ccop_r50_coco_backbone.pth'
 model = dict(
     detector=dict(
         backbone=dict(
-            init_cfg=dict(type='Pretrained',
-                          checkpoint=backbone_checkpoint))))
+            init_cfg=dict(type='Pretrained', checkpoint=backbone_checkpoint))))

@@ -85,8 +85,7 @@ detector = dict(
                 batch_first=True),
             cross_attn_cfg=dict(embed_dims=embed_dims, batch_first=True),
             ffn_cfg=dict(
-                embed_dims=embed_dims,
-                feedforward_channels=1024,
+                embed_dims=embed_dims, feedforward_channels=1024,
                 ffn_drop=0.1)),
         post_norm_cfg=None),
     positional_encoding=dict(num_feats=128, normalize=True, offset=-0.5),

@@ -3,8 +3,9 @@
 
 Bouniot et al., "Proposal-Contrastive Pretraining for Object Detection from
 Fewer Data", ICLR 2023 (the official code is not public; the choices it
-leaves open are options, ``docs/fidelity.md``). The same class also gives the DETReg baseline
-(Bar et al., CVPR 2022): localisation + object-embedding loss, no contrast.
+leaves open are options, ``docs/fidelity.md``). The same class also gives
+the DETReg baseline (Bar et al., CVPR 2022): localisation + object-embedding
+loss, no contrast.
 
 Per training step, with the two views of ``docs/design.md`` (for ProSeCo the
 geometric transforms run before ``MultiViewRegions``, so both views share the
@@ -193,9 +194,9 @@ class ProSeCo(NonFiniteLossGuardMixin, BaseModel):
         if not params or any(p.requires_grad for p in params):
             return
         if any(
-                pretrained(c) for c in (getattr(backbone, 'init_cfg', None),
-                                        getattr(self.detector, 'init_cfg',
-                                                None), init_cfg)):
+                pretrained(c)
+                for c in (getattr(backbone, 'init_cfg', None),
+                          getattr(self.detector, 'init_cfg', None), init_cfg)):
             return
         raise ValueError(
             'ProSeCo: the detector backbone is fully frozen (no trainable '
@@ -240,8 +241,8 @@ class ProSeCo(NonFiniteLossGuardMixin, BaseModel):
                 else inputs
             if data_samples is None:
                 data_samples = [None] * x.size(0)
-            det_samples = self._det_samples(data_samples, x,
-                                            self.student_view, False)
+            det_samples = self._det_samples(data_samples, x, self.student_view,
+                                            False)
             return self._run_detector(self.detector, x, det_samples)[2]
         raise RuntimeError(f'ProSeCo: invalid mode "{mode}"; pre-training '
                            "supports 'loss' and 'tensor' (export the "
@@ -363,8 +364,8 @@ class ProSeCo(NonFiniteLossGuardMixin, BaseModel):
                 extra = (head_inputs['enc_outputs_class'],
                          head_inputs['enc_outputs_coord'])
             losses.update(
-                self.detector.bbox_head.loss_by_feat(
-                    *outs[:2], *extra, gt_instances, img_metas))
+                self.detector.bbox_head.loss_by_feat(*outs[:2], *extra,
+                                                     gt_instances, img_metas))
 
         if self.contrast_loss is not None:
             contrast = self._contrast(inputs, data_samples, s_embeds,
@@ -441,9 +442,9 @@ class ProSeCo(NonFiniteLossGuardMixin, BaseModel):
             1, pred_inds[..., None].expand(-1, -1, s_embeds.size(-1)))
         return self.contrast_loss(matched, t_embeds, cxcywh_to_xyxy(t_boxes))
 
-    def _embed(self, inputs: List[Tensor], data_samples: list,
-               bb_feats: tuple, s_embeds: Tensor, cls_scores: Tensor,
-               bbox_preds: Tensor, det_s: list) -> Tensor:
+    def _embed(self, inputs: List[Tensor], data_samples: list, bb_feats: tuple,
+               s_embeds: Tensor, cls_scores: Tensor, bbox_preds: Tensor,
+               det_s: list) -> Tensor:
         """DETReg embedding loss.
 
         Each student query Hungarian-matched (the head's assigner, as the
@@ -461,8 +462,8 @@ class ProSeCo(NonFiniteLossGuardMixin, BaseModel):
         tv = self.embed_target_view
         boxes, valid = stack_regions(data_samples, self.num_views)
         rois = []
-        pos = torch.zeros(s_embeds.shape[:2], dtype=torch.bool,
-                          device=s_embeds.device)
+        pos = torch.zeros(
+            s_embeds.shape[:2], dtype=torch.bool, device=s_embeds.device)
         with torch.no_grad():
             for i, det in enumerate(det_s):
                 img_h, img_w = det.metainfo['img_shape']
@@ -517,8 +518,8 @@ class ProSeCo(NonFiniteLossGuardMixin, BaseModel):
         else:
             feat = self.detector.backbone(images)[level]
         return roi_align(feat, rois, (self.embed_roi_size, ) * 2,
-                         feat.size(-1) / images.size(-1), 0, 'avg',
-                         True).mean((2, 3))
+                         feat.size(-1) / images.size(-1), 0, 'avg', True).mean(
+                             (2, 3))
 
     @staticmethod
     def _backbone_level(backbone: nn.Module, x: Tensor, level: int) -> Tensor:

@@ -69,8 +69,8 @@ def same_image_iou_positives(boxes: Tensor, iou_thr: float) -> Tensor:
     idx = torch.arange(num_imgs, device=boxes.device)
     pos[idx, :, idx, :] = iou >= iou_thr
     pos = pos.view(num_imgs * num, num_imgs * num)
-    return pos | torch.eye(num_imgs * num, dtype=torch.bool,
-                           device=boxes.device)
+    return pos | torch.eye(
+        num_imgs * num, dtype=torch.bool, device=boxes.device)
 
 
 def loc_sce_loss(student: Tensor,

@@ -57,8 +57,8 @@ def masked_softmax(logits: Tensor, mask: Tensor) -> Tensor:
     """
     lg = logits.masked_fill(~mask, float('-inf'))
     row_max = lg.amax(dim=-1, keepdim=True)
-    row_max = torch.where(torch.isfinite(row_max), row_max,
-                          torch.zeros_like(row_max))
+    row_max = torch.where(
+        torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
     e = torch.exp(lg - row_max)
     return e / e.sum(dim=-1, keepdim=True).clamp(min=torch.finfo(e.dtype).tiny)
 
@@ -109,7 +109,8 @@ def soft_contrast_rows(anchors: Tensor, candidates: Tensor, t_rows: Tensor,
     # a finite fill: a row without any valid column stays finite (no NaN
     # through log_softmax's backward)
     logits = (anchors @ candidates.t() / temp).masked_fill(
-        ~col_ok, torch.finfo(anchors.dtype).min)
+        ~col_ok,
+        torch.finfo(anchors.dtype).min)
     log_p = F.log_softmax(logits, dim=-1)
     terms = torch.where(target > 0, target * log_p, torch.zeros_like(log_p))
     loss = -terms.sum(dim=-1)
@@ -250,7 +251,9 @@ class SCELoss(nn.Module):
             loss, valid, reduction_override or self.reduction, avg_factor)
 
 
-def reduce_rows(loss: Tensor, valid: Tensor, reduction: str,
+def reduce_rows(loss: Tensor,
+                valid: Tensor,
+                reduction: str,
                 avg_factor: Optional[float] = None) -> Tensor:
     """Reduce per-row losses; 'mean' divides by ``avg_factor`` or by the
     number of valid rows (at least 1, so no row gives 0, not NaN)."""

@@ -12,8 +12,8 @@ from mmengine.config import Config
 from mmregion.registry import MODELS
 from mmregion.utils import register_all_modules
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
+REPO = osp.dirname(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 SWAV = 'https://dl.fbaipublicfiles.com/deepcluster/swav_800ep_pretrain.pth.tar'
 
 
@@ -40,8 +40,10 @@ def test_proseco_r50_defaults():
     assert (loss.normalize_target, loss.anchor,
             loss.gather_negatives) == (False, 'teacher', False)
     # item 11: every stored box loaded, K drawn per iteration
-    pipe = {t['type']: t for t in _cfg(
-        'proseco_deformable-detr_r50_coco.py').train_pipeline}
+    pipe = {
+        t['type']: t
+        for t in _cfg('proseco_deformable-detr_r50_coco.py').train_pipeline
+    }
     assert pipe['LoadProposals']['topk'] is None
     assert pipe['MultiViewRegions']['max_regions'] == 30
 
@@ -80,8 +82,10 @@ def test_r50_configs_build(name):
     assert not any(p.requires_grad
                    for p in model.detector.backbone.parameters())
     if name.startswith('detreg'):
-        assert len([m for m in model.embed_head.modules()
-                    if isinstance(m, torch.nn.Linear)]) == 2
+        assert len([
+            m for m in model.embed_head.modules()
+            if isinstance(m, torch.nn.Linear)
+        ]) == 2
 
 
 def test_random_k_boxes_are_seeded():
@@ -90,8 +94,12 @@ def test_random_k_boxes_are_seeded():
     from mmregion.registry import TRANSFORMS
     register_all_modules()
     t = TRANSFORMS.build(
-        dict(type='MultiViewRegions', transforms=[[], []], num_views=2,
-             min_regions=0, max_regions=5))
+        dict(
+            type='MultiViewRegions',
+            transforms=[[], []],
+            num_views=2,
+            min_regions=0,
+            max_regions=5))
     xy = np.arange(40, dtype=np.float32)[:, None].repeat(2, 1)
     base = dict(
         img=np.zeros((64, 64, 3), np.uint8),
@@ -122,16 +130,18 @@ def test_toy_two_stage_path(tmp_path):
             p.add_(torch.randn_like(p) * 0.01)
     ckpt = tmp_path / 'ccop.pth'
     save_checkpoint(
-        dict(state_dict={f'backbone.{k}': v
-                         for k, v in online.state_dict().items()}),
-        str(ckpt))
+        dict(state_dict={
+            f'backbone.{k}': v
+            for k, v in online.state_dict().items()
+        }), str(ckpt))
     out = tmp_path / 'ccop_backbone.pth'
     extract = runpy.run_path(osp.join(REPO, 'tools', 'extract_backbone.py'))
     extract['extract_backbone'](str(ckpt), str(out))
 
     cfg = _cfg('proseco_deformable-detr_r18_toy.py')
     cfg.model.detector.backbone.update(
-        frozen_stages=4, norm_eval=True,
+        frozen_stages=4,
+        norm_eval=True,
         norm_cfg=dict(type='BN', requires_grad=False),
         init_cfg=dict(type='Pretrained', checkpoint=str(out)))
     torch.manual_seed(0)

@@ -28,23 +28,28 @@ def _losses(anchor, student, teacher, boxes, valid, gather):
     sum."""
     from mmregion.models.losses import LocSCELoss, SCELoss
     student = student.clone().requires_grad_(True)
-    loc = LocSCELoss(anchor=anchor, gather_negatives=gather,
-                     reduction='none')(student, teacher, boxes, valid)
-    sce = SCELoss(anchor=anchor, gather_negatives=gather, reduction='none')(
-        student.reshape(-1, D), teacher.reshape(-1, D), valid.reshape(-1))
+    loc = LocSCELoss(
+        anchor=anchor, gather_negatives=gather,
+        reduction='none')(student, teacher, boxes, valid)
+    sce = SCELoss(
+        anchor=anchor, gather_negatives=gather,
+        reduction='none')(student.reshape(-1, D), teacher.reshape(-1, D),
+                          valid.reshape(-1))
     (loc.sum() + sce.sum()).backward()
     return loc.detach(), sce.detach(), student.grad
 
 
 def _worker(rank, world, init_file, out_dir):
     import torch.distributed as dist
-    dist.init_process_group('gloo', init_method=f'file://{init_file}',
-                            rank=rank, world_size=world)
+    dist.init_process_group(
+        'gloo', init_method=f'file://{init_file}', rank=rank, world_size=world)
     try:
         sl = slice(rank * NB // world, (rank + 1) * NB // world)
         data = [t[sl] for t in _data()]
-        out = {a: _losses(a, *data, gather=True)
-               for a in ('teacher', 'student')}
+        out = {
+            a: _losses(a, *data, gather=True)
+            for a in ('teacher', 'student')
+        }
         torch.save(out, osp.join(out_dir, f'rank{rank}.pth'))
     finally:
         dist.destroy_process_group()
