@@ -2,7 +2,8 @@
 # (tools/make_toy_coco.py). Same method as
 # proseco_deformable-detr_r50_coco.py (whose sources apply); only the sizes
 # are shrunk: ResNet-18, 64-d transformer with 1 encoder + 1 decoder layer,
-# 20 queries, 96 px views, batch 4, no frozen backbone stages (random init).
+# 20 queries, 96 px views, batch 4, no frozen backbone stages (random init,
+# no SwAV download).
 _base_ = ['./proseco_deformable-detr_r50_coco.py']
 
 num_queries = 20
@@ -16,7 +17,8 @@ model = dict(
     detector=dict(
         num_queries=num_queries,
         backbone=dict(depth=18, frozen_stages=-1, norm_eval=False,
-                      norm_cfg=dict(type='BN', requires_grad=True)),
+                      norm_cfg=dict(type='BN', requires_grad=True),
+                      init_cfg=None),
         neck=dict(
             in_channels=[128, 256, 512],
             out_channels=embed_dims,
@@ -50,8 +52,7 @@ model = dict(
 
 train_pipeline = [
     dict(type='LoadImageFromFileSafe'),
-    dict(type='LoadProposals', proposal_file=proposal_file,
-         topk=num_ss_boxes),
+    dict(type='LoadProposals', proposal_file=proposal_file, topk=None),
     dict(
         type='RegionRandomResizedCrop',
         scale=img_size,

@@ -1,8 +1,8 @@
 # ProSeCo: proposal-contrastive pre-training of Deformable DETR (R-50) on COCO.
 # Bouniot et al., ICLR 2023. ProSeCo's code is not public: every value marked
-# "assumed" is our choice (DETReg's or SCE's setting, see
-# /work/shared/design/methods.md section 3 and reference-implementations.md
-# sections 2 and 4.1); "DETReg" = github amirbar/DETReg, "SCE" = github
+# "assumed" is our choice (DETReg's or SCE's setting; every point of the
+# fidelity audit is a row of docs/fidelity.md, section ProSeCo / DETReg);
+# "DETReg" = github amirbar/DETReg @a4b6363, "SCE" = github
 # CEA-LIST/SCE sce/models/siamese/sce.py, "mmdet" = mmdet 3.3.0
 # configs/deformable_detr/deformable-detr_r50_16xb2-50e_coco.py.
 _base_ = [
@@ -14,7 +14,23 @@ embed_dims = 256  # mmdet / Deformable DETR
 data_root = 'data/coco/'
 proposal_file = data_root + 'proposals/train2017'  # tools/generate_proposals.py
 img_size = 512  # assumed: views must share one size for default_collate
-num_ss_boxes = 30  # DETReg --max_prop 30 (top-30 selective-search boxes)
+# K random selective-search boxes per image and iteration (ProSeCo: "K
+# random boxes"; DETReg --max_prop 30): LoadProposals keeps every stored box
+# (topk=None) and MultiViewRegions(max_regions=K) draws K of those still in
+# the crop, anew at each iteration (np.random, seeded per worker by
+# mmengine, so deterministic under `randomness.seed`). The CCOP-style store
+# of tools/generate_proposals.py keeps <= 50 boxes per image; a store with
+# more boxes (the DETReg-compatible generation preset, docs/proposals.md)
+# makes the draw closer to DETReg's online selective search.
+num_ss_boxes = 30  # K: DETReg --max_prop 30 (ProSeCo's K is unverified)
+# DETReg's SwAV R-50 (800 epochs), loaded as DETReg does (DETReg
+# models/backbone.py:120-123). The file is a plain state dict whose keys
+# carry DDP's "module." prefix (plus SwAV's projection_head/prototypes,
+# reported as unexpected and ignored); mmengine's load_checkpoint strips
+# "module." by default (revise_keys), and the remaining names (conv1, bn1,
+# layer1.0.conv1, ...) are those of mmdet's ResNet, so no converter is needed.
+swav_checkpoint = \
+    'https://dl.fbaipublicfiles.com/deepcluster/swav_800ep_pretrain.pth.tar'
 
 detector = dict(
     type='mmdet.DeformableDETR',
@@ -36,9 +52,12 @@ detector = dict(
         norm_cfg=dict(type='BN', requires_grad=False),
         norm_eval=True,
         style='pytorch',
-        # ProSeCo/DETReg start from a self-supervised backbone (SwAV or
-        # SCRL): put its path here (e.g. from tools/extract_backbone.py).
-        init_cfg=None),
+        # ProSeCo/DETReg start from a self-supervised backbone: SwAV (DETReg,
+        # and ProSeCo's DETReg-comparable runs) by default. ProSeCo's best
+        # runs use an object-level backbone (SCRL): see the
+        # *_ccop-backbone_coco.py / *_plrc-backbone_coco.py variants. A fully
+        # frozen backbone without a Pretrained init_cfg is refused by ProSeCo.
+        init_cfg=dict(type='Pretrained', checkpoint=swav_checkpoint)),
     neck=dict(
         type='mmdet.ChannelMapper',
         in_channels=[512, 1024, 2048],
@@ -66,8 +85,7 @@ detector = dict(
                 batch_first=True),
             cross_attn_cfg=dict(embed_dims=embed_dims, batch_first=True),
             ffn_cfg=dict(
-                embed_dims=embed_dims,
-                feedforward_channels=1024,
+                embed_dims=embed_dims, feedforward_channels=1024,
                 ffn_drop=0.1)),
         post_norm_cfg=None),
     positional_encoding=dict(num_feats=128, normalize=True, offset=-0.5),
@@ -75,21 +93,28 @@ detector = dict(
         type='mmdet.DeformableDETRHead',
         num_classes=1,  # class-agnostic "object" (DETReg)
         sync_cls_avg_factor=True,
-        # loss weights cls 2 / L1 5 / GIoU 2: DETReg (= Deformable DETR)
+        # Localisation on the selective-search boxes = L_coord + L_giou only
+        # (ProSeCo Fig. 2 names no objectness term): the focal objectness
+        # loss is kept in the graph with weight 0 (so DDP sees every
+        # parameter used) and the class cost is left out of the matching
+        # below. DETReg's full set (focal objectness x2 + class cost 2) is
+        # detreg_deformable-detr_r50_coco.py: set loss_cls.loss_weight=2.0
+        # and add dict(type='mmdet.FocalLossCost', weight=2.0) to match_costs.
+        # L1 5 / GIoU 2: DETReg (= Deformable DETR).
         loss_cls=dict(
             type='mmdet.FocalLoss',
             use_sigmoid=True,
             gamma=2.0,
             alpha=0.25,  # DETReg focal alpha 0.25
-            loss_weight=2.0),
+            loss_weight=0.0),
         loss_bbox=dict(type='mmdet.L1Loss', loss_weight=5.0),
         loss_iou=dict(type='mmdet.GIoULoss', loss_weight=2.0)),
     train_cfg=dict(
         assigner=dict(
             type='mmdet.HungarianAssigner',
-            # matching costs class 2 / L1 5 / GIoU 2: DETReg
+            # matching costs L1 5 / GIoU 2 (DETReg's, without its class cost
+            # 2: no objectness in ProSeCo's localisation, see loss_cls)
             match_costs=[
-                dict(type='mmdet.FocalLossCost', weight=2.0),
                 dict(type='mmdet.BBoxL1Cost', weight=5.0, box_format='xywh'),
                 dict(type='mmdet.IoUCost', iou_mode='giou', weight=2.0)
             ])),
@@ -119,6 +144,15 @@ model = dict(
         temp=0.1,  # tau: SCE default
         temp_m=0.05,  # tau_m: SCE class default (0.07 in its IN-1k config)
         iou_thr=0.5,  # delta: best in ProSeCo's ablation (methods.md)
+        # the two points the ProSeCo poster leaves open (see the docstring of
+        # mmregion/models/losses/loc_sce_loss.py): target rows as printed
+        # (True = SCE's L1 normalisation) and the teacher proposal as the
+        # anchor of p'_(in, j sigma_n(m)) ('student' = SCE's orientation)
+        normalize_target=False,
+        anchor='teacher',
+        # negatives from this GPU's batch (True: the global batch; the
+        # paper's N_b is unverified)
+        gather_negatives=False,
         loss_weight=1.0),  # assumed (DETReg's embedding-loss weight 1)
     loc_loss=True,  # DETReg-style localisation on selective-search boxes
     # mmengine convention: teacher = (1 - m) * teacher + m * student, so
@@ -126,7 +160,9 @@ model = dict(
     teacher_momentum=0.001,
     teacher_view=0,  # weak view -> teacher (ProSeCo)
     student_view=1,  # strong view -> student (ProSeCo)
-    num_teacher_proposals=None,  # all N queries are proposals (assumed)
+    # all N queries are proposals (assumed); a top-k by objectness needs
+    # loss_cls.loss_weight > 0 (no objectness is trained otherwise)
+    num_teacher_proposals=None,
     data_preprocessor=dict(
         type='mmpretrain.SelfSupDataPreprocessor',
         mean=[123.675, 116.28, 103.53],
@@ -163,8 +199,8 @@ strong_view = [
 weak_view = []
 train_pipeline = [
     dict(type='LoadImageFromFileSafe'),
-    dict(type='LoadProposals', proposal_file=proposal_file,
-         topk=num_ss_boxes),
+    # every stored box; K of them are drawn in MultiViewRegions
+    dict(type='LoadProposals', proposal_file=proposal_file, topk=None),
     # geometry before the views (shared by teacher and student)
     dict(
         type='RegionRandomResizedCrop',
@@ -177,7 +213,7 @@ train_pipeline = [
         transforms=[weak_view, strong_view],
         num_views=2,
         min_regions=0,  # no retry: images without boxes are masked
-        max_regions=num_ss_boxes),
+        max_regions=num_ss_boxes),  # K random boxes per iteration
     dict(type='PackRegionInputs'),
 ]
 train_dataloader = dict(

@@ -4,22 +4,40 @@
 Bouniot et al., "Proposal-Contrastive Pretraining for Object Detection from
 Fewer Data", ICLR 2023. For proposals j, m of images i, n (N_b images, N
 proposals each; teacher proposal m of image n is paired with the student
-prediction matched to it)::
+prediction sigma_n(m) matched to it), as printed in the ProSeCo poster::
 
-    w_(in,jm) = normalize_L1(lambda * 1[i = n] * 1[IoU_i(j, m) >= delta]
-                             + (1 - lambda) * s_(in,jm))
-    L = - 1 / (N_b N) sum_(i,n,j,m) w_(in,jm) * log p_(in,jm)
+    w_(in,jm) = lambda * 1[i = n] * 1[IoU_i(j, m) >= delta]
+                + (1 - lambda) * s_(in,jm)
+    L = - 1 / (N_b N) sum_(i,n,j,m) w_(in,jm) * log p'_(in, j sigma_n(m))
 
 with ``s`` the teacher-vs-teacher similarity distribution (temperature
-tau_m, self excluded, as in SCE) and ``p`` the softmax of the (matched)
-student-vs-teacher similarities (temperature tau). Overlapping proposals of
-the same image are extra positives instead of negatives. The target rows are
-L1-normalised as SCE does (``methods.md`` section 3); with ``delta = 1.0`` and
+tau_m, self excluded, as in SCE) and ``p'`` a softmax of the student-vs-
+teacher similarities (temperature tau). Overlapping proposals of the same
+image are extra positives instead of negatives; with ``delta = 1.0`` and
 distinct boxes the positives reduce to the identity, i.e. to SCE.
 
-Rows are the student predictions (matched to teacher proposals), columns the
-teacher proposals, following SCE's query/key convention (ProSeCo's code is not
-public).
+ProSeCo's code is not public and its poster leaves two points open, so both
+are options (``docs/fidelity.md``, audit items 8 and 9):
+
+* ``normalize_target`` -- the poster uses ``w`` directly, so a row with P
+  overlapping positives weighs ``lambda * P + 1 - lambda``: proposals in
+  crowded regions count more. SCE's code L1-normalises each target row,
+  which there is a no-op (one positive per row). Defaults to False (the
+  printed formula); True = SCE's normalisation (every row weighs 1).
+* ``anchor`` -- the printed log term ``p'_(in, j sigma_n(m))`` pairs teacher
+  proposal j of image i with the student prediction matched to teacher
+  proposal m of image n; read literally the teacher proposal is the anchor
+  (row) and the softmax runs over the matched student predictions (columns),
+  so the gradient reaches a student prediction through every teacher row
+  it appears in. ``'teacher'`` (default) is that reading; ``'student'`` is
+  SCE's orientation (row = student prediction, softmax over the teacher
+  columns), the form this project used before 2026-12-03.
+
+In both orientations the target row is the same (anchored at teacher
+proposal (i, j)); the relational part ``s`` only uses the teacher.
+Negatives are the proposals of the GPU's batch unless ``gather_negatives``
+(the paper's N_b may be the global batch: UNVERIFIED, so per-GPU stays the
+default).
 """
 from typing import Optional, Tuple
 
@@ -28,7 +46,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from mmregion.registry import MODELS
-from .sce_loss import reduce_rows, sce_loss
+from .sce_loss import check_anchor, reduce_rows, sce_loss
 
 __all__ = ['LocSCELoss', 'loc_sce_loss', 'same_image_iou_positives']
 
@@ -51,8 +69,8 @@ def same_image_iou_positives(boxes: Tensor, iou_thr: float) -> Tensor:
     idx = torch.arange(num_imgs, device=boxes.device)
     pos[idx, :, idx, :] = iou >= iou_thr
     pos = pos.view(num_imgs * num, num_imgs * num)
-    return pos | torch.eye(num_imgs * num, dtype=torch.bool,
-                           device=boxes.device)
+    return pos | torch.eye(
+        num_imgs * num, dtype=torch.bool, device=boxes.device)
 
 
 def loc_sce_loss(student: Tensor,
@@ -62,7 +80,10 @@ def loc_sce_loss(student: Tensor,
                  coeff: float = 0.5,
                  temp: float = 0.1,
                  temp_m: float = 0.05,
-                 iou_thr: float = 0.5) -> Tuple[Tensor, Tensor]:
+                 iou_thr: float = 0.5,
+                 normalize_target: bool = False,
+                 anchor: str = 'teacher',
+                 gather_negatives: bool = False) -> Tuple[Tensor, Tensor]:
     """Per-proposal LocSCE loss over the whole batch at once.
 
     Args:
@@ -76,6 +97,12 @@ def loc_sce_loss(student: Tensor,
         temp (float): tau.
         temp_m (float): tau_m.
         iou_thr (float): delta.
+        normalize_target (bool): L1-normalise the target rows (SCE).
+            Defaults to False (the printed formula).
+        anchor (str): ``'teacher'`` (the printed formula) or ``'student'``
+            (SCE). Defaults to ``'teacher'``.
+        gather_negatives (bool): Columns from the whole global batch (see
+            :func:`sce_loss`). Defaults to False.
 
     Returns:
         tuple[Tensor, Tensor]: per-proposal loss (N_b * N,) and valid
@@ -92,7 +119,7 @@ def loc_sce_loss(student: Tensor,
     flat_valid = None if valid is None else valid.reshape(-1)
     return sce_loss(
         student.reshape(-1, dim), teacher.reshape(-1, dim), pos, flat_valid,
-        coeff, temp, temp_m)
+        coeff, temp, temp_m, normalize_target, anchor, gather_negatives)
 
 
 @MODELS.register_module()
@@ -106,6 +133,15 @@ class LocSCELoss(nn.Module):
         temp_m (float): tau_m. Defaults to 0.05 (SCE class default).
         iou_thr (float): delta, IoU threshold of the positives. Defaults to
             0.5 (best in ProSeCo's ablation).
+        normalize_target (bool): L1-normalise the target rows as SCE does.
+            Defaults to False (the poster's formula; see the module doc).
+        anchor (str): ``'teacher'`` (the poster's ``p'_(in, j sigma_n(m))``)
+            or ``'student'`` (SCE). Defaults to ``'teacher'``.
+        gather_negatives (bool): In distributed training take the negatives
+            from the global batch (all-gathered detached teacher embeddings
+            and boxes; with ``anchor='teacher'`` also the student columns,
+            whose gradient returns to their rank); the rows stay local.
+            Defaults to False (per-GPU, as before; UNVERIFIED either way).
         reduction (str): 'none', 'mean' (over valid proposals) or 'sum'.
         loss_weight (float): Multiplier. Defaults to 1.0.
     """
@@ -115,6 +151,9 @@ class LocSCELoss(nn.Module):
                  temp: float = 0.1,
                  temp_m: float = 0.05,
                  iou_thr: float = 0.5,
+                 normalize_target: bool = False,
+                 anchor: str = 'teacher',
+                 gather_negatives: bool = False,
                  reduction: str = 'mean',
                  loss_weight: float = 1.0) -> None:
         super().__init__()
@@ -123,10 +162,14 @@ class LocSCELoss(nn.Module):
         if not 0.0 <= iou_thr <= 1.0:
             raise ValueError(f'LocSCELoss: iou_thr must be in [0, 1], got '
                              f'{iou_thr}')
+        check_anchor('LocSCELoss', anchor)
         self.coeff = coeff
         self.temp = temp
         self.temp_m = temp_m
         self.iou_thr = iou_thr
+        self.normalize_target = normalize_target
+        self.anchor = anchor
+        self.gather_negatives = gather_negatives
         self.reduction = reduction
         self.loss_weight = loss_weight
 
@@ -140,6 +183,8 @@ class LocSCELoss(nn.Module):
         """Args: student, teacher (N_b, N, D); boxes (N_b, N, 4) xyxy;
         valid (N_b, N) bool, optional."""
         loss, valid = loc_sce_loss(student, teacher, boxes, valid, self.coeff,
-                                   self.temp, self.temp_m, self.iou_thr)
+                                   self.temp, self.temp_m, self.iou_thr,
+                                   self.normalize_target, self.anchor,
+                                   self.gather_negatives)
         return self.loss_weight * reduce_rows(
             loss, valid, reduction_override or self.reduction, avg_factor)

@@ -18,11 +18,16 @@ def _iou(a, b):
     return inter / max(union, 1e-6)
 
 
-def _reference(student, teacher, boxes, coeff, temp, temp_m, delta):
-    """Loop form of the LocSCE formula (methods.md section 3), float64."""
+def _reference(student, teacher, boxes, coeff, temp, temp_m, delta,
+               normalize_target=True, anchor='student'):
+    """Loop form of the LocSCE formula (poster / methods.md section 3),
+    float64. ``anchor='teacher'``: p'_(in, j sigma_n(m)) = softmax over the
+    student columns of teacher row (i, j); ``normalize_target=False``: the
+    target rows as printed (no L1 normalisation)."""
     nb, n, _ = student.shape
     q = F.normalize(student.double(), dim=-1).reshape(nb * n, -1)
     k = F.normalize(teacher.double(), dim=-1).reshape(nb * n, -1)
+    a, c_emb = (q, k) if anchor == 'student' else (k, q)
     m = nb * n
     total = 0.0
     for r in range(m):
@@ -30,7 +35,8 @@ def _reference(student, teacher, boxes, coeff, temp, temp_m, delta):
         # teacher-vs-teacher distribution, self excluded
         den_t = sum(math.exp(float(k[r] @ k[c]) / temp_m) for c in range(m)
                     if c != r)
-        den_s = sum(math.exp(float(q[r] @ k[c]) / temp) for c in range(m))
+        den_s = sum(math.exp(float(a[r] @ c_emb[c]) / temp)
+                    for c in range(m))
         w = []
         for c in range(m):
             nn_, mm = divmod(c, n)
@@ -39,9 +45,9 @@ def _reference(student, teacher, boxes, coeff, temp, temp_m, delta):
                 >= delta))
             s = 0.0 if c == r else math.exp(float(k[r] @ k[c]) / temp_m) / den_t
             w.append(coeff * pos + (1 - coeff) * s)
-        tot_w = sum(w)
+        tot_w = sum(w) if normalize_target else 1.0
         for c in range(m):
-            p = math.exp(float(q[r] @ k[c]) / temp) / den_s
+            p = math.exp(float(a[r] @ c_emb[c]) / temp) / den_s
             total -= w[c] / tot_w * math.log(p)
     return total / m
 
@@ -62,14 +68,54 @@ def test_loc_sce_matches_loop_reference(delta):
     # make some boxes overlap strongly
     boxes[0, 1] = boxes[0, 0] + 1.0
     loss, valid = loc_sce_loss(student, teacher, boxes, coeff=0.4, temp=0.2,
-                               temp_m=0.07, iou_thr=delta)
+                               temp_m=0.07, iou_thr=delta,
+                               normalize_target=True, anchor='student')
     ref = _reference(student, teacher, boxes, 0.4, 0.2, 0.07, delta)
     assert valid.all()
     assert loss.mean().item() == pytest.approx(ref, rel=1e-4)
     module = LocSCELoss(coeff=0.4, temp=0.2, temp_m=0.07, iou_thr=delta,
+                        normalize_target=True, anchor='student',
                         loss_weight=2.0)
     assert module(student, teacher, boxes).item() == pytest.approx(
         2 * ref, rel=1e-4)
+
+
+@pytest.mark.parametrize('normalize_target', [False, True])
+@pytest.mark.parametrize('anchor', ['teacher', 'student'])
+def test_loc_sce_options_match_loop_reference(normalize_target, anchor):
+    """Audit items 8 and 9: the four combinations equal the loop form."""
+    gen = torch.Generator().manual_seed(4)
+    nb, n, d = 2, 4, 6
+    student = torch.randn(nb, n, d, generator=gen)
+    teacher = torch.randn(nb, n, d, generator=gen)
+    boxes = _rand_boxes(nb, n, gen)
+    boxes[0, 1] = boxes[0, 0] + 1.0  # P = 2 positives in these rows
+    boxes[1, 2] = boxes[1, 3] - 0.5
+    module = LocSCELoss(coeff=0.3, temp=0.2, temp_m=0.07, iou_thr=0.5,
+                        normalize_target=normalize_target, anchor=anchor)
+    ref = _reference(student, teacher, boxes, 0.3, 0.2, 0.07, 0.5,
+                     normalize_target, anchor)
+    assert module(student, teacher, boxes).item() == pytest.approx(
+        ref, rel=1e-5)
+
+
+def test_loc_sce_defaults_are_the_printed_formula():
+    module = LocSCELoss()
+    assert module.normalize_target is False and module.anchor == 'teacher'
+    gen = torch.Generator().manual_seed(5)
+    student = torch.randn(1, 3, 4, generator=gen, requires_grad=True)
+    teacher = torch.randn(1, 3, 4, generator=gen)
+    boxes = _rand_boxes(1, 3, gen)
+    boxes[0, 1] = boxes[0, 0]
+    ref = _reference(student.detach(), teacher, boxes, 0.5, 0.1, 0.05, 0.5,
+                     False, 'teacher')
+    loss = module(student, teacher, boxes)
+    assert loss.item() == pytest.approx(ref, rel=1e-5)
+    # the teacher-anchored loss still trains only the student
+    loss.backward()
+    assert student.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match='anchor'):
+        LocSCELoss(anchor='query')
 
 
 def test_sce_matches_loop_reference_and_delta_one():
@@ -89,12 +135,13 @@ def test_sce_matches_loop_reference_and_delta_one():
     s3, t3 = torch.randn(2, 4, 5, generator=gen), torch.randn(2, 4, 5,
                                                             generator=gen)
     boxes3 = _rand_boxes(2, 4, gen)
-    loc, _ = loc_sce_loss(s3, t3, boxes3, iou_thr=1.0)
+    sce_opts = dict(normalize_target=True, anchor='student')
+    loc, _ = loc_sce_loss(s3, t3, boxes3, iou_thr=1.0, **sce_opts)
     sce, _ = sce_loss(s3.reshape(8, 5), t3.reshape(8, 5))
     torch.testing.assert_close(loc, sce)
     # and differs from SCE once overlapping boxes become positives
     boxes3[0, 1] = boxes3[0, 0]
-    loc_half, _ = loc_sce_loss(s3, t3, boxes3, iou_thr=0.5)
+    loc_half, _ = loc_sce_loss(s3, t3, boxes3, iou_thr=0.5, **sce_opts)
     assert not torch.allclose(loc_half, sce)
 
 
