@@ -69,12 +69,15 @@ PRESETS = dict(
     quick=dict(
         num_train=200, num_val=40, labeled_frac=0.1, pretrain_iters=30,
         detr_pretrain_iters=20, batch=8, finetune_iters=40,
-        detr_finetune_iters=40, eval_points=2, seeds=2, proposal_workers=2),
+        detr_finetune_iters=40, eval_points=2, seeds=2, proposal_workers=2,
+        proposal_min_size=10.0),
     full=dict(
         num_train=3000, num_val=200, labeled_frac=0.03, pretrain_iters=800,
         detr_pretrain_iters=400, batch=16, finetune_iters=400,
         detr_finetune_iters=400, eval_points=4, seeds=3,
-        proposal_workers=2))
+        proposal_workers=2, proposal_min_size=10.0))
+# proposal_min_size: CCOP keeps boxes with sqrt(w * h) > 20 px on COCO-size
+# images; 10 px on the 128-px toy images (objects are 13-64 px)
 # rough seconds per iteration on 2 CPU cores, only for the ETA
 _COST = dict(pretrain=1.0, detr_pretrain=0.8, finetune=0.35, detr=0.3,
              eval=0.1, proposals=0.05, probe=0.03, start=15.)
@@ -279,6 +282,12 @@ class Benchmark:
         self.root = osp.abspath(args.data_root or osp.join(self.work, 'data'))
         self.results: Dict[str, dict] = {}
         self.classes: Tuple[str, ...] = ()
+        # the settings every stage's result depends on
+        self.budget = {
+            k: getattr(args, k)
+            for k in sorted(PRESETS['full'])
+            if k not in ('seeds', 'proposal_workers')
+        }
 
     # ----------------------------------------------------------- running
     def _train_cmd(self, config: str, work_dir: str,
@@ -329,7 +338,14 @@ class Benchmark:
             marker = stage.marker(self.work)
             if osp.isfile(marker):
                 with open(marker) as f:
-                    self.results[stage.name] = json.load(f)
+                    done = json.load(f)
+                # a stage done under another budget is not silently reused
+                if done.get('budget', self.budget) != self.budget:
+                    raise RuntimeError(
+                        f'{marker} was made with the budget '
+                        f'{done["budget"]}, this run has {self.budget}: use '
+                        'another --work-dir or delete that directory')
+                self.results[stage.name] = done
                 todo_cost -= stage.cost
                 print(f'[{i}/{len(stages)}] {stage.name}: done earlier '
                       '(skipped)', flush=True)
@@ -342,6 +358,7 @@ class Benchmark:
             t0 = time.time()
             result = stage.fn()
             result['seconds'] = round(time.time() - t0, 1)
+            result['budget'] = self.budget
             _write_json(result, marker)
             self.results[stage.name] = result
             spent += time.time() - t0
@@ -408,6 +425,7 @@ class Benchmark:
                osp.join(self.root, self.args.train_ann), out,
                '--img-root', osp.join(self.root, self.args.train_img),
                '--workers', str(self.args.proposal_workers),
+               '--min-size', str(self.args.proposal_min_size),
                '--no-progress']
         if kind == 'grid':
             cmd += ['--method', 'grid', '--grid-sizes', '4']

@@ -305,6 +305,28 @@ def write_coco_split(out_dir: str,
     return {f'{split}_img_dir': img_dir, f'{split}_ann': ann_file}
 
 
+def write_train_val(out_dir: str, num_train: int, num_val: int,
+                    make_scene: Callable[[np.random.Generator],
+                                         Tuple[np.ndarray, List[dict]]],
+                    **kwargs) -> Dict[str, str]:
+    """Write the ``train`` and ``val`` splits with :func:`write_coco_split`
+    (``kwargs``: its ``seed``, ``categories``, ``description``,
+    ``jpeg_quality``).
+
+    Returns:
+        dict: ``root``, ``annotations``, ``{train,val}_img_dir`` and
+        ``{train,val}_ann`` paths.
+    """
+    paths = dict(root=out_dir, annotations=osp.join(out_dir, 'annotations'))
+    for split_idx, (split, num) in enumerate(
+        (('train', num_train), ('val', num_val))):
+        paths.update(
+            write_coco_split(
+                out_dir, split, num, make_scene, split_idx=split_idx,
+                **kwargs))
+    return paths
+
+
 def make_toy_coco(out_dir: str,
                   num_train: int = 200,
                   num_val: int = 50,
@@ -338,21 +360,13 @@ def make_toy_coco(out_dir: str,
     """
     if size < 32:
         raise ValueError(f'make_toy_coco: size must be >= 32, got {size}')
-    ann_dir = osp.join(out_dir, 'annotations')
-    os.makedirs(ann_dir, exist_ok=True)
-    paths = dict(root=out_dir, annotations=ann_dir)
-    for split_idx, (split, num) in enumerate(
-        (('train', num_train), ('val', num_val))):
-        paths.update(
-            write_coco_split(
-                out_dir,
-                split,
-                num,
-                lambda rng: _make_scene(rng, size, min_objects, max_objects,
-                                        min_scale, max_scale, min_visible),
-                seed=seed,
-                split_idx=split_idx,
-                categories=CATEGORIES,
-                description='mmregion toy COCO set',
-                jpeg_quality=jpeg_quality))
-    return paths
+    return write_train_val(
+        out_dir,
+        num_train,
+        num_val,
+        lambda rng: _make_scene(rng, size, min_objects, max_objects,
+                                min_scale, max_scale, min_visible),
+        seed=seed,
+        categories=CATEGORIES,
+        description='mmregion toy COCO set',
+        jpeg_quality=jpeg_quality)

@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from .toy_data import (_atomic_write_json, _open, place_objects,
-                       write_coco_split)
+                       write_train_val)
 
 SHAPES = ('ellipse', 'rectangle', 'triangle', 'star', 'cross')
 PATTERNS = ('stripes', 'dots', 'checker', 'rings', 'grid')
@@ -251,20 +251,15 @@ def make_hard_toy_coco(out_dir: str,
     if not 0 < labeled_frac <= 1:
         raise ValueError('make_hard_toy_coco: labeled_frac must be in (0, 1]'
                          f', got {labeled_frac}')
-    paths = dict(root=out_dir, annotations=osp.join(out_dir, 'annotations'))
-    for split_idx, (split, num) in enumerate(
-        (('train', num_train), ('val', num_val))):
-        paths.update(
-            write_coco_split(
-                out_dir,
-                split,
-                num,
-                lambda rng: make_hard_scene(rng, size),
-                seed=seed,
-                split_idx=split_idx,
-                categories=HARD_CATEGORIES,
-                description='mmregion hard toy COCO set',
-                jpeg_quality=jpeg_quality))
+    paths = write_train_val(
+        out_dir,
+        num_train,
+        num_val,
+        lambda rng: make_hard_scene(rng, size),
+        seed=seed,
+        categories=HARD_CATEGORIES,
+        description='mmregion hard toy COCO set',
+        jpeg_quality=jpeg_quality)
     labeled = osp.join(paths['annotations'], 'instances_train_labeled.json')
     write_labeled_subset(paths['train_ann'], labeled, labeled_frac, seed)
     paths['train_labeled_ann'] = labeled

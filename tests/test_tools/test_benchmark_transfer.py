@@ -81,6 +81,11 @@ def test_resume_skips_finished_stages(tmp_path):
     bench.run([make('a'), make('b')])
     assert calls == ['a', 'b', 'b']  # 'a' was not redone
     assert bench.results['a']['value'] == 1
+    # a finished stage of another budget is refused, not reused
+    other = bt.parse_args(['--quick', '--work-dir', str(tmp_path),
+                           '--finetune-iters', '7'])
+    with pytest.raises(RuntimeError, match='budget'):
+        bt.Benchmark(other).run([make('a')])
 
 
 def _fake_results():
