@@ -666,6 +666,16 @@ def read_eval_curve(work_dir: str) -> List[dict]:
 # ---------------------------------------------------------------- report
 
 
+def _relative_root(data: dict) -> dict:
+    """``data`` without the stage time and with a root relative to the
+    repository when it is inside it (the report is committed)."""
+    data = {k: v for k, v in data.items() if k not in ('seconds', 'budget')}
+    root = data.get('root')
+    if root and osp.abspath(root).startswith(REPO + os.sep):
+        data['root'] = osp.relpath(root, REPO)
+    return data
+
+
 def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
     n = len(values)
     mean = sum(values) / n
@@ -682,11 +692,13 @@ def summarise(results: Dict[str, dict], args, seconds: float) -> dict:
         mode='quick' if args.quick else 'full',
         commit=git_commit(),
         date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
-        wall_seconds=round(seconds),
+        # the stages' own time, summed over the runs that made them
+        wall_seconds=round(sum(
+            r.get('seconds', 0) for r in results.values()) or seconds),
         command='python tools/benchmark_transfer.py ' + ' '.join(
             shlex.quote(a) for a in sys.argv[1:]),
         settings=dict(
-            data=results.get('data', dict(root=args.data_root)),
+            data=_relative_root(results.get('data', dict(root=args.data_root))),
             backbone='ResNet-18 (every method)', batch=args.batch,
             pretrain_iters=args.pretrain_iters,
             detr_pretrain_iters=args.detr_pretrain_iters,
@@ -749,7 +761,8 @@ def to_markdown(report: dict) -> str:
     lines = [
         f'# Transfer benchmark ({report["mode"]})', '',
         f'Commit `{report["commit"]}`, {report["date"]}, '
-        f'{_fmt_time(report["wall_seconds"])} wall. Command: '
+        f'{_fmt_time(report["wall_seconds"])} of stage time (sum). '
+        'Command: '
         f'`{report["command"]}`.', '',
         f'Data: {json.dumps(s["data"])}. Backbone: {s["backbone"]}; '
         f'pre-training batch {s["batch"]}, {s["pretrain_iters"]} iterations '

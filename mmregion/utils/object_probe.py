@@ -59,7 +59,8 @@ def build_resnet(depth: int = 18,
                 f'object probe: {checkpoint} does not fit a ResNet-{depth}: '
                 f'{len(missing)} missing keys (e.g. {missing[:2]}), '
                 f'{len(unexpected)} unexpected (e.g. {unexpected[:2]})')
-    return model.eval()
+    model.eval()  # mmpretrain's ResNet.train() does not return self
+    return model
 
 
 def load_gt_boxes(ann_file: str, img_dir: str
