@@ -658,7 +658,9 @@ def read_eval_curve(work_dir: str) -> List[dict]:
                         ('bbox_mAP', 'bbox_mAP_50', 'segm_mAP'))
                 }
                 if metrics:
-                    step = int(rec.get('step', last_step))
+                    # mmengine logs an iteration-based validation with
+                    # step 0: use the last training iteration before it
+                    step = last_step or int(rec.get('step', 0))
                     points[step] = dict(iter=step, **metrics)
     return [points[k] for k in sorted(points)]
 

@@ -128,9 +128,11 @@ def test_read_eval_curve(tmp_path):
     bt = _tool()
     run = tmp_path / '20260101_000000' / 'vis_data'
     run.mkdir(parents=True)
-    lines = [dict(iter=5, loss=1.0), dict(step=5, **{'coco/bbox_mAP': 0.1,
-                                                     'coco/segm_mAP': 0.05}),
-             dict(iter=10, loss=0.5), dict(step=10, **{'coco/bbox_mAP': 0.2})]
+    # as mmengine writes them: validation of an iteration loop at step 0
+    lines = [dict(iter=5, step=5, loss=1.0),
+             dict(step=0, **{'coco/bbox_mAP': 0.1, 'coco/segm_mAP': 0.05}),
+             dict(iter=10, step=10, loss=0.5),
+             dict(step=0, **{'coco/bbox_mAP': 0.2})]
     (run / 'scalars.json').write_text(
         '\n'.join(json.dumps(x) for x in lines) + '\n{broken\n')
     curve = bt.read_eval_curve(str(tmp_path))
