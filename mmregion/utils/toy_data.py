@@ -22,7 +22,7 @@ This module only needs numpy and OpenCV and is deterministic given the seed.
 import json
 import os
 import os.path as osp
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import cv2
 import numpy as np
@@ -150,31 +150,20 @@ def _polygons(mask: np.ndarray) -> List[List[float]]:
     return polys
 
 
-def _make_scene(rng: np.random.Generator, size: int, min_objects: int,
-                max_objects: int, min_scale: float, max_scale: float,
-                min_visible: float) -> Tuple[np.ndarray, List[dict]]:
-    """One image and its annotations (without ids)."""
-    img = _background(rng, size)
-    num = int(rng.integers(min_objects, max_objects + 1))
-    owner = np.full((size, size), -1, np.int32)  # index of the visible object
-    full_masks, cats = [], []
-    for _ in range(num):
-        cat_id = int(rng.integers(1, len(CATEGORIES) + 1))
-        for _try in range(20):
-            mask = _shape_mask(rng, cat_id, size, min_scale, max_scale)
-            new_owner = np.where(mask > 0, len(full_masks), owner)
-            ok = all(
-                (new_owner == i).sum() >= min_visible * full_masks[i].sum()
-                for i in range(len(full_masks)))
-            if ok and mask.sum() > 0:
-                break
-        else:
-            continue
-        _paint(rng, img, mask, cat_id)
-        owner = new_owner
-        full_masks.append(mask)
-        cats.append(cat_id)
+def visible_annotations(owner: np.ndarray,
+                        cats: List[int]) -> List[dict]:
+    """COCO annotations (without ids) of the visible part of every object.
 
+    Args:
+        owner (np.ndarray): (H, W) int map, index into ``cats`` of the object
+            visible at each pixel (-1: none).
+        cats (list[int]): Category id of every object.
+
+    Returns:
+        list[dict]: ``category_id``, ``bbox`` (x, y, w, h: the extent of the
+        polygons), ``area``, ``segmentation`` (polygons), ``iscrowd``; an
+        object with no polygon left after opening is dropped.
+    """
     anns = []
     for i, cat_id in enumerate(cats):
         visible = _open((owner == i).astype(np.uint8))
@@ -197,6 +186,63 @@ def _make_scene(rng: np.random.Generator, size: int, min_objects: int,
                 area=float(area),
                 segmentation=polys,
                 iscrowd=0))
+    return anns
+
+
+def place_objects(rng: np.random.Generator, img: np.ndarray, num: int,
+                  num_categories: int,
+                  draw_mask: Callable[[np.random.Generator, int], np.ndarray],
+                  paint: Callable[[np.random.Generator, np.ndarray,
+                                   np.ndarray, int], None],
+                  min_visible: float) -> List[dict]:
+    """Draw ``num`` objects (occluding each other) onto ``img`` in place.
+
+    An object whose placement would leave an earlier one less than
+    ``min_visible`` of its area visible is redrawn (20 tries, then dropped).
+
+    Args:
+        rng (np.random.Generator): Random source.
+        img (np.ndarray): (H, W, 3) uint8 BGR image, painted in place.
+        num (int): Number of objects to try to place.
+        num_categories (int): Category ids are drawn from 1..num_categories.
+        draw_mask (callable): ``(rng, cat_id) -> (H, W) uint8`` full mask.
+        paint (callable): ``(rng, img, mask, cat_id)`` paints one object.
+        min_visible (float): Minimum visible fraction of every object.
+
+    Returns:
+        list[dict]: COCO annotations (without ids) of the visible parts.
+    """
+    owner = np.full(img.shape[:2], -1, np.int32)  # index of visible object
+    full_masks, cats = [], []
+    for _ in range(num):
+        cat_id = int(rng.integers(1, num_categories + 1))
+        for _try in range(20):
+            mask = draw_mask(rng, cat_id)
+            new_owner = np.where(mask > 0, len(full_masks), owner)
+            ok = all(
+                (new_owner == i).sum() >= min_visible * full_masks[i].sum()
+                for i in range(len(full_masks)))
+            if ok and mask.sum() > 0:
+                break
+        else:
+            continue
+        paint(rng, img, mask, cat_id)
+        owner = new_owner
+        full_masks.append(mask)
+        cats.append(cat_id)
+    return visible_annotations(owner, cats)
+
+
+def _make_scene(rng: np.random.Generator, size: int, min_objects: int,
+                max_objects: int, min_scale: float, max_scale: float,
+                min_visible: float) -> Tuple[np.ndarray, List[dict]]:
+    """One image and its annotations (without ids)."""
+    img = _background(rng, size)
+    num = int(rng.integers(min_objects, max_objects + 1))
+    anns = place_objects(
+        rng, img, num, len(CATEGORIES),
+        lambda r, c: _shape_mask(r, c, size, min_scale, max_scale), _paint,
+        min_visible)
     return img, anns
 
 
@@ -207,6 +253,78 @@ def _atomic_write_json(obj: dict, path: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def write_coco_split(out_dir: str,
+                     split: str,
+                     num: int,
+                     make_scene: Callable[[np.random.Generator],
+                                          Tuple[np.ndarray, List[dict]]],
+                     seed: int,
+                     split_idx: int,
+                     categories: List[dict],
+                     description: str,
+                     jpeg_quality: int = 95) -> Dict[str, str]:
+    """Draw ``num`` scenes and write ``OUT/split/*.jpg`` + its COCO json.
+
+    Image ``i`` is drawn with ``np.random.default_rng([seed, split_idx, i])``
+    so that every image is a function of the seed alone (independent of the
+    number of images). The json is written atomically, after the images.
+
+    Returns:
+        dict: ``{split}_img_dir`` and ``{split}_ann`` paths.
+    """
+    img_dir = osp.join(out_dir, split)
+    ann_dir = osp.join(out_dir, 'annotations')
+    os.makedirs(img_dir, exist_ok=True)
+    os.makedirs(ann_dir, exist_ok=True)
+    images, annotations = [], []
+    for i in range(num):
+        img, anns = make_scene(np.random.default_rng([seed, split_idx, i]))
+        file_name = f'{i:06d}.jpg'
+        ok = cv2.imwrite(
+            osp.join(img_dir, file_name), img,
+            [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+        if not ok:
+            raise OSError(f'make_toy_coco: could not write '
+                          f'{osp.join(img_dir, file_name)}')
+        img_id = i + 1
+        h, w = img.shape[:2]
+        images.append(dict(id=img_id, file_name=file_name, width=w, height=h))
+        for ann in anns:
+            ann.update(id=len(annotations) + 1, image_id=img_id)
+            annotations.append(ann)
+    coco = dict(
+        info=dict(description=description, version='1.0', seed=seed),
+        licenses=[],
+        images=images,
+        annotations=annotations,
+        categories=categories)
+    ann_file = osp.join(ann_dir, f'instances_{split}.json')
+    _atomic_write_json(coco, ann_file)
+    return {f'{split}_img_dir': img_dir, f'{split}_ann': ann_file}
+
+
+def write_train_val(out_dir: str, num_train: int, num_val: int,
+                    make_scene: Callable[[np.random.Generator],
+                                         Tuple[np.ndarray, List[dict]]],
+                    **kwargs) -> Dict[str, str]:
+    """Write the ``train`` and ``val`` splits with :func:`write_coco_split`
+    (``kwargs``: its ``seed``, ``categories``, ``description``,
+    ``jpeg_quality``).
+
+    Returns:
+        dict: ``root``, ``annotations``, ``{train,val}_img_dir`` and
+        ``{train,val}_ann`` paths.
+    """
+    paths = dict(root=out_dir, annotations=osp.join(out_dir, 'annotations'))
+    for split_idx, (split, num) in enumerate(
+        (('train', num_train), ('val', num_val))):
+        paths.update(
+            write_coco_split(
+                out_dir, split, num, make_scene, split_idx=split_idx,
+                **kwargs))
+    return paths
 
 
 def make_toy_coco(out_dir: str,
@@ -242,40 +360,13 @@ def make_toy_coco(out_dir: str,
     """
     if size < 32:
         raise ValueError(f'make_toy_coco: size must be >= 32, got {size}')
-    ann_dir = osp.join(out_dir, 'annotations')
-    os.makedirs(ann_dir, exist_ok=True)
-    paths = dict(root=out_dir, annotations=ann_dir)
-    for split_idx, (split, num) in enumerate(
-        (('train', num_train), ('val', num_val))):
-        img_dir = osp.join(out_dir, split)
-        os.makedirs(img_dir, exist_ok=True)
-        images, annotations = [], []
-        for i in range(num):
-            rng = np.random.default_rng([seed, split_idx, i])
-            img, anns = _make_scene(rng, size, min_objects, max_objects,
-                                    min_scale, max_scale, min_visible)
-            file_name = f'{i:06d}.jpg'
-            ok = cv2.imwrite(
-                osp.join(img_dir, file_name), img,
-                [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
-            if not ok:
-                raise OSError(f'make_toy_coco: could not write '
-                              f'{osp.join(img_dir, file_name)}')
-            img_id = i + 1
-            images.append(
-                dict(id=img_id, file_name=file_name, width=size, height=size))
-            for ann in anns:
-                ann.update(id=len(annotations) + 1, image_id=img_id)
-                annotations.append(ann)
-        coco = dict(
-            info=dict(
-                description='mmregion toy COCO set', version='1.0', seed=seed),
-            licenses=[],
-            images=images,
-            annotations=annotations,
-            categories=CATEGORIES)
-        ann_file = osp.join(ann_dir, f'instances_{split}.json')
-        _atomic_write_json(coco, ann_file)
-        paths[f'{split}_img_dir'] = img_dir
-        paths[f'{split}_ann'] = ann_file
-    return paths
+    return write_train_val(
+        out_dir,
+        num_train,
+        num_val,
+        lambda rng: _make_scene(rng, size, min_objects, max_objects,
+                                min_scale, max_scale, min_visible),
+        seed=seed,
+        categories=CATEGORIES,
+        description='mmregion toy COCO set',
+        jpeg_quality=jpeg_quality)
