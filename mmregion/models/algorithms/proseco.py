@@ -37,6 +37,7 @@ from torch import Tensor
 from mmregion.registry import MODELS, TASK_UTILS
 from ..task_modules.proposal_matcher import cxcywh_to_xyxy
 from ..utils.loss_guard import NonFiniteLossGuardMixin
+from ..utils.own_scope import in_mmregion_scope
 
 __all__ = ['ProSeCo']
 
@@ -81,6 +82,7 @@ class ProSeCo(NonFiniteLossGuardMixin, BaseModel):
         init_cfg (dict, optional): Initialisation config.
     """
 
+    @in_mmregion_scope
     def __init__(self,
                  detector: dict,
                  embed_head: dict,

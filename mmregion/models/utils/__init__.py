@@ -3,3 +3,4 @@
 from .region_utils import stack_regions  # noqa
 from .feature_queue import FeatureQueue, gather_variable_length  # noqa
 from .loss_guard import NonFiniteLossGuardMixin  # noqa
+from .own_scope import in_mmregion_scope  # noqa
