@@ -18,7 +18,7 @@ def _mixing_examples():
 
 def test_readme_mixing_examples_load_and_build():
     blocks = _mixing_examples()
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     det_cfg = Config.fromstring(blocks[0], '.py')
     assert det_cfg.custom_imports.imports == ['mmregion']
     assert det_cfg.model.backbone.init_cfg.type == 'Pretrained'
