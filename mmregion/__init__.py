@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """mmregion: region-level self-supervised pre-training for object detection.
 
 Importing the package checks that the torch / OpenMMLab stack is in the

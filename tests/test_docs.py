@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """The README's worked config examples load, and their modules build."""
 import os.path as osp
 import re

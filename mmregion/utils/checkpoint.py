@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Safe checkpoint loading for torch >= 2.6 with mmengine 0.10.x.
 
 torch >= 2.6 loads checkpoints with ``weights_only=True``: only tensors,

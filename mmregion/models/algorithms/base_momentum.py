@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Base class of MoCo-style algorithms: online encoder + EMA teacher + queue.
 
 Momentum convention: the teacher is :class:`mmengine.model.

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """CCOP: Contrastive Object-level Pre-training with Spatial Noise Curriculum
 Learning (Yang, Huang, Crowley, arXiv 2111.13651)."""
 import math

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """PLRC: point-level region contrast (Bai et al., CVPR 2022).
 
 ``/work/shared/design/methods.md`` sec. 2; official code

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """ProSeCo: proposal-contrastive pre-training of a DETR-family detector.
 
 Bouniot et al., "Proposal-Contrastive Pretraining for Object Detection from

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 # Each module adds its own import line below.
 from .region_utils import stack_regions  # noqa
 from .feature_queue import FeatureQueue, gather_variable_length  # noqa
