@@ -51,7 +51,8 @@ class BuildPyWithMim(build_py):
                 shutil.rmtree(dst)
             if osp.isdir(src):
                 shutil.copytree(
-                    src, dst,
+                    src,
+                    dst,
                     ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
             else:
                 shutil.copyfile(src, dst)

@@ -53,8 +53,8 @@ def test_mminstall_matches_import_time_ranges():
         line = line.split('#', 1)[0].strip()
         if line:
             name = re.split(r'[<>=]', line, 1)[0]
-            ranges[name] = (re.search(r'>=([\w.]+)', line),
-                            re.search(r'<([\w.]+)', line))
+            ranges[name] = (re.search(r'>=([\w.]+)',
+                                      line), re.search(r'<([\w.]+)', line))
     assert set(ranges) == set(dependency.SUPPORTED)
     for name, (lo, hi) in dependency.SUPPORTED.items():
         got_lo, got_hi = ranges[name]
@@ -64,11 +64,12 @@ def test_mminstall_matches_import_time_ranges():
 
 def test_old_torch_is_reported_with_the_range(monkeypatch):
     real = dependency._installed
-    monkeypatch.setattr(dependency, '_installed',
-                        lambda n: '1.13.1' if n == 'torch' else real(n))
+    monkeypatch.setattr(dependency, '_installed', lambda n: '1.13.1'
+                        if n == 'torch' else real(n))
     problems = dependency.find_dependency_problems()
-    assert any(p.startswith('torch==1.13.1') and '>=2.0.0' in p
-               for p in problems), problems
+    assert any(
+        p.startswith('torch==1.13.1') and '>=2.0.0' in p
+        for p in problems), problems
 
 
 def test_version_order():
@@ -103,7 +104,9 @@ def test_project_files():
     assert '## [Unreleased]' in open(osp.join(ROOT, 'CHANGELOG.md')).read()
     out = subprocess.run(
         ['git', 'grep', '-lE', r'^# Copyright \(c\) OpenMMLab'],
-        cwd=ROOT, capture_output=True, text=True)
+        cwd=ROOT,
+        capture_output=True,
+        text=True)
     if out.returncode in (0, 1):  # 1: no match (128: not a git checkout)
         assert out.stdout.split() == []
 
@@ -111,16 +114,18 @@ def test_project_files():
 def test_install_sh_dry_run_keeps_the_installed_stack():
     """With the stack installed, install.sh --dry-run plans no stack change."""
     out = subprocess.run(['bash', 'tools/install.sh', '--dry-run'],
-                         cwd=ROOT, capture_output=True, text=True,
+                         cwd=ROOT,
+                         capture_output=True,
+                         text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr
     for name in ('torch', 'mmengine', 'mmcv', 'mmdet', 'mmpretrain'):
         assert re.search(rf'\[install\] {name} \S+ found \(supported',
                          out.stdout), (name, out.stdout)
     planned = [ln for ln in out.stdout.splitlines() if 'would install' in ln]
-    assert not any(re.search(r'\b(torch|mmcv|mmengine|mmdet|mmpretrain)\W',
-                             ln.split(': pip install', 1)[-1])
-                   for ln in planned), planned
+    assert not any(
+        re.search(r'\b(torch|mmcv|mmengine|mmdet|mmpretrain)\W',
+                  ln.split(': pip install', 1)[-1]) for ln in planned), planned
 
 
 # ---------------------------------------------------------------- slow --
@@ -129,8 +134,11 @@ def test_install_sh_dry_run_keeps_the_installed_stack():
 def _clean_pip_env(**extra):
     """The environment without the machine's pip configuration."""
     env = {k: v for k, v in os.environ.items() if not k.startswith('PIP_')}
-    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK='1',
-               PIP_NO_INPUT='1', **extra)
+    env.update(
+        PIP_CONFIG_FILE=os.devnull,
+        PIP_DISABLE_PIP_VERSION_CHECK='1',
+        PIP_NO_INPUT='1',
+        **extra)
     env.pop('PYTHONPATH', None)
     return env
 
@@ -139,7 +147,8 @@ def _build_wheel(tmp_path: Path) -> Path:
     """A wheel of this checkout, built from a clean copy (no stale build/)."""
     src = tmp_path / 'src'
     shutil.copytree(
-        ROOT, src,
+        ROOT,
+        src,
         ignore=shutil.ignore_patterns('.git', 'build', 'dist', 'work_dirs',
                                       'data', '*.egg-info', '__pycache__',
                                       '.pytest_cache'))
@@ -149,7 +158,10 @@ def _build_wheel(tmp_path: Path) -> Path:
         '--no-build-isolation', '--no-index', '-w',
         str(out),
         str(src)
-    ], check=True, env=_clean_pip_env(), timeout=300)
+    ],
+                   check=True,
+                   env=_clean_pip_env(),
+                   timeout=300)
     (wheel, ) = out.glob('mmregion-*.whl')
     return wheel
 
@@ -158,8 +170,8 @@ def _fake_dist(site: Path, name: str, version: str) -> None:
     """Installed-package metadata only (what pip's resolver reads)."""
     info = site / f'{name.replace("-", "_")}-{version}.dist-info'
     info.mkdir(parents=True)
-    (info / 'METADATA').write_text(
-        f'Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n')
+    (info / 'METADATA'
+     ).write_text(f'Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n')
     (info / 'INSTALLER').write_text('pip\n')
     (info / 'RECORD').write_text('')
 
@@ -168,8 +180,9 @@ def _fake_wheel(folder: Path, name: str, version: str) -> None:
     """A metadata-only wheel: pip *could* pick it to change ``name``."""
     dist = f'{name.replace("-", "_")}-{version}'
     with zipfile.ZipFile(folder / f'{dist}-py3-none-any.whl', 'w') as z:
-        z.writestr(f'{dist}.dist-info/METADATA',
-                   f'Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n')
+        z.writestr(
+            f'{dist}.dist-info/METADATA',
+            f'Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n')
         z.writestr(
             f'{dist}.dist-info/WHEEL', 'Wheel-Version: 1.0\n'
             'Generator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n')
@@ -178,10 +191,17 @@ def _fake_wheel(folder: Path, name: str, version: str) -> None:
 
 # what a cluster user might have: torch 2.3 with a prebuilt mmcv 2.1.0
 OLD_ENV = {
-    'torch': '2.3.0', 'torchvision': '0.18.0', 'mmcv': '2.1.0',
-    'mmengine': '0.10.4', 'mmdet': '3.3.0', 'mmpretrain': '1.2.0',
-    'numpy': '1.26.4', 'opencv-contrib-python-headless': '4.10.0.84',
-    'pycocotools': '2.0.7', 'scipy': '1.13.1', 'setuptools': '69.5.1'
+    'torch': '2.3.0',
+    'torchvision': '0.18.0',
+    'mmcv': '2.1.0',
+    'mmengine': '0.10.4',
+    'mmdet': '3.3.0',
+    'mmpretrain': '1.2.0',
+    'numpy': '1.26.4',
+    'opencv-contrib-python-headless': '4.10.0.84',
+    'pycocotools': '2.0.7',
+    'scipy': '1.13.1',
+    'setuptools': '69.5.1'
 }
 
 
@@ -196,7 +216,9 @@ def test_wheel_installs_without_touching_an_older_torch(tmp_path):
 
     venv = tmp_path / 'venv'  # bare: no --system-site-packages
     subprocess.run([sys.executable, '-m', 'venv', '--without-pip',
-                    str(venv)], check=True, timeout=120)
+                    str(venv)],
+                   check=True,
+                   timeout=120)
     (site, ) = venv.glob('lib/python3*/site-packages')
     for name, version in OLD_ENV.items():
         _fake_dist(site, name, version)
@@ -214,14 +236,17 @@ def test_wheel_installs_without_touching_an_older_torch(tmp_path):
         str(wheel.parent), '--find-links',
         str(offered), '--report',
         str(report), 'mmregion'
-    ], capture_output=True, text=True, env=_clean_pip_env(), timeout=300)
+    ],
+                         capture_output=True,
+                         text=True,
+                         env=_clean_pip_env(),
+                         timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     installed = [(i['metadata']['name'], i['metadata']['version'])
                  for i in json.loads(report.read_text())['install']]
     assert installed == [('mmregion', '0.1.0')], installed
-    versions = dict(
-        p.name[:-len('.dist-info')].split('-', 1)
-        for p in site.glob('*.dist-info'))
+    versions = dict(p.name[:-len('.dist-info')].split('-', 1)
+                    for p in site.glob('*.dist-info'))
     assert versions['torch'] == '2.3.0' and versions['mmcv'] == '2.1.0'
     assert (site / 'mmregion' / '.mim' / 'configs').is_dir()
 
@@ -240,7 +265,10 @@ def test_installed_package_serves_configs_to_mmengine_and_mim(
         '--no-index', '--target',
         str(target),
         str(wheel)
-    ], check=True, env=_clean_pip_env(), timeout=300)
+    ],
+                   check=True,
+                   env=_clean_pip_env(),
+                   timeout=300)
     # a working directory away from the checkout, with the toy data where
     # the toy configs read it
     work = tmp_path / 'work'
@@ -261,8 +289,12 @@ def test_installed_package_serves_configs_to_mmengine_and_mim(
         print(mmregion.__file__)
         print(cfg.model.type, cfg.train_cfg.max_iters, cfg.filename)
     """)
-    out = subprocess.run([sys.executable, '-c', probe], cwd=work, env=env,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, '-c', probe],
+                         cwd=work,
+                         env=env,
+                         capture_output=True,
+                         text=True,
+                         timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.split('\n')
     assert lines[0].startswith(str(target)), lines
@@ -270,7 +302,10 @@ def test_installed_package_serves_configs_to_mmengine_and_mim(
 
     # 2. mim search reads the shipped model-index.yml and metafiles
     out = subprocess.run([mim, 'search', 'mmregion', '--valid-config'],
-                         cwd=work, env=env, capture_output=True, text=True,
+                         cwd=work,
+                         env=env,
+                         capture_output=True,
+                         text=True,
                          timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     assert 'ccop_r50_coco' in out.stdout and 'plrc_r50_coco' in out.stdout
@@ -280,7 +315,12 @@ def test_installed_package_serves_configs_to_mmengine_and_mim(
         mim, 'train', 'mmregion', 'mocov2_r18_toy.py', '--work-dir',
         str(work / 'w'), '--cfg-options', 'train_cfg.max_iters=2',
         'default_hooks.checkpoint.interval=2'
-    ], cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    ],
+                         cwd=work,
+                         env=env,
+                         capture_output=True,
+                         text=True,
+                         timeout=600)
     assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
     assert str(target / 'mmregion' / '.mim' / 'tools' / 'train.py') in \
         out.stdout

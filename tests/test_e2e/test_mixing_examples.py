@@ -34,10 +34,16 @@ def _train(library: str, config: Path, work: Path, options) -> str:
     assert osp.isfile(script), script
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
     out = subprocess.run(
-        [sys.executable, script,
-         str(config), '--work-dir',
-         str(work / 'run'), '--cfg-options'] + options,
-        cwd=work, env=env, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable, script,
+            str(config), '--work-dir',
+            str(work / 'run'), '--cfg-options'
+        ] + options,
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600)
     log = out.stdout + out.stderr
     assert out.returncode == 0, log[-5000:]
     return log
@@ -50,8 +56,7 @@ def _link_tree(src: Path, dst: Path) -> None:
 
 
 def _losses(log: str):
-    values = [float(v) for v in re.findall(r'\bloss: ([-\d.e]+|nan|inf)',
-                                           log)]
+    values = [float(v) for v in re.findall(r'\bloss: ([-\d.e]+|nan|inf)', log)]
     assert values, log[-3000:]
     return values
 
@@ -70,8 +75,7 @@ def test_example1_mmdet_mask_rcnn_from_an_mmregion_backbone(
     block = _blocks()[0]
     ckpt = re.search(r"checkpoint='([^']+)'", block).group(1)
     # stands in for tools/extract_backbone.py's output (backbone keys only)
-    torch.save({'state_dict': ResNet(depth=50).state_dict()},
-               tmp_path / ckpt)
+    torch.save({'state_dict': ResNet(depth=50).state_dict()}, tmp_path / ckpt)
     _link_tree(toy_coco, tmp_path / 'data' / 'coco')
     cfg = tmp_path / 'example1.py'
     cfg.write_text(block)

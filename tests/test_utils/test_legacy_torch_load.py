@@ -36,7 +36,7 @@ def _mmengine_like_checkpoint(path):
 class _Evil:
 
     def __reduce__(self):
-        return (os.system, ('echo owned',))
+        return (os.system, ('echo owned', ))
 
 
 def test_this_torch_uses_add_safe_globals():

@@ -5,8 +5,8 @@ import pytest
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
+ROOT = osp.dirname(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 
 @pytest.mark.parametrize('scope', ['mmpretrain', 'mmdet'])
