@@ -12,6 +12,7 @@ whose ``find_class`` resolves only torch's own weights-only allow-list
 :func:`~mmregion.utils.checkpoint.safe_checkpoint_globals`. Every callable a
 pickle can invoke comes through ``find_class``, so anything else is refused.
 """
+import _compat_pickle
 import pickle
 import types
 from typing import Any, Dict, Optional
@@ -63,6 +64,12 @@ def _restricted_pickle_module(allowed: Dict[str, Any]) -> types.ModuleType:
     class RestrictedUnpickler(pickle.Unpickler):
 
         def find_class(self, module: str, name: str) -> Any:
+            # protocol-2 pickles (torch.save's default) name Python 2
+            # modules, e.g. ``__builtin__.getattr``: map them as pickle does
+            if (module, name) in _compat_pickle.NAME_MAPPING:
+                module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+            elif module in _compat_pickle.IMPORT_MAPPING:
+                module = _compat_pickle.IMPORT_MAPPING[module]
             full_name = f'{module}.{name}'
             if full_name in allowed:
                 return allowed[full_name]
