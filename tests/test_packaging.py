@@ -254,6 +254,31 @@ def test_wheel_installs_without_touching_an_older_torch(tmp_path):
     assert versions['torch'] == '2.3.0' and versions['mmcv'] == '2.1.0'
     assert (site / 'mmregion' / '.mim' / 'configs').is_dir()
 
+    # tools/install.sh on that environment: keeps the older torch and
+    # mmengine (in range), plans only what is missing (the metadata-only
+    # numpy etc. do not import); --no-install refuses and lists them
+    env = dict(os.environ, PYTHON=py)
+    out = subprocess.run(['bash', 'tools/install.sh', '--dry-run'],
+                         cwd=ROOT,
+                         env=env,
+                         capture_output=True,
+                         text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert '[install] torch 2.3.0 found (supported >=2.0.0): keeping it' \
+        in out.stdout
+    assert '[install] mmengine 0.10.4 found' in out.stdout
+    planned = [ln for ln in out.stdout.splitlines() if 'would install' in ln]
+    assert planned and not any('torch' in ln for ln in planned), planned
+    out = subprocess.run(['bash', 'tools/install.sh', '--no-install'],
+                         cwd=ROOT,
+                         env=env,
+                         capture_output=True,
+                         text=True,
+                         timeout=300)
+    assert out.returncode == 1
+    assert 'missing (--no-install)' in out.stderr and 'numpy' in out.stderr
+
 
 @pytest.mark.slow
 def test_installed_package_serves_configs_to_mmengine_and_mim(
