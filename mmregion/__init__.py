@@ -6,8 +6,8 @@ work with torch's safe ``weights_only=True`` loader (see
 :mod:`mmregion.utils.checkpoint`) and lets configs inherit
 ``'mmregion::...'`` from the installed package.
 """
-from .version import __version__, version_info
 from .dependency import check_dependencies  # stdlib only: runs first
+from .version import __version__, version_info
 
 check_dependencies()
 

@@ -1,4 +1,4 @@
-"""Allow-listed checkpoint loading for torch < 2.6 (no tuple ``add_safe_globals``).
+"""Allow-listed checkpoint loading for torch < 2.6.
 
 :mod:`mmregion.utils.checkpoint` allow-lists mmengine's checkpoint types
 with ``torch.serialization.add_safe_globals``. That API appeared in torch 2.4

@@ -1,4 +1,4 @@
-"""The torch < 2.6 checkpoint path (restricted unpickler), run on this torch."""
+"""The torch < 2.6 checkpoint path (restricted unpickler), on this torch."""
 import os
 import pickle
 
