@@ -239,25 +239,22 @@ def test_wheel_installs_without_touching_an_older_torch(tmp_path):
     # tools/install.sh on that environment: keeps the older torch and
     # mmengine (in range), plans only what is missing (the metadata-only
     # numpy etc. do not import); --no-install refuses and lists them
-    env = dict(os.environ, PYTHON=py)
-    out = subprocess.run(['bash', 'tools/install.sh', '--dry-run'],
-                         cwd=ROOT,
-                         env=env,
-                         capture_output=True,
-                         text=True,
-                         timeout=300)
+    def install_sh(flag):
+        return subprocess.run(['bash', 'tools/install.sh', flag],
+                              cwd=ROOT,
+                              env=dict(os.environ, PYTHON=py),
+                              capture_output=True,
+                              text=True,
+                              timeout=300)
+
+    out = install_sh('--dry-run')
     assert out.returncode == 0, out.stdout + out.stderr
     assert '[install] torch 2.3.0 found (supported >=2.0.0): keeping it' \
         in out.stdout
     assert '[install] mmengine 0.10.4 found' in out.stdout
     planned = [ln for ln in out.stdout.splitlines() if 'would install' in ln]
     assert planned and not any('torch' in ln for ln in planned), planned
-    out = subprocess.run(['bash', 'tools/install.sh', '--no-install'],
-                         cwd=ROOT,
-                         env=env,
-                         capture_output=True,
-                         text=True,
-                         timeout=300)
+    out = install_sh('--no-install')
     assert out.returncode == 1
     assert 'missing (--no-install)' in out.stderr and 'numpy' in out.stderr
 
