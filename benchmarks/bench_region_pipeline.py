@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Cost of the region-aware two-view pipeline against mmpretrain's MultiView.
 
 Both pipelines run in this process (one torch thread, as in a dataloader

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """CCOP training-step cost against mmpretrain's MoCo v2, in one process.
 
 Both models use the same backbone depth, batch size, view size and queue

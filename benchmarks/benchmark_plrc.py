@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """PLRC step time and peak memory vs MoCo v2, and the point-loss cost vs P.
 
 The PLRC model is built from a config (``--config``, default the paper's

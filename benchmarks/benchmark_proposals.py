@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Speed and recall of proposal generation on the toy set.
 
 Prints images/s of ``generate_proposals`` with 1 and 2 workers (default

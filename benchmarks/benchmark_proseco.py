@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Benchmark ProSeCo's cost against supervised Deformable DETR.
 
 Prints, measured in this process:

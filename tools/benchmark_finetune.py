@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Fine-tune pre-trained checkpoints on detection benchmarks, tabulate AP.
 
 For every pair (pre-trained checkpoint, fine-tuning config) this runs

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Transfer benchmark: does each method's pre-training beat random init?
 
 One protocol, every method with the same backbone, batch and budget:

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Draw proposals on their images (PNG files) to inspect a proposal store.
 
 Example::

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Verify that the mmregion stack is installed and usable.
 
 Prints one line per check and exits with status 1 (listing every failure)

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Export a ProSeCo / DETReg pre-training checkpoint to an mmdet detector.
 
 Keeps the student detector (``detector.*`` keys, prefix removed) and drops the

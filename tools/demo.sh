@@ -5,10 +5,19 @@
 #   from that backbone AND from random init (same budget) -> both bbox mAPs
 #   on the toy val set and their difference (one seed each: for mean +- std
 #   over seeds and every method see tools/benchmark_transfer.py).
-# Usage: bash tools/demo.sh [WORK_DIR]        (default: work_dirs/demo)
+# Usage: bash tools/demo.sh [--no-install] [WORK_DIR]   (default: work_dirs/demo)
+#   Step 1 installs only what is missing (tools/install.sh keeps packages
+#   already installed in a supported version and says what it installs);
+#   --no-install (or MMREGION_NO_INSTALL=1) never installs: it stops if
+#   something is missing.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+INSTALL_ARGS=()
+if [ "${1:-}" = "--no-install" ]; then
+  INSTALL_ARGS+=(--no-install)
+  shift
+fi
 WORK=${1:-work_dirs/demo}
 PY=${PYTHON:-python3}
 DATA=data/toy_coco
@@ -16,8 +25,8 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
 step() { printf '\n==== [demo] %s\n' "$*"; }
 
-step "1/7 install (skipped when already installed)"
-bash tools/install.sh
+step "1/7 install what is missing (tools/install.sh ${INSTALL_ARGS[*]:-})"
+bash tools/install.sh "${INSTALL_ARGS[@]}"
 
 step "2/7 toy data set -> $DATA"
 if [ ! -f "$DATA/annotations/instances_val.json" ]; then

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Extract the online backbone of an mmregion pre-training checkpoint.
 
 The output is an mmengine-style checkpoint ``{'state_dict': ..., 'meta': ...}``

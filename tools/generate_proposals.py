@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Generate unsupervised region proposals for a set of images.
 
 Examples::

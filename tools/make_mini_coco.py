@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Make nested, seeded image-level subsets of a COCO annotation file.
 
 This is the "mini-COCO" protocol of DETReg (``--filter_pct``: a random

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Write the synthetic toy COCO set (see ``docs/design.md`` section 5).
 
 Example::

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Evaluate a checkpoint with a config (mmdet fine-tuning configs).
 
 Example:

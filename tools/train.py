@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Train a model (pre-training or fine-tuning) from a config.
 
 Examples:

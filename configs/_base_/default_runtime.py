@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 # Runtime shared by every mmregion pre-training config (mmpretrain's
 # configs/_base_/default_runtime.py, adapted).
 # default_scope='mmregion': mmengine imports `mmregion.registry`, whose

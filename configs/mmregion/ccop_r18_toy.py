@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 # CCOP, tiny CPU variant on the toy set (demo, smoke and e2e tests):
 # ResNet-18, a 32-channel FPN, small MLPs and queues, 96-px views, 40
 # iterations (~30 s on 2 CPU cores). The queues are short so that they hold

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 # CCOP (Yang, Huang, Crowley, "Contrastive Object-level Pre-training with
 # Spatial Noise Curriculum Learning", arXiv 2111.13651): ResNet-50 + BN-FPN
 # on COCO train2017 with selective-search proposals, 800 epochs.

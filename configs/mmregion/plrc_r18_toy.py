@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 # PLRC, tiny CPU variant on the toy set (smoke tests, e2e test): ResNet-18,
 # 96-px views, small heads and queue, 4x4 grid regions. Full settings and
 # their sources: plrc_r50_coco.py.

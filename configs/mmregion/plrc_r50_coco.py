@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 # PLRC (Bai et al., "Point-Level Region Contrast for Object Detection
 # Pre-Training", CVPR 2022) on COCO train2017 images.
 # Sources: the official code facebookresearch/PLRC (ImageNet only):

@@ -1,3 +1,2 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 from .transforms import *  # noqa: F401,F403
 from .region_dataset import RegionDataset  # noqa

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Unlabeled images for region-level pre-training (``docs/design.md`` sec. 2).
 """
 import os.path as osp

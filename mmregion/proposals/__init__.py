@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 # Each module adds its own import line below.
 from .filters import box_iou, clip_boxes, filter_boxes, nms_in_order  # noqa
 from .generate import generate_proposals, list_images  # noqa

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Box filters for unsupervised region proposals (numpy only).
 
 The defaults follow CCOP's official ``tools/selective_search.py`` (see

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Generate a proposal directory for a set of images (multiprocess,
 resumable). The engine of ``tools/generate_proposals.py``.
 

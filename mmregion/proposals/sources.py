@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Unsupervised proposal sources for one image.
 
 * :func:`selective_search`: OpenCV-contrib selective search (what CCOP and

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Proposal stores: a sharded on-disk format and readers for other formats.
 
 A proposal directory (written by :class:`ProposalWriter` /

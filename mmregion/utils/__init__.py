@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 from .checkpoint import (CheckpointError, CorruptCheckpointError,
                          UnsafeCheckpointError, install_safe_checkpoint_loader,
                          load_checkpoint_safely, safe_checkpoint_globals)

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Atomic file writes: a kill at any moment leaves the previous file intact.
 
 mmengine 0.10.7 writes checkpoints with ``save_checkpoint`` ->

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Safe checkpoint loading for torch >= 2.6 with mmengine 0.10.x.
 
 torch >= 2.6 loads checkpoints with ``weights_only=True``: only tensors,
@@ -11,7 +10,9 @@ We keep the safe loader and allow-list exactly those benign types. We also
 replace mmengine's local-file loader so that a refused checkpoint gives one
 clear message naming the file and the refused global, instead of a long
 traceback. We never set ``weights_only=False`` or
-``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``.
+``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``. On torch < 2.6, whose
+``add_safe_globals`` lacks the form we need, the same allow-list is enforced
+by a restricted unpickler (:mod:`mmregion.utils.legacy_torch_load`).
 """
 import os
 import os.path as osp
@@ -24,6 +25,8 @@ import numpy as np
 import torch
 
 from .cli import UserError
+from .legacy_torch_load import (restricted_torch_load,
+                                torch_has_tuple_safe_globals)
 
 __all__ = [
     'safe_checkpoint_globals', 'install_safe_checkpoint_loader',
@@ -129,6 +132,8 @@ def load_checkpoint_safely(filename: str,
             f'checkpoint {filename} is empty (0 bytes): it was not written '
             'completely; use an older checkpoint.')
     try:
+        if not torch_has_tuple_safe_globals():  # torch < 2.6
+            return restricted_torch_load(filename, map_location)
         return torch.load(
             filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
@@ -184,7 +189,8 @@ def install_safe_checkpoint_loader() -> None:
     global _INSTALLED
     if _INSTALLED:
         return
-    torch.serialization.add_safe_globals(safe_checkpoint_globals())
+    if torch_has_tuple_safe_globals():
+        torch.serialization.add_safe_globals(safe_checkpoint_globals())
     from mmengine.runner.checkpoint import CheckpointLoader
     CheckpointLoader.register_scheme(
         prefixes='', loader=load_from_local_safely, force=True)

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Helpers shared by ``tools/train.py`` and ``tools/test.py``.
 
 They turn the usual user mistakes (a config path that does not exist, a

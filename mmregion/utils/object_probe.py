@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """A fast object-level probe of a frozen backbone: k-NN on RoIAlign features.
 
 For every ground-truth box of a labelled set (the memory bank) and of a val

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 import datetime
 import warnings
 
@@ -32,3 +31,18 @@ def register_all_modules(init_default_scope: bool = True) -> None:
                       'default scope to be "mmregion".')
         new_instance_name = f'mmregion-{datetime.datetime.now()}'
         DefaultScope.get_instance(new_instance_name, scope_name='mmregion')
+
+
+def register_config_package() -> None:
+    """Let mmengine resolve ``mmregion::`` config paths.
+
+    mmengine 0.10.x only resolves ``_base_ = 'PKG::path.py'`` for packages in
+    its fixed ``MODULE2PACKAGE`` table, and then reads
+    ``<installed PKG>/.mim/configs/path.py``. mmregion's wheel ships that
+    folder (setup.py); this adds ``mmregion`` to the table, so any process
+    that has imported mmregion (our tools, ``mim train mmregion``, a script
+    with ``import mmregion``) can inherit
+    ``'mmregion::mmregion/ccop_r50_coco.py'``. Idempotent.
+    """
+    from mmengine.config import utils as config_utils
+    config_utils.MODULE2PACKAGE.setdefault('mmregion', 'mmregion')

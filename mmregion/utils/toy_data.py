@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """A tiny synthetic COCO-format detection set for tests, demos and benchmarks.
 
 Every image is a textured background (noise, gradients, stripes or a

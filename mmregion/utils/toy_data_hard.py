@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """A harder synthetic COCO set, where pre-training can matter (``--preset
 hard`` of ``tools/make_toy_coco.py``).
 

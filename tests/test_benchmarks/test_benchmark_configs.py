@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 import glob
 import os.path as osp
 

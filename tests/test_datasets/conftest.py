@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Fixtures of the data-pipeline tests: a fake proposal store, tiny images."""
 import json
 import os.path as osp

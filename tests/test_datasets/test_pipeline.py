@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """The whole region pipeline from configs (docs/design.md sec. 2)."""
 import copy
 import os.path as osp

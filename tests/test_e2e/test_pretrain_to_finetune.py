@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Pre-train (tiny config) -> export -> fine-tune briefly -> evaluate.
 
 The path a user takes, on the toy set on CPU, through the command-line tools:

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Train straight vs. SIGKILL mid-run + ``--resume``: same losses, same weights.
 
 For every algorithm's tiny config. The final checkpoints are compared key by

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 import json
 import multiprocessing as mp
 import os

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Fixtures of the reliability tests: a tiny model and an mmengine Runner."""
 import uuid
 from types import SimpleNamespace

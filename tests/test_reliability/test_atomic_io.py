@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Atomic writes: a kill at any moment leaves a complete file or none."""
 import os
 import os.path as osp

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Bad inputs at the pipeline level: a clear error or a counted, logged skip.
 
 See ``docs/reliability.md`` (the table of bad inputs).

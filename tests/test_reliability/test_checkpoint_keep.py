@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """SafeCheckpointHook: a kill during a save never loses the last checkpoint.
 
 mmengine's ``CheckpointHook`` deletes the oldest kept checkpoint before it

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """FiniteCheckOptimWrapper and NonFiniteLossGuardMixin."""
 import contextlib
 import copy

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """LoadImageFromFileSafe: bad images are skipped (counted, logged)."""
 import os.path as osp
 

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """on_nonfinite='skip': a skipped step changes no state at all.
 
 The forward pass of CCOP / PLRC / ProSeCo updates BN statistics, feature

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Images and checkpoints that are FIFOs, too large, truncated or hostile.
 
 A ``file_name`` naming a FIFO used to hang the data loader forever (it

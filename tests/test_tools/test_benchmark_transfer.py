@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """tools/benchmark_transfer.py: plan, resume, schedule, report; the object
 probe; and (slow) a reduced --quick run end to end."""
 import importlib.util

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Bad command lines get one clear line on stderr and a non-zero exit."""
 import os.path as osp
 import subprocess

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 import hashlib
 import importlib.util
 import json

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """tools/train.py killed mid-run and restarted with --resume continues."""
 import os
 import os.path as osp

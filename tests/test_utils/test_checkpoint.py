@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Safe checkpoint loading: runner round trip with weights_only=True kept."""
 import os
 import os.path as osp

@@ -1,7 +1,6 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 import pytest
 
-from mmregion.utils import dependency
+from mmregion import dependency
 
 
 def test_supported_stack_has_no_problems():

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """The hard toy set: layout, determinism, and that colour does not solve it."""
 import filecmp
 import json

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 # Two-view region-aware pre-training data on COCO train2017 (unlabeled
 # images + pre-computed proposals), shared by CCOP, PLRC and ProSeCo.
 # Pipeline keys and outputs: docs/design.md sec. 2. The view recipe is

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 # The toy counterpart of coco_regions_2view.py for smoke tests and CPU runs:
 # the toy set of docs/design.md sec. 5 (`python tools/make_toy_coco.py
 # data/toy_coco`) with proposals from `tools/generate_proposals.py` in

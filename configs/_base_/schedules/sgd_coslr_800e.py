@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 # CCOP pre-training schedule (github ChenhongyiYang/CCOP
 # configs/selfsup/ccop/r50_d2.py): SGD lr 0.3, momentum 0.9, wd 1e-4 for a
 # total batch of 256 (8 GPUs x 32), cosine to 0 over 800 epochs after a

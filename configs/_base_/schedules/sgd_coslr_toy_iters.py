@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 # Tiny iteration-based schedule for the toy CPU runs (smoke/e2e tests):
 # CCOP's recipe (SGD, momentum 0.9, wd 1e-4, warm-up then cosine; see
 # sgd_coslr_800e.py) shrunk to a few dozen iterations with a small lr.

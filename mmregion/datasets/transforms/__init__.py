@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 # Each module adds its own import line below.
 from .loading import LoadProposals  # noqa
 from .geometric import (RegionRandomFlip, RegionRandomResizedCrop,  # noqa

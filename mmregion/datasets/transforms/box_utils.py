@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Box and affine helpers shared by the region transforms (numpy only).
 
 Boxes are ``(N, 4)`` float32 ``xyxy`` in continuous pixel coordinates: an

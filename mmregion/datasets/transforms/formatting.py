@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Pack multi-view region samples for the model (``docs/design.md`` sec. 2)."""
 from typing import Sequence
 

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Geometric transforms that carry region boxes (``docs/design.md`` sec. 2).
 
 Each one updates ``img``, ``img_shape``, ``proposals`` (clipped to the new

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Join an image with its region proposals (``docs/design.md`` sec. 1-2)."""
 import os
 import os.path as osp

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Image loading that skips bad files instead of crashing a long run."""
 import logging
 import os

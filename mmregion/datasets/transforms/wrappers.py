@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Multiple views of one image with aligned regions (``docs/design.md`` 2)."""
 import copy
 from typing import Callable, List, Optional, Sequence, Union

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 # Each module adds its own import line below.
 from .plrc_teacher_temp_hook import PLRCTeacherTempHook  # noqa
 from .curriculum_hook import CCOPCurriculumHook  # noqa

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """A ``CheckpointHook`` that never leaves a run without a good checkpoint.
 
 mmengine 0.10.7's ``CheckpointHook._save_checkpoint_with_step`` deletes the

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Drive CCOP's spatial-noise curriculum from the training progress."""
 from typing import Optional
 

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Carry the model-side random state through checkpoints (bit-for-bit resume).
 
 mmengine restores weights, optimizer, schedulers, buffers (queues, EMA

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 from .finite_check_optim_wrapper import (FiniteCheckAmpOptimWrapper,
                                          FiniteCheckOptimWrapper)
 

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Stop or skip a training step whose loss is not finite.
 
 See ``docs/reliability.md``. The check runs before ``backward``, so a NaN/inf

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 # Each module adds its own import line below.
 from .proseco import ProSeCo  # noqa
 from .base_momentum import BaseMomentumSelfSupervisor  # noqa

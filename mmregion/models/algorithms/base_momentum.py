@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Base class of MoCo-style algorithms: online encoder + EMA teacher + queue.
 
 Momentum convention: the teacher is :class:`mmengine.model.
@@ -20,6 +19,7 @@ from torch import Tensor
 from mmregion.registry import MODELS
 from ..utils.feature_queue import FeatureQueue
 from ..utils.loss_guard import NonFiniteLossGuardMixin
+from ..utils.own_scope import in_mmregion_scope
 
 __all__ = ['BaseMomentumSelfSupervisor']
 
@@ -77,6 +77,7 @@ class BaseMomentumSelfSupervisor(NonFiniteLossGuardMixin,
         init_cfg (dict, optional): Initialisation config.
     """
 
+    @in_mmregion_scope
     def __init__(self,
                  backbone: Union[dict, nn.Module],
                  neck: Optional[Union[dict, nn.Module]] = None,

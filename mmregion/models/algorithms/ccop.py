@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """CCOP: Contrastive Object-level Pre-training with Spatial Noise Curriculum
 Learning (Yang, Huang, Crowley, arXiv 2111.13651)."""
 import math
@@ -12,6 +11,7 @@ from torch import Tensor
 
 from mmregion.registry import MODELS, TASK_UTILS
 from ..utils.feature_queue import FeatureQueue
+from ..utils.own_scope import in_mmregion_scope
 from ..utils.region_utils import stack_regions
 from .base_momentum import BaseMomentumSelfSupervisor, _build
 
@@ -73,6 +73,7 @@ class CCOP(BaseMomentumSelfSupervisor):
         init_cfg (dict, optional): Initialisation config.
     """
 
+    @in_mmregion_scope
     def __init__(self,
                  backbone: dict,
                  neck: dict,

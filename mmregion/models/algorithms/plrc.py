@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """PLRC: point-level region contrast (Bai et al., CVPR 2022).
 
 ``/work/shared/design/methods.md`` sec. 2; official code
@@ -69,6 +68,7 @@ from torch import Tensor
 
 from mmregion.registry import MODELS, TASK_UTILS
 from ..utils import stack_regions
+from ..utils.own_scope import in_mmregion_scope
 from .base_momentum import BaseMomentumSelfSupervisor, _build
 
 __all__ = [
@@ -255,6 +255,7 @@ class PLRC(BaseMomentumSelfSupervisor):
             ``shuffle_bn``, ``data_preprocessor``, ``init_cfg``, ...).
     """
 
+    @in_mmregion_scope
     def __init__(self,
                  backbone: dict,
                  img_neck: dict,

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """ProSeCo: proposal-contrastive pre-training of a DETR-family detector.
 
 Bouniot et al., "Proposal-Contrastive Pretraining for Object Detection from
@@ -49,6 +48,7 @@ from torch import Tensor
 from mmregion.registry import MODELS, TASK_UTILS
 from ..task_modules.proposal_matcher import cxcywh_to_xyxy
 from ..utils.loss_guard import NonFiniteLossGuardMixin
+from ..utils.own_scope import in_mmregion_scope
 
 __all__ = ['ProSeCo']
 
@@ -105,6 +105,7 @@ class ProSeCo(NonFiniteLossGuardMixin, BaseModel):
         init_cfg (dict, optional): Initialisation config.
     """
 
+    @in_mmregion_scope
     def __init__(self,
                  detector: dict,
                  embed_head: dict,

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 # Each module adds its own import line below.
 from .object_embedding_head import ObjectEmbeddingHead  # noqa
 from .dino_proj_head import DINOProjHead  # noqa

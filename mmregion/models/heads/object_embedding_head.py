@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Projection head that maps decoder query embeddings to object embeddings."""
 from typing import Optional
 

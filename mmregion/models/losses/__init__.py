@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 # Each module adds its own import line below.
 from .sce_loss import SCELoss, sce_loss  # noqa
 from .loc_sce_loss import LocSCELoss, loc_sce_loss  # noqa

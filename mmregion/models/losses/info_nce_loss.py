@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """InfoNCE with a queue of negatives (MoCo v2, CCOP's object-level term).
 
 For a query ``q_i``, its positive key ``k_i`` and queue entries ``n_j`` (all

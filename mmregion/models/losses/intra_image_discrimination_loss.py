@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """CCOP's intra-image object-level discrimination loss (margin/triplet).
 
 Per image, with online region embeddings ``q_a`` (view 1) and momentum

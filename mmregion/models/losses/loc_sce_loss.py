@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """LocSCE: the location-aware SCE loss of ProSeCo.
 
 Bouniot et al., "Proposal-Contrastive Pretraining for Object Detection from

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Point-affinity distillation of PLRC (DINO-style, centred teacher)."""
 from typing import Optional
 

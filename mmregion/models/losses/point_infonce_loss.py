@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Point-level region contrast of PLRC in the supervised-contrastive form."""
 from typing import Optional, Tuple
 

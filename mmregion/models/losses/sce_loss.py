@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Similarity Contrastive Estimation (SCE) loss, in-batch form.
 
 Denize et al., "Similarity Contrastive Estimation for Self-Supervised Soft

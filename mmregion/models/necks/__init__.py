@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 # Each module adds its own import line below.
 from .point_proj_neck import PointProjNeck  # noqa
 from .linear_proj_neck import LinearProjNeck  # noqa

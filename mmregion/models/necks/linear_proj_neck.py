@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """fc - dropout - relu - fc projection (CCOP's image / region MLP)."""
 from typing import Optional, Tuple, Union
 

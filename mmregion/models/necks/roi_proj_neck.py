@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Region embedding: multi-level RoIAlign on FPN maps -> flatten -> MLP."""
 from typing import Optional, Sequence, Tuple, Union
 

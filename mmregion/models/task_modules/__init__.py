@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 # Each module adds its own import line below.
 from .proposal_matcher import ProposalHungarianMatcher  # noqa
 from .point_sampler import RegionPointSampler  # noqa

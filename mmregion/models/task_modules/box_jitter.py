@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """CCOP's spatial-noise curriculum: jittered key boxes, harder over time."""
 from typing import Dict, Sequence, Tuple
 

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Point sampling at matching image locations of a region in several views.
 
 PLRC (Bai et al., CVPR 2022) contrasts *points* of regions rather than pooled

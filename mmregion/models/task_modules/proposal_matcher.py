@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Unsupervised proposal matching of ProSeCo (teacher proposals -> student).
 
 Per image i, ProSeCo solves

@@ -1,6 +1,6 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 # Each module adds its own import line below.
 from .region_utils import stack_regions  # noqa
 from .feature_queue import FeatureQueue, gather_variable_length  # noqa
 from .loss_guard import NonFiniteLossGuardMixin  # noqa
 from .dist_utils import all_gather_rows  # noqa
+from .own_scope import in_mmregion_scope  # noqa

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Gather the rows of a tensor from all ranks, with an optional gradient.
 
 Used by the contrastive losses whose negatives may come from the whole

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """A ring-buffer queue of L2-normalised key embeddings (MoCo's negatives)."""
 from typing import List
 

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Record which loss term became non-finite (``docs/reliability.md``).
 
 :class:`NonFiniteLossGuardMixin` overrides mmengine's

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Batch the variable number of regions of a batch (``docs/design.md`` 2)."""
 from typing import List, Tuple
 

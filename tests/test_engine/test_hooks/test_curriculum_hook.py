@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 from types import SimpleNamespace
 
 import pytest

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """End to end: tools/train.py on the CCOP toy config."""
 import json
 import os.path as osp

@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """The ProSeCo/DETReg R-50 configs (fidelity audit, docs/fidelity.md) and
 the two-stage path (object-level backbone -> extract -> ProSeCo)."""
 import os.path as osp

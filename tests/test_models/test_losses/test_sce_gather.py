@@ -1,4 +1,3 @@
-# Copyright (c) OpenMMLab. All rights reserved.
 """Global-batch negatives (``gather_negatives=True``): 2 gloo ranks x batch b
 give the loss and the gradients of 1 process x batch 2b."""
 import os.path as osp
