@@ -3,7 +3,7 @@
 # on COCO train2017 with selective-search proposals, 800 epochs.
 # Source of every value: github ChenhongyiYang/CCOP
 # configs/selfsup/ccop/r50_d2.py ("r50_d2") and openselfsup/models/ccop.py
-# ("ccop.py"); see /work/shared/design/reference-implementations.md sec. 1.
+# ("ccop.py"); audit against it: docs/fidelity.md.
 # Proposals: python tools/generate_proposals.py ... -> data/coco/proposals/
 _base_ = [
     '../_base_/datasets/coco_regions_2view.py',

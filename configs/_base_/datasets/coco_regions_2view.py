@@ -2,7 +2,7 @@
 # images + pre-computed proposals), shared by CCOP, PLRC and ProSeCo.
 # Pipeline keys and outputs: docs/design.md sec. 2. The view recipe is
 # CCOP's (ChenhongyiYang/CCOP `contrastive_boxes.py` / config `aug_dict`,
-# see /work/shared/design/reference-implementations.md sec. 1.3).
+# see docs/fidelity.md).
 # Proposals: `python tools/generate_proposals.py` -> data/coco/proposals/
 dataset_type = 'RegionDataset'
 data_root = 'data/coco/'
