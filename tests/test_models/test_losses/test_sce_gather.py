@@ -56,11 +56,10 @@ def _worker(rank, world, init_file, out_dir):
 
 @pytest.mark.slow
 def test_two_ranks_equal_one_process(tmp_path):
-    from mmregion.models.losses import LocSCELoss  # noqa: F401 (imported
-    # before forking: the children need not import the stack again)
     world = 2
-    # fork where the platform has it (seconds), else spawn (re-imports)
-    method = 'fork' if 'fork' in mp.get_all_start_methods() else 'spawn'
+    # spawn, never fork: a child forked after the parent's OpenMP pool ran
+    # (any earlier test in the session) deadlocks in its first parallel op
+    method = 'spawn'
     mp.start_processes(
         _worker,
         args=(world, str(tmp_path / 'init'), str(tmp_path)),
