@@ -8,7 +8,6 @@ Examples:
 """
 import argparse
 import copy
-import logging
 import os
 import os.path as osp
 import sys
@@ -17,7 +16,6 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
 
 import mmregion  # noqa: E402,F401  (safe checkpoint loader, version checks)
 from mmengine.config import ConfigDict  # noqa: E402
-from mmengine.logging import print_log  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 from mmregion.utils.cli import (UserError, add_cfg_options_args,  # noqa: E402
                                 apply_cfg_options, load_config, run_cli,
@@ -92,20 +90,19 @@ def enable_tta(cfg) -> None:
     packing replaced by a flip / no-flip pair.
     """
     if 'tta_model' not in cfg:
-        print_log(
-            'the config has no tta_model: using DetTTAModel (NMS 0.5, '
-            '100 per image)', logger='current', level=logging.WARNING)
+        print('warning: the config has no tta_model: using DetTTAModel '
+              '(NMS 0.5, 100 per image)', file=sys.stderr)
+        # DetTTAModel and TestTimeAug live in mmengine's root registries
         cfg.tta_model = dict(
-            type='mmdet.DetTTAModel',
+            type='DetTTAModel',
             tta_cfg=dict(
                 nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
     dataset = cfg.test_dataloader.dataset
     while 'dataset' in dataset:  # dataset wrappers
         dataset = dataset['dataset']
     if 'tta_pipeline' not in cfg:
-        print_log(
-            'the config has no tta_pipeline: using the test pipeline with '
-            'horizontal flip TTA', logger='current', level=logging.WARNING)
+        print('warning: the config has no tta_pipeline: using the test '
+              'pipeline with a horizontal-flip TTA', file=sys.stderr)
         pipeline = copy.deepcopy(dataset.pipeline)
         pack = pipeline[-1]
         if 'Pack' not in str(pack.get('type', '')):
@@ -115,7 +112,7 @@ def enable_tta(cfg) -> None:
         pack = dict(pack)
         pack['meta_keys'] = _TTA_META_KEYS
         pipeline[-1] = dict(
-            type='mmdet.TestTimeAug',
+            type='TestTimeAug',
             transforms=[[
                 dict(type='mmdet.RandomFlip', prob=1.),
                 dict(type='mmdet.RandomFlip', prob=0.)

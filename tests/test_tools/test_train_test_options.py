@@ -3,8 +3,6 @@ dataloader switches of tools/train.py; --show-dir / --tta of tools/test.py."""
 import importlib.util
 import os
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 from mmengine.config import Config
@@ -85,7 +83,7 @@ def _random_detector_checkpoint(config, path):
 
 
 @pytest.mark.slow
-def test_test_py_show_dir_and_tta(toy_coco, tmp_path):
+def test_test_py_show_dir_and_tta(toy_coco, tmp_path, capsys):
     """tools/test.py --show-dir draws every test image; --tta wraps the
     model in DetTTAModel with a flip pipeline and still evaluates."""
     config = osp.join(ROOT, 'configs', 'benchmarks',
@@ -94,24 +92,17 @@ def test_test_py_show_dir_and_tta(toy_coco, tmp_path):
     _random_detector_checkpoint(config, ckpt)
     root = f'{toy_coco}/'
     work = tmp_path / 'work'
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    out = subprocess.run([
-        sys.executable,
-        osp.join(ROOT, 'tools', 'test.py'), config,
+    _load_tool('test').main([
+        config,
         str(ckpt), '--work-dir',
         str(work), '--show-dir', 'vis', '--wait-time', '0.1', '--tta',
         '--cfg-options', f'test_dataloader.dataset.data_root={root}',
         f'test_evaluator.ann_file={root}annotations/instances_val.json',
         'model.backbone.init_cfg=None'
-    ],
-                         capture_output=True,
-                         text=True,
-                         cwd=ROOT,
-                         env=env,
-                         timeout=600)
-    log = out.stdout + out.stderr
-    assert out.returncode == 0, log[-4000:]
-    assert 'DetTTAModel' in log or 'tta_model' in log
+    ])
+    log = capsys.readouterr()
+    log = log.out + log.err
+    assert 'tta_model' in log and 'tta_pipeline' in log  # default TTA
     assert 'bbox_mAP' in log
     pngs = [f for _, _, fs in os.walk(work) for f in fs if f.endswith('.jpg')
             or f.endswith('.png')]

@@ -17,7 +17,9 @@ Targets:
   FPN too).
 - ``algorithm``: the state dict of mmregion's ``CCOP``
   (``configs/mmregion/ccop_r50_coco.py``) including the momentum encoder and
-  the queues, for ``load_from`` to continue pre-training.
+  the queues, for ``load_from`` to continue pre-training. The curriculum
+  position (``box_jitter.progress``) is not converted: ``CCOPCurriculumHook``
+  sets it from the iteration of the new run.
 
 Example::
 

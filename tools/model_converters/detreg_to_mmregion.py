@@ -16,7 +16,11 @@ decoder self-attention ``norm2`` -> ``norms.0``, cross-attention ``norm1``
 -> ``norms.1``, ``norm3`` -> ``norms.2`` (the official decoder layer runs
 self-attn, norm2, cross-attn, norm1, FFN, norm3);
 ``input_proj.0-2`` -> ``neck.convs.0-2``, ``input_proj.3`` ->
-``neck.extra_convs.0``.
+``neck.extra_convs.0``. The official ``input_proj`` convolutions have a bias
+before their GroupNorm; mmdet's ``ChannelMapper`` with a norm has none
+(``bias='auto'``), so it is dropped and reported (not exactly equivalent: GN
+removes only the group mean of the bias). ``--keep-input-proj-bias`` keeps
+it for a config with ``neck=dict(bias=True)``.
 
 Targets:
 
@@ -59,9 +63,14 @@ def _input_proj(p: str):
     return rename
 
 
-def _detector_rules(p: str) -> List[Rule]:
+def _detector_rules(p: str, keep_bias: bool = False) -> List[Rule]:
     """Deformable DETR -> mmdet ``DeformableDETR`` under prefix ``p``."""
-    return torchvision_resnet_rules(r'backbone\.0\.body\.', p + 'backbone.') + [
+    rules = torchvision_resnet_rules(r'backbone\.0\.body\.', p + 'backbone.')
+    if not keep_bias:
+        rules.append(
+            Rule(r'input_proj\.\d+\.0\.bias', None,
+                 'input_proj conv bias, not in ChannelMapper+GN'))
+    return rules + [
         Rule(r'input_proj\.(\d+)\.([01])\.(weight|bias)', _input_proj(p)),
         Rule(r'transformer\.level_embed', p + 'level_embed'),
         Rule(r'transformer\.reference_points\.(weight|bias)',
@@ -105,20 +114,26 @@ def _detector_rules(p: str) -> List[Rule]:
     ]
 
 
-def detreg_rules(target: str) -> List[Rule]:
+def detreg_rules(target: str, keep_bias: bool = False) -> List[Rule]:
     """The conversion rules of one target (see the module docstring)."""
     if target not in TARGETS:
         raise ValueError(f'target must be one of {TARGETS}, got {target}')
     if target == 'backbone':
-        return torchvision_resnet_rules(r'backbone\.0\.body\.', '') + [
-            Rule(r'(?:transformer|input_proj|query_embed|class_embed|'
-                 r'bbox_embed|feature_embed)\..+', None, 'detector'),
+        # the detector's keys are known but not used; anything else is
+        # reported as unknown
+        known = [
+            Rule(r.pattern, None, r.why or 'detector')
+            for r in _detector_rules('', keep_bias)
+            if not r.pattern.startswith(r'backbone\.0\.body')
+        ]
+        return torchvision_resnet_rules(r'backbone\.0\.body\.', '') + known + [
+            Rule(r'feature_embed\..+', None, 'detector')
         ]
     if target == 'detector':
-        return _detector_rules('') + [
+        return _detector_rules('', keep_bias) + [
             Rule(r'feature_embed\..+', None, 'object-embedding head'),
         ]
-    return _detector_rules('detector.') + [
+    return _detector_rules('detector.', keep_bias) + [
         # DETReg's 2-layer MLP: layers.j -> Linear j of ObjectEmbeddingHead
         # (Linear/ReLU alternate in its mlp)
         Rule(
@@ -131,11 +146,16 @@ def main(argv=None):
     parser = converter_arg_parser(
         'Convert an official DETReg checkpoint to mmregion / mmdet names',
         TARGETS)
+    parser.add_argument(
+        '--keep-input-proj-bias',
+        action='store_true',
+        help='keep the input_proj conv biases (for a config whose '
+        'ChannelMapper has bias=True)')
     args = parser.parse_args(argv)
     run_conversion(
         args.in_file,
         args.out_file,
-        detreg_rules(args.target),
+        detreg_rules(args.target, args.keep_input_proj_bias),
         f'DETReg -> {args.target}',
         extra_safe_globals=[argparse.Namespace])
 
