@@ -89,6 +89,12 @@ def enable_tta(cfg) -> None:
     100 boxes per image) over the test pipeline with its resize kept and the
     packing replaced by a flip / no-flip pair.
     """
+    roi_head = cfg.model.get('roi_head') or {}
+    if 'tta_model' not in cfg and roi_head.get('mask_head') is not None:
+        raise UserError('--tta: mmdet\'s DetTTAModel merges boxes only and '
+                        'refuses instance masks; this config has '
+                        'model.roi_head.mask_head (set tta_model in the '
+                        'config to use another TTA model)')
     if 'tta_model' not in cfg:
         print('warning: the config has no tta_model: using DetTTAModel '
               '(NMS 0.5, 100 per image)', file=sys.stderr)

@@ -107,3 +107,13 @@ def test_test_py_show_dir_and_tta(toy_coco, tmp_path, capsys):
     pngs = [f for _, _, fs in os.walk(work) for f in fs if f.endswith('.jpg')
             or f.endswith('.png')]
     assert len(pngs) == 4, pngs  # one drawn image per val image
+
+
+def test_tta_refuses_mask_models_clearly():
+    test = _load_tool('test')
+    cfg = Config(
+        dict(
+            model=dict(type='MaskRCNN', roi_head=dict(mask_head=dict())),
+            test_dataloader=dict(dataset=dict(pipeline=[]))))
+    with pytest.raises(UserError, match='refuses instance masks'):
+        test.enable_tta(cfg)
