@@ -58,7 +58,7 @@ def parse_args(argv=None):
 
 
 def enable_visualization(cfg, args) -> None:
-    """Make the config's ``VisualizationHook`` draw (``--show``/``--show-dir``).
+    """Make the config's ``VisualizationHook`` draw (``--show[-dir]``).
 
     Raises:
         UserError: The config has no ``default_hooks.visualization``.

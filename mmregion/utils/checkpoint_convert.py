@@ -180,7 +180,8 @@ def d2_resnet_rules(src: str, dst: str) -> List[Rule]:
     """Detectron2 ResNet (``stem``, ``res2``-``res5``) -> torchvision/mm names.
 
     Args:
-        src (str): Regex of the source prefix (e.g. ``r'backbone_q\\.bottom_up\\.'``).
+        src (str): Regex of the source prefix (e.g.
+            ``r'backbone_q\\.bottom_up\\.'``).
         dst (str): Target prefix (e.g. ``'backbone.'`` or ``''``).
     """
     return [
@@ -222,17 +223,18 @@ def d2_fpn_rules(src: str, dst: str) -> List[Rule]:
     ``i`` = Detectron2 stage ``i + 2``.
     """
 
-    def conv(kind: str) -> Callable[[re.Match], str]:
-        return lambda m: f'{dst}{kind}.{int(m.group(1)) - 2}.conv.{m.group(2)}'
-
-    def norm(kind: str) -> Callable[[re.Match], str]:
-        return lambda m: f'{dst}{kind}.{int(m.group(1)) - 2}.bn.{m.group(2)}'
+    def rename(kind: str, part: str) -> Callable[[re.Match], str]:
+        return lambda m: (f'{dst}{kind}.{int(m.group(1)) - 2}.{part}.'
+                          f'{m.group(2)}')
 
     return [
-        Rule(src + r'fpn_lateral(\d)\.norm\.(\w+)', norm('lateral_convs')),
-        Rule(src + r'fpn_lateral(\d)\.(weight|bias)', conv('lateral_convs')),
-        Rule(src + r'fpn_output(\d)\.norm\.(\w+)', norm('fpn_convs')),
-        Rule(src + r'fpn_output(\d)\.(weight|bias)', conv('fpn_convs')),
+        Rule(src + r'fpn_lateral(\d)\.norm\.(\w+)',
+             rename('lateral_convs', 'bn')),
+        Rule(src + r'fpn_lateral(\d)\.(weight|bias)',
+             rename('lateral_convs', 'conv')),
+        Rule(src + r'fpn_output(\d)\.norm\.(\w+)', rename('fpn_convs', 'bn')),
+        Rule(src + r'fpn_output(\d)\.(weight|bias)',
+             rename('fpn_convs', 'conv')),
     ]
 
 

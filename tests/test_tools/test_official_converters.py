@@ -4,7 +4,8 @@ Each test builds one of our toy models, renames its state dict to the key
 layout of the official release (written here from the official model code:
 ChenhongyiYang/CCOP ``openselfsup/models/ccop.py`` + Detectron2 ResNet/FPN,
 facebookresearch/PLRC ``PLRC/models/{builder,resnet,plrc_loss}.py``,
-amirbar/DETReg ``models/{backbone,deformable_detr,deformable_transformer}.py``),
+amirbar/DETReg ``models/{backbone,deformable_detr,
+deformable_transformer}.py``),
 adds the official-only entries and one unknown key, runs the converter and
 checks that every backbone key lands with its value (a strict load into
 mmdet/mmpretrain's ResNet: 0 missing keys) and that the full algorithm state
@@ -143,7 +144,8 @@ def _d2_fpn(ours, d2):
 def _ccop_official(model):
     rules = []
     for ours, side in (('', 'q'), (r'momentum_encoder\.module\.', 'k')):
-        rules += _d2_resnet(ours + r'backbone\.', f'backbone_{side}.bottom_up.')
+        rules += _d2_resnet(ours + r'backbone\.',
+                            f'backbone_{side}.bottom_up.')
         rules += _d2_fpn(ours + r'neck\.', f'backbone_{side}.')
         for mine, theirs in (('img_neck', 'img_neck'),
                              (r'region_neck\.mlp', 'roi_neck')):
@@ -221,7 +223,8 @@ def _plrc_official(model):
             (ours + r'backbone\.(.+)', enc + r'\1'),
             (ours + r'point_neck\.mlp\.(.+)', enc + r'fcs.\1'),
             (ours + r'dino_head\.mlp\.(.+)', enc + r'fcs_2.mlp.\1'),
-            (ours + r'dino_head\.prototypes', enc + 'fcs_2.last_layer.weight_v'),
+            (ours + r'dino_head\.prototypes',
+             enc + 'fcs_2.last_layer.weight_v'),
             (ours + r'dino_head\.prototype_norm',
              enc + 'fcs_2.last_layer.weight_g', lambda t: t.reshape(-1, 1)),
         ]

@@ -8,8 +8,8 @@ only. The count depends on the input size; ``--shape 64`` keeps it fast.
 
 Example::
 
-    python tools/analysis_tools/get_flops.py configs/mmregion/ccop_r50_coco.py \
-        --shape 224 224
+    python tools/analysis_tools/get_flops.py \
+        configs/mmregion/ccop_r50_coco.py --shape 224 224
 """
 import argparse
 import os.path as osp

@@ -26,7 +26,8 @@ Targets:
 
 - ``backbone``: mmdet ``ResNet`` names without prefix (``Pretrained`` init).
 - ``detector``: an mmdet ``DeformableDETR`` state dict (``load_from``).
-- ``algorithm``: mmregion's DETReg model (``detreg_deformable-detr_r50_coco.py``:
+- ``algorithm``: mmregion's DETReg model
+  (``detreg_deformable-detr_r50_coco.py``:
   ``detector.*`` + ``embed_head.*`` from ``feature_embed``).
 
 Example::

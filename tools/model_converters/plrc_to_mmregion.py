@@ -47,7 +47,8 @@ def _heads(src: str, dst: str) -> List[Rule]:
     g = r'(?:weight_g|parametrizations\.weight\.original0)'
     v = r'(?:weight_v|parametrizations\.weight\.original1)'
     return [
-        Rule(src + r'fcs\.(\d+)\.(weight|bias)', dst + r'point_neck.mlp.\1.\2'),
+        Rule(src + r'fcs\.(\d+)\.(weight|bias)',
+             dst + r'point_neck.mlp.\1.\2'),
         Rule(src + r'fcs_2\.mlp\.(\d+\.\w+)', dst + r'dino_head.mlp.\1'),
         Rule(src + r'fcs_2\.last_layer\.' + v, dst + 'dino_head.prototypes'),
         Rule(
