@@ -42,6 +42,12 @@ def parse_args(argv=None):
     parser.add_argument(
         '--num', type=int, default=10, help='number of samples to draw')
     parser.add_argument(
+        '--scale',
+        type=float,
+        default=2.,
+        help='enlarge the views by this factor for drawing (default 2: the '
+        'toy views are 96 px)')
+    parser.add_argument(
         '--show', action='store_true', help='also show every image')
     parser.add_argument(
         '--wait-time',
@@ -63,19 +69,26 @@ def to_image(view) -> np.ndarray:
     return np.clip(arr, 0, 255).astype(np.uint8)
 
 
-def draw_views(views, boxes=None, labels=None) -> np.ndarray:
+def draw_views(views, boxes=None, labels=None, scale=1.) -> np.ndarray:
     """Views side by side; box ``boxes[v, k]`` in colour ``k`` on view ``v``.
 
     Args:
         views (list[np.ndarray]): V uint8 ``(H_v, W_v, 3)`` images.
         boxes (np.ndarray, optional): ``(V, K, 4)`` xyxy boxes per view.
         labels (Sequence, optional): K region labels. Defaults to indices.
+        scale (float): Enlarge views and boxes by this factor. Defaults to 1.
 
     Returns:
         np.ndarray: ``(max H, sum W + gaps, 3)`` uint8 image.
     """
     num_regions = 0 if boxes is None else boxes.shape[1]
     colours = region_colours(num_regions)
+    if scale != 1:
+        views = [
+            cv2.resize(v, None, fx=scale, fy=scale,
+                       interpolation=cv2.INTER_NEAREST) for v in views
+        ]
+        boxes = None if boxes is None else boxes * scale
     height = max(v.shape[0] for v in views)
     panels = []
     for i, view in enumerate(views):
@@ -91,8 +104,9 @@ def draw_views(views, boxes=None, labels=None) -> np.ndarray:
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.num < 1:
-        raise UserError(f'--num must be >= 1, got {args.num}')
+    if args.num < 1 or args.scale <= 0:
+        raise UserError(f'--num must be >= 1 and --scale > 0, got {args.num} '
+                        f'and {args.scale}')
     cfg = load_config(args.config)
     apply_cfg_options(cfg, args)
     loader = cfg.get('train_dataloader')
@@ -121,7 +135,7 @@ def main(argv=None):
             ids = getattr(data_sample, 'region_ids', None)
             if ids is not None:
                 labels = [int(i) for i in ids]
-        canvas = draw_views(views, boxes, labels)
+        canvas = draw_views(views, boxes, labels, args.scale)
         img_path = (data_sample.metainfo.get('img_path', '')
                     if data_sample is not None else '')
         stem = osp.splitext(osp.basename(img_path))[0] or 'sample'

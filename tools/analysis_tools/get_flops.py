@@ -136,7 +136,9 @@ def main(argv=None):
           f'{split}')
     print('The FLOPs count depends on the input size and covers only the '
           'operators fvcore-style counting knows (mmengine.analysis); check '
-          'it before quoting it in a paper.')
+          'it before quoting it in a paper. Params count every parameter of '
+          'the module (momentum/teacher copies included); --module backbone '
+          'counts the transferred backbone only.')
 
 
 if __name__ == '__main__':
