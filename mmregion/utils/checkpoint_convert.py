@@ -111,6 +111,12 @@ def read_official_state_dict(
             ckpt = load_checkpoint_safely(path, map_location='cpu')
     except UnsafeCheckpointError as e:
         raise ValueError(str(e)) from None
+    except (RuntimeError, EOFError, OSError) as e:  # truncated / not torch
+        if isinstance(e, FileNotFoundError):
+            raise ValueError(f'checkpoint {path} does not exist') from None
+        first = (str(e).strip().splitlines() or [''])[0]
+        raise ValueError(f'cannot read checkpoint {path}: '
+                         f'{type(e).__name__}: {first}') from None
     state = None
     if isinstance(ckpt, dict):
         for key in ('state_dict', 'model'):

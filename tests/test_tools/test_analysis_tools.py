@@ -133,3 +133,7 @@ def test_publish_model_strips_and_hashes(tmp_path, capsys):
         capsys.readouterr().out
     with pytest.raises(UserError, match='must end with .pth'):
         pm.main([str(src), str(tmp_path / 'x.tar')])
+    bad = tmp_path / 'bad.pth'
+    bad.write_bytes(src.read_bytes()[:64])
+    with pytest.raises(UserError, match='cannot read checkpoint'):
+        pm.main([str(bad), str(tmp_path / 'y.pth')])

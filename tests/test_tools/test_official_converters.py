@@ -212,6 +212,10 @@ def test_converter_refuses_unrelated_checkpoint(tmp_path):
     with pytest.raises(UserError, match='no key matched'):
         tool.main([str(src), str(tmp_path / 'out.pth')])
     assert not (tmp_path / 'out.pth').exists()
+    truncated = tmp_path / 'truncated.pth'
+    truncated.write_bytes(src.read_bytes()[:100])
+    with pytest.raises(UserError, match='cannot read checkpoint'):
+        tool.main([str(truncated), str(tmp_path / 'out.pth')])
 
 
 # ---- PLRC -----------------------------------------------------------------

@@ -23,7 +23,8 @@ import torch
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
-from mmregion.utils import load_checkpoint_safely  # noqa: E402
+from mmregion.utils import (UnsafeCheckpointError,  # noqa: E402
+                            load_checkpoint_safely)
 from mmregion.utils.atomic_io import atomic_write  # noqa: E402
 from mmregion.utils.cli import UserError, run_cli  # noqa: E402
 
@@ -51,7 +52,12 @@ def publish(in_file: str, out_file: str, save_keys=('meta', 'state_dict')):
     """
     if not out_file.endswith('.pth'):
         raise UserError(f'the output file must end with .pth: {out_file}')
-    ckpt = load_checkpoint_safely(in_file, map_location='cpu')
+    try:
+        ckpt = load_checkpoint_safely(in_file, map_location='cpu')
+    except (UnsafeCheckpointError, RuntimeError, EOFError) as e:
+        first = (str(e).strip().splitlines() or [''])[0]
+        raise UserError(f'cannot read checkpoint {in_file}: {first}') \
+            from None
     if not isinstance(ckpt, dict):
         raise UserError(f'{in_file}: not a checkpoint dict')
     if 'state_dict' not in ckpt and all(torch.is_tensor(v)
