@@ -190,23 +190,20 @@ def d2_resnet_rules(src: str, dst: str) -> List[Rule]:
             ``r'backbone_q\\.bottom_up\\.'``).
         dst (str): Target prefix (e.g. ``'backbone.'`` or ``''``).
     """
+    block = src + r'res([2-5])\.(\d+)\.'  # groups 1-2: stage, block
+
+    def in_block(fmt: str) -> Callable[[re.Match], str]:
+        # ``fmt`` is formatted with the groups after stage and block
+        return lambda m: (f'{dst}layer{_stage(m, 1)}.{m.group(2)}.' +
+                          fmt.format(*m.groups()[2:]))
+
     return [
         Rule(src + r'stem\.conv1\.norm\.(\w+)', dst + r'bn1.\1'),
         Rule(src + r'stem\.conv1\.weight', dst + 'conv1.weight'),
-        Rule(
-            src + r'res([2-5])\.(\d+)\.conv([1-3])\.norm\.(\w+)', lambda m:
-            f'{dst}layer{_stage(m, 1)}.{m.group(2)}.bn{m.group(3)}.'
-            f'{m.group(4)}'),
-        Rule(
-            src + r'res([2-5])\.(\d+)\.conv([1-3])\.weight', lambda m:
-            f'{dst}layer{_stage(m, 1)}.{m.group(2)}.conv{m.group(3)}.weight'),
-        Rule(
-            src + r'res([2-5])\.(\d+)\.shortcut\.norm\.(\w+)', lambda m:
-            f'{dst}layer{_stage(m, 1)}.{m.group(2)}.downsample.1.'
-            f'{m.group(3)}'),
-        Rule(
-            src + r'res([2-5])\.(\d+)\.shortcut\.weight', lambda m:
-            f'{dst}layer{_stage(m, 1)}.{m.group(2)}.downsample.0.weight'),
+        Rule(block + r'conv([1-3])\.norm\.(\w+)', in_block('bn{0}.{1}')),
+        Rule(block + r'conv([1-3])\.weight', in_block('conv{0}.weight')),
+        Rule(block + r'shortcut\.norm\.(\w+)', in_block('downsample.1.{0}')),
+        Rule(block + r'shortcut\.weight', in_block('downsample.0.weight')),
     ]
 
 
