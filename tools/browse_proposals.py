@@ -21,6 +21,7 @@ except ImportError:  # running from a checkout without `pip install -e`
 from mmregion.proposals.generate import read_image  # noqa: E402
 from mmregion.utils.input_checks import (InputError,  # noqa: E402
                                          check_file_name, run_tool)
+from mmregion.utils.visualization import draw_boxes  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -42,17 +43,7 @@ def parse_args(argv=None):
 
 def draw(img: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """Draw xyxy boxes in distinct colours, box 0 (thick) on top."""
-    img = img.copy()
-    rng = np.random.default_rng(0)
-    colours = rng.integers(64, 256, size=(max(len(boxes), 1), 3))
-    for i in range(len(boxes) - 1, -1, -1):
-        x0, y0, x1, y1 = np.round(boxes[i]).astype(int)
-        c = tuple(int(v) for v in colours[i])
-        cv2.rectangle(img, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), c,
-                      2 if i == 0 else 1)
-        cv2.putText(img, str(i), (x0 + 2, y0 + 12), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.4, c, 1, cv2.LINE_AA)
-    return img
+    return draw_boxes(img, boxes, thick_first=True)
 
 
 def main(argv=None):

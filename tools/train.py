@@ -14,10 +14,10 @@ import sys
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
 
 import mmregion  # noqa: E402,F401  (safe checkpoint loader, version checks)
-from mmengine.config import DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
-from mmregion.utils.cli import (UserError, check_cfg_options,  # noqa: E402
-                                load_config, run_cli, setup_cpu_distributed)
+from mmregion.utils.cli import (UserError, add_cfg_options_args,  # noqa: E402
+                                apply_cfg_options, load_config, run_cli,
+                                setup_cpu_distributed)
 
 
 def parse_args(argv=None):
@@ -46,12 +46,14 @@ def parse_args(argv=None):
         help='whether to auto scale the learning rate according to the '
         'actual batch size and the original batch size.')
     parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override some settings in the used config, the key-value pair '
-        'in xxx=yyy format will be merged into config file. Every key must '
-        'already exist in the config.')
+        '--no-pin-memory',
+        action='store_true',
+        help='set pin_memory=False in every dataloader')
+    parser.add_argument(
+        '--no-persistent-workers',
+        action='store_true',
+        help='set persistent_workers=False in every dataloader')
+    add_cfg_options_args(parser)
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -106,6 +108,15 @@ def merge_args(cfg, args):
         cfg.resume = True
         cfg.load_from = args.resume
 
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(name)
+        if loader is None:
+            continue
+        if args.no_pin_memory:
+            loader['pin_memory'] = False
+        if args.no_persistent_workers:
+            loader['persistent_workers'] = False
+
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or \
                 'base_batch_size' not in cfg.auto_scale_lr:
@@ -118,9 +129,7 @@ def merge_args(cfg, args):
 def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args.config)
-    check_cfg_options(cfg, args.cfg_options)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    apply_cfg_options(cfg, args)
     cfg.launcher = args.launcher
     setup_cpu_distributed(cfg, args.launcher)
     cfg = merge_args(cfg, args)

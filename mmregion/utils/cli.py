@@ -4,17 +4,18 @@ They turn the usual user mistakes (a config path that does not exist, a
 ``--cfg-options`` key that is not in the config, an unknown ``type=``) into
 one clear line instead of a deep traceback.
 """
+import argparse
 import difflib
 import os
 import os.path as osp
 import sys
 from typing import Any, Dict, Iterable, List, Optional
 
-from mmengine.config import Config, ConfigDict
+from mmengine.config import Config, ConfigDict, DictAction
 
 __all__ = [
     'UserError', 'load_config', 'check_cfg_options', 'explain_exception',
-    'setup_cpu_distributed'
+    'setup_cpu_distributed', 'add_cfg_options_args', 'apply_cfg_options'
 ]
 
 
@@ -51,19 +52,32 @@ def _keys_of(node: Any) -> List[str]:
     return []
 
 
-def check_cfg_options(cfg: Config, options: Optional[Dict[str, Any]]) -> None:
-    """Refuse ``--cfg-options`` keys whose path does not exist in ``cfg``.
+def check_cfg_options(cfg: Config,
+                      options: Optional[Dict[str, Any]],
+                      strict: bool = True) -> List[str]:
+    """Check that every ``--cfg-options`` key path exists in ``cfg``.
 
-    mmengine silently creates unknown keys, so a typo (``optim_wraper.lr``)
-    would train with the default. Every dotted key must name an existing
-    entry; list indices are allowed as path components.
+    mmengine creates unknown keys (which is how a user adds a new entry),
+    so a typo (``optim_wraper.lr``) would silently train with the default.
+    Every dotted key is followed through ``cfg``; list indices are allowed as
+    path components.
+
+    Args:
+        cfg (Config): The loaded config.
+        options (dict, optional): Parsed ``--cfg-options``.
+        strict (bool): Raise on the first key that is not in ``cfg``
+            (``--strict-cfg-options``); otherwise return one warning line per
+            such key (they are added, as mmengine does). Defaults to True.
+
+    Returns:
+        list[str]: Warning lines (empty when every key exists).
 
     Raises:
-        UserError: naming the first missing component and close matches.
+        UserError: ``strict`` and a key path does not exist, naming the first
+            missing component and close matches.
     """
-    if not options:
-        return
-    for full_key in options:
+    warnings = []
+    for full_key in options or {}:
         node: Any = cfg._cfg_dict if isinstance(cfg, Config) else cfg
         done = []
         for part in full_key.split('.'):
@@ -72,12 +86,49 @@ def check_cfg_options(cfg: Config, options: Optional[Dict[str, Any]]) -> None:
                 where = '.'.join(done) or '<root>'
                 close = difflib.get_close_matches(part, keys, n=3)
                 hint = f'; did you mean {", ".join(close)}?' if close else ''
-                raise UserError(
-                    f'--cfg-options key "{full_key}" does not exist in the '
-                    f'config: no "{part}" under {where}{hint}')
+                msg = (f'--cfg-options key "{full_key}" does not exist in '
+                       f'the config: no "{part}" under {where}{hint}')
+                if strict:
+                    raise UserError(msg)
+                warnings.append(f'{msg} (added as a new key; '
+                                '--strict-cfg-options makes this an error)')
+                break
             node = node[int(part)] if isinstance(node,
                                                  (list, tuple)) else node[part]
             done.append(part)
+    return warnings
+
+
+def add_cfg_options_args(parser: argparse.ArgumentParser) -> None:
+    """Add ``--cfg-options`` and ``--strict-cfg-options`` to ``parser``."""
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override some settings in the used config, the key-value pair '
+        'in xxx=yyy format will be merged into the config file. A key that '
+        'is not in the config is added (as mmengine does) with a warning '
+        'that names close matches.')
+    parser.add_argument(
+        '--strict-cfg-options',
+        action='store_true',
+        help='make a --cfg-options key that is not in the config an error')
+
+
+def apply_cfg_options(cfg: Config, args: argparse.Namespace) -> Config:
+    """Check and merge ``args.cfg_options`` into ``cfg`` (in place).
+
+    Keys that are not in the config are printed as warnings on stderr (or,
+    with ``args.strict_cfg_options``, raise :class:`UserError`).
+    """
+    options = getattr(args, 'cfg_options', None)
+    lines = check_cfg_options(
+        cfg, options, strict=getattr(args, 'strict_cfg_options', False))
+    for line in lines:
+        print(f'warning: {line}', file=sys.stderr)
+    if options:
+        cfg.merge_from_dict(options)
+    return cfg
 
 
 def _scoped_alternatives(obj_type: str) -> List[str]:

@@ -60,7 +60,8 @@ def test_unknown_cfg_options_key(tmp_path):
         default_scope = 'mmregion'
         optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.1))
         """)
-    out = _run(cfg, '--cfg-options', 'optim_wraper.optimizer.lr=0.2')
+    out = _run(cfg, '--cfg-options', 'optim_wraper.optimizer.lr=0.2',
+               '--strict-cfg-options')
     _assert_one_line_error(out, 'optim_wraper', 'did you mean optim_wrapper')
 
 

@@ -1,0 +1,119 @@
+"""--cfg-options (new keys, typo warnings, --strict-cfg-options) and the
+dataloader switches of tools/train.py; --show-dir / --tta of tools/test.py."""
+import importlib.util
+import os
+import os.path as osp
+
+import pytest
+from mmengine.config import Config
+
+from mmregion.utils.cli import (UserError, apply_cfg_options,
+                                check_cfg_options)
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def _load_tool(name):
+    spec = importlib.util.spec_from_file_location(
+        name.replace('/', '_'), osp.join(ROOT, 'tools', f'{name}.py'))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_unknown_key_warns_and_is_added(capsys):
+    cfg = Config(dict(optim_wrapper=dict(optimizer=dict(lr=0.1))))
+    args = _load_tool('train').parse_args(
+        ['cfg.py', '--cfg-options', 'optim_wraper.optimizer.lr=0.2',
+         'new_key=3'])
+    apply_cfg_options(cfg, args)
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert 'optim_wraper' in text and 'did you mean optim_wrapper' in text
+    assert '--strict-cfg-options' in text
+    # added, as mmengine does; the existing entry is untouched
+    assert cfg.new_key == 3
+    assert cfg.optim_wraper.optimizer.lr == 0.2
+    assert cfg.optim_wrapper.optimizer.lr == 0.1
+
+
+def test_strict_cfg_options_refuses_unknown_key():
+    cfg = Config(dict(a=dict(b=1)))
+    args = _load_tool('test').parse_args(
+        ['cfg.py', 'ckpt.pth', '--cfg-options', 'a.c=2',
+         '--strict-cfg-options'])
+    with pytest.raises(UserError, match='no "c" under a'):
+        apply_cfg_options(cfg, args)
+    assert 'c' not in cfg.a
+    # lenient mode returns the warning instead of raising
+    lines = check_cfg_options(cfg, {'a.c': 2}, strict=False)
+    assert len(lines) == 1 and 'did you mean' not in lines[0]
+
+
+def test_no_pin_memory_no_persistent_workers():
+    train = _load_tool('train')
+    loader = dict(num_workers=2, pin_memory=True, persistent_workers=True)
+    cfg = Config(
+        dict(
+            train_dataloader=dict(loader),
+            val_dataloader=dict(loader),
+            test_dataloader=None,
+            work_dir='w'))
+    args = train.parse_args(
+        ['cfg.py', '--no-pin-memory', '--no-persistent-workers'])
+    cfg = train.merge_args(cfg, args)
+    for name in ('train_dataloader', 'val_dataloader'):
+        assert cfg[name].pin_memory is False
+        assert cfg[name].persistent_workers is False
+    args = train.parse_args(['cfg.py'])
+    cfg = Config(dict(train_dataloader=dict(loader), work_dir='w'))
+    assert train.merge_args(cfg, args).train_dataloader.pin_memory is True
+
+
+def _random_detector_checkpoint(config, path):
+    import torch
+    from mmengine.registry import init_default_scope
+
+    from mmregion.registry import MODELS
+    cfg = Config.fromfile(config)
+    cfg.model.backbone.init_cfg = None
+    init_default_scope('mmdet')
+    model = MODELS.build(cfg.model)
+    torch.save(dict(state_dict=model.state_dict(), meta=dict()), path)
+
+
+@pytest.mark.slow
+def test_test_py_show_dir_and_tta(toy_coco, tmp_path, capsys):
+    """tools/test.py --show-dir draws every test image; --tta wraps the
+    model in DetTTAModel with a flip pipeline and still evaluates."""
+    config = osp.join(ROOT, 'configs', 'benchmarks',
+                      'deformable-detr_r18_toy.py')
+    ckpt = tmp_path / 'det.pth'
+    _random_detector_checkpoint(config, ckpt)
+    root = f'{toy_coco}/'
+    work = tmp_path / 'work'
+    _load_tool('test').main([
+        config,
+        str(ckpt), '--work-dir',
+        str(work), '--show-dir', 'vis', '--wait-time', '0.1', '--tta',
+        '--cfg-options', f'test_dataloader.dataset.data_root={root}',
+        f'test_evaluator.ann_file={root}annotations/instances_val.json',
+        'model.backbone.init_cfg=None'
+    ])
+    log = capsys.readouterr()
+    log = log.out + log.err
+    assert 'tta_model' in log and 'tta_pipeline' in log  # default TTA
+    assert 'bbox_mAP' in log
+    pngs = [f for _, _, fs in os.walk(work) for f in fs if f.endswith('.jpg')
+            or f.endswith('.png')]
+    assert len(pngs) == 4, pngs  # one drawn image per val image
+
+
+def test_tta_refuses_mask_models_clearly():
+    test = _load_tool('test')
+    cfg = Config(
+        dict(
+            model=dict(type='MaskRCNN', roi_head=dict(mask_head=dict())),
+            test_dataloader=dict(dataset=dict(pipeline=[]))))
+    with pytest.raises(UserError, match='refuses instance masks'):
+        test.enable_tta(cfg)
