@@ -15,20 +15,16 @@ _base_ = './deformable-detr_r50_voc0712.py'
 
 train_dataloader = dict(
     batch_size=4,  # DETReg README: 2 GPUs x 4 = 8 (run on 2 GPUs)
-    dataset=dict(ann_file='annotations/mini/voc0712_trainval_10pct_seed0.json'))
+    dataset=dict(
+        ann_file='annotations/mini/voc0712_trainval_10pct_seed0.json'))
 auto_scale_lr = dict(enable=False, base_batch_size=8)
 
 max_epochs = 200  # DETReg README: --epochs 200 --lr_drop 150
 train_cfg = dict(
     type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=20)
 param_scheduler = [
-    dict(
-        type='MultiStepLR',
-        begin=0,
-        end=max_epochs,
-        by_epoch=True,
-        milestones=[150],
-        gamma=0.1)
+    dict(type='MultiStepLR', by_epoch=True, begin=0, end=max_epochs,
+         milestones=[150], gamma=0.1)
 ]
 default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=20, max_keep_ckpts=3))

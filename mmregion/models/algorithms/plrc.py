@@ -232,7 +232,9 @@ def dense_apply(module: nn.Module, feats: Tensor) -> Tensor:
     return fold(out)
 
 
-_BASE_DEFAULTS = inspect.signature(BaseMomentumSelfSupervisor.__init__).parameters
+# defaults of the image-level arguments of the base class
+_BASE_DEFAULTS = inspect.signature(
+    BaseMomentumSelfSupervisor.__init__).parameters
 
 
 @MODELS.register_module()
