@@ -2,10 +2,13 @@
 
 The PLRC model is built from a config (``--config``, default the paper's
 ``configs/mmregion/plrc_r50_coco.py``; SyncBN becomes BN for one process).
-The MoCo v2 baseline is mmpretrain's ``MoCo`` with the same backbone, the
-same image-level neck, queue length and temperature. Both see the same fake
-batch (``--batch`` images, two ``--size`` px views of a 4x4-grid-region
-image, crops overlapping as in training) and run in this one process; a step
+The MoCo v2 baseline is mmpretrain's ``MoCo`` with the same backbone, queue
+length and temperature and MoCo v2's neck (the config's ``img_neck``, or a
+pooled MLP of ``point_neck``'s sizes when the PLRC image embedding is the
+mean of the point projector). Both see the same fake batch (``--batch``
+images, ``num_views`` ``--size`` px views of a 4x4-grid-region image, crops
+overlapping as in training; MoCo v2 uses the first two) and run in this one
+process; a step
 is forward + backward + SGD step. The steps of the two models are
 interleaved (alternating which goes first) so that load on a shared machine
 hits both alike, and the medians after ``--warmup`` steps are compared.
@@ -91,7 +94,16 @@ def plrc_model_cfg(args, points=None):
 
 
 def mocov2_cfg(plrc):
-    neck = dict(plrc['img_neck'])
+    if plrc.get('img_neck') is not None:
+        neck = dict(plrc['img_neck'])
+    else:  # PLRC's image embedding is the mean of the point projector
+        pn = plrc['point_neck']
+        neck = dict(
+            type='mmpretrain.MoCoV2Neck',
+            in_channels=pn['in_channels'],
+            hid_channels=pn.get('hid_channels', 2048),
+            out_channels=pn.get('out_channels', 128),
+            with_avg_pool=True)
     return dict(
         type='mmpretrain.MoCo',
         data_preprocessor=plrc.get('data_preprocessor'),
@@ -123,9 +135,10 @@ def build(kind, args, points=None):
     return model, ow, size
 
 
-def fake_batch(batch, size, regions, seed=0):
-    """Two overlapping random crops (with flips) of an image 1.5x the view
-    size holding a grid of ``regions`` regions, as PackRegionInputs makes."""
+def fake_batch(batch, size, regions, seed=0, views=2):
+    """``views`` overlapping random crops (with flips) of an image 1.5x the
+    view size holding a grid of ``regions`` regions, as PackRegionInputs
+    makes (a region is kept when it is in the first two views)."""
     from mmpretrain.structures import DataSample
     g = torch.Generator().manual_seed(seed)
     n = max(int(round(regions**0.5)), 1)
@@ -137,7 +150,7 @@ def fake_batch(batch, size, regions, seed=0):
     samples = []
     for _ in range(batch):
         affs, vboxes = [], []
-        for _ in range(2):
+        for _ in range(views):
             side = (0.6 + 0.4 * float(torch.rand(1, generator=g))) * O
             x0 = float(torch.rand(1, generator=g)) * (O - side)
             y0 = float(torch.rand(1, generator=g)) * (O - side)
@@ -157,15 +170,15 @@ def fake_batch(batch, size, regions, seed=0):
             affs.append(a)
             vboxes.append(bx)
         boxes = torch.stack(vboxes)
-        keep = ((boxes[..., 2] - boxes[..., 0] > 1) &
-                (boxes[..., 3] - boxes[..., 1] > 1)).all(0)
+        keep = ((boxes[:2, :, 2] - boxes[:2, :, 0] > 1) &
+                (boxes[:2, :, 3] - boxes[:2, :, 1] > 1)).all(0)
         ds = DataSample()
         ds.set_field(boxes[:, keep], 'boxes')
         ds.set_field(torch.stack(affs), 'view_affine')
         samples.append(ds)
     inputs = [
         torch.randint(0, 255, (batch, 3, size, size), dtype=torch.uint8,
-                      generator=g) for _ in range(2)
+                      generator=g) for _ in range(views)
     ]
     return dict(inputs=inputs, data_samples=samples)
 
@@ -220,7 +233,8 @@ def time_point_loss(args, batch, regions, points):
 def measure_memory(kind, args):
     """Peak memory of two training steps of one model (this process)."""
     model, ow, size = build(kind, args, args.points)
-    data = fake_batch(args.batch, size, args.regions)
+    views = plrc_model_cfg(args)[0].get('num_views', 3)  # both models alike
+    data = fake_batch(args.batch, size, args.regions, views=views)
     if args.device.startswith('cuda'):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -285,14 +299,14 @@ def main(argv=None):
     plrc = build('plrc', args, args.points)
     size = plrc[2]
     m = plrc[0]
-    data = fake_batch(args.batch, size, args.regions)
+    data = fake_batch(args.batch, size, args.regions, views=m.num_views)
     print(f'setting: {osp.basename(args.config)}, '
           f'{type(m.backbone).__name__}-{m.backbone.depth}, batch '
           f'{args.batch}, {size}px, {args.regions} grid regions/img, '
           f'P={m.point_sampler.num_points}, distill grid {m.distill_size} '
           f'(num_distill_points={m.num_distill_points}), '
           f'{m.dino_head.num_prototypes} prototypes, symmetric='
-          f'{m.symmetric}, {args.device}, {torch.get_num_threads()} threads, '
+          f'{m.symmetric}, {m.num_views} views, {args.device}, {torch.get_num_threads()} threads, '
           f'{args.iters} interleaved steps (median)')
     t_moco, t_plrc = interleaved([moco[:2], plrc[:2]], data, args)
     print(f'mocov2 step {t_moco * 1e3:.1f} ms | plrc step '

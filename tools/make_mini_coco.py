@@ -17,10 +17,23 @@ reproducible and nested:
   all still covered without it. Swaps are deterministic and keep the nesting.
   If no such swap exists the script fails (``--allow-missing`` only warns).
 
+``--split-mode detreg`` draws DETReg's splits instead, for comparability
+with its numbers: each split independently, ``numpy.random.default_rng(S)
+.choice(ids, size=round(num_images * p / 100), replace=False)`` over the
+image ids sorted ascending (torchvision's ``CocoDetection`` order that
+DETReg's ``datasets/coco.py`` filters; ``--seed`` defaults to DETReg's 42
+there). The splits are then neither nested nor guaranteed to hold every
+category (missing ones are reported, not fixed). For VOC, DETReg draws over
+its own image-list order (``datasets/torchvision_datasets/voc.py``); with a
+COCO-format VOC file converted in that order, ``--detreg-order file`` draws
+over the file's ``images`` order.
+
 Outputs (written atomically: temporary file + ``os.replace``)::
 
     OUT/{stem}_{p}pct_seed{S}.json   # e.g. instances_train2017_1pct_seed0.json
     OUT/{stem}_mini_summary_seed{S}.json
+    # --split-mode detreg: OUT/{stem}_{p}pct_detreg_seed{S}.json and
+    # OUT/{stem}_mini_summary_detreg_seed{S}.json
 
 where ``stem`` is the input file name without ``.json``. The subsets keep the
 input's ``categories``, ``licenses`` and ``info`` (plus an ``info.mini_coco``
@@ -30,6 +43,9 @@ Usage::
 
     python tools/make_mini_coco.py data/coco/annotations/instances_train2017.json \
         data/coco/annotations/mini --percent 1 5 10 --seed 0
+    # DETReg's own (independent, seed 42) splits
+    python tools/make_mini_coco.py data/coco/annotations/instances_train2017.json \
+        data/coco/annotations/mini --percent 1 2 5 10 --split-mode detreg
 """
 import argparse
 import json
@@ -156,13 +172,59 @@ def nested_splits(image_ids: Sequence[int],
     return result
 
 
+def detreg_splits(image_ids: Sequence[int],
+                  image_cats: Dict[int, set],
+                  percents: Sequence[float],
+                  seed: int = 42,
+                  order: str = 'sorted') -> dict:
+    """DETReg's independent splits (``datasets/coco.py``, ``--filter_pct``).
+
+    Args:
+        image_ids (Sequence[int]): All image ids, in the input file's order.
+        image_cats (dict[int, set]): Categories annotated in each image.
+        percents (Sequence[float]): Split sizes in percent, in (0, 100].
+        seed (int): ``default_rng`` seed (DETReg's ``--seed`` default 42).
+        order (str): 'sorted' (ascending ids, DETReg's COCO order) or
+            'file' (the input order, DETReg's VOC list if converted alike).
+
+    Returns:
+        dict: As :func:`nested_splits` (``swaps`` is always 0; ``missing``
+        lists the categories a split lacks).
+    """
+    for p in percents:
+        if not 0 < p <= 100:
+            raise ValueError(f'make_mini_coco: percent must be in (0, 100], '
+                             f'got {p}')
+    if order not in ('sorted', 'file'):
+        raise ValueError(f"make_mini_coco: order must be 'sorted' or 'file', "
+                         f'got {order!r}')
+    ids = [int(i) for i in image_ids]
+    if not ids:
+        raise ValueError('make_mini_coco: the annotation file has no images')
+    if order == 'sorted':
+        ids = sorted(ids)
+    all_cats = set().union(*image_cats.values()) if image_cats else set()
+    result = {}
+    for p in sorted(set(percents)):
+        # DETReg: round(float(len(ids)) * filter_pct), a fresh rng per split
+        n = round(float(len(ids)) * (p / 100.))
+        keep = np.random.default_rng(seed).choice(
+            ids, size=n, replace=False).tolist()
+        cats = set().union(*(image_cats.get(i, set()) for i in keep))
+        result[p] = dict(image_ids=[int(i) for i in keep],
+                         missing=sorted(all_cats - cats), swaps=0)
+    return result
+
+
 def make_mini_coco(ann_file: str,
                    out_dir: str,
                    percents: Sequence[float] = (1, 5, 10),
                    seed: int = 0,
                    allow_missing: bool = False,
-                   verbose: bool = True) -> dict:
-    """Write the nested subsets of ``ann_file`` to ``out_dir``.
+                   verbose: bool = True,
+                   split_mode: str = 'nested',
+                   detreg_order: str = 'sorted') -> dict:
+    """Write the subsets of ``ann_file`` to ``out_dir``.
 
     Args:
         ann_file (str): COCO instances json.
@@ -172,6 +234,9 @@ def make_mini_coco(ann_file: str,
         seed (int): Permutation seed. Defaults to 0.
         allow_missing (bool): See :func:`nested_splits`.
         verbose (bool): Print the summary. Defaults to True.
+        split_mode (str): 'nested' (default) or 'detreg'
+            (:func:`detreg_splits`; files get a ``_detreg`` tag).
+        detreg_order (str): See :func:`detreg_splits`.
 
     Returns:
         dict: The summary: ``{'seed', 'source', 'num_images', 'splits':
@@ -193,8 +258,17 @@ def make_mini_coco(ann_file: str,
     if skipped:
         print(f'make_mini_coco: {ann_file}: skipped {skipped} annotations '
               'whose image_id is not in "images"', file=sys.stderr)
-    splits = nested_splits(image_ids, image_cats, percents, seed,
-                           allow_missing)
+    if split_mode == 'nested':
+        splits = nested_splits(image_ids, image_cats, percents, seed,
+                               allow_missing)
+        tag_mode = ''
+    elif split_mode == 'detreg':
+        splits = detreg_splits(image_ids, image_cats, percents, seed,
+                               detreg_order)
+        tag_mode = '_detreg'
+    else:
+        raise ValueError("make_mini_coco: split_mode must be 'nested' or "
+                         f"'detreg', got {split_mode!r}")
 
     os.makedirs(out_dir, exist_ok=True)
     stem = osp.splitext(osp.basename(ann_file))[0]
@@ -204,6 +278,7 @@ def make_mini_coco(ann_file: str,
     summary = dict(
         source=osp.abspath(ann_file),
         seed=seed,
+        split_mode=split_mode,
         num_images=len(image_ids),
         splits={})
     for p, split in splits.items():
@@ -212,14 +287,16 @@ def make_mini_coco(ann_file: str,
         info = dict(coco.get('info') or {})
         info['mini_coco'] = dict(
             percent=p, seed=seed, source=osp.basename(ann_file),
-            num_images=len(keep), swaps=split['swaps'])
+            num_images=len(keep), swaps=split['swaps'],
+            split_mode=split_mode)
         sub = dict(coco)
         sub.update(
             info=info,
             images=[images_by_id[i] for i in keep],
             annotations=anns)
         tag = percent_tag(p)
-        out_file = osp.join(out_dir, f'{stem}_{tag}pct_seed{seed}.json')
+        out_file = osp.join(out_dir,
+                            f'{stem}_{tag}pct{tag_mode}_seed{seed}.json')
         _atomic_write_json(sub, out_file)
         per_cat = Counter(a['category_id'] for a in anns)
         summary['splits'][tag] = dict(
@@ -232,7 +309,8 @@ def make_mini_coco(ann_file: str,
             },
             missing_categories=[cat_names.get(c, c) for c in split['missing']],
             swaps=split['swaps'])
-    summary_file = osp.join(out_dir, f'{stem}_mini_summary_seed{seed}.json')
+    summary_file = osp.join(out_dir,
+                            f'{stem}_mini_summary{tag_mode}_seed{seed}.json')
     _atomic_write_json(summary, summary_file)
     if verbose:
         print(format_summary(summary))
@@ -267,7 +345,18 @@ def parse_args(argv: Optional[List[str]] = None):
     parser.add_argument(
         '--percent', nargs='+', type=float, default=[1, 5, 10],
         help='split sizes in percent of the images (default: 1 5 10)')
-    parser.add_argument('--seed', type=int, default=0, help='permutation seed')
+    parser.add_argument(
+        '--seed', type=int, default=None,
+        help='permutation seed (default: 0; 42, DETReg\'s, with '
+        '--split-mode detreg)')
+    parser.add_argument(
+        '--split-mode', choices=['nested', 'detreg'], default='nested',
+        help='nested: nested, category-covering splits (default); detreg: '
+        'DETReg\'s independent default_rng(seed) draws')
+    parser.add_argument(
+        '--detreg-order', choices=['sorted', 'file'], default='sorted',
+        help='detreg mode: draw over the sorted image ids (DETReg\'s COCO '
+        'order, default) or the file\'s images order')
     parser.add_argument(
         '--allow-missing', action='store_true',
         help='warn instead of failing when a split misses a category')
@@ -277,8 +366,13 @@ def parse_args(argv: Optional[List[str]] = None):
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     try:
+        seed = args.seed
+        if seed is None:
+            seed = 42 if args.split_mode == 'detreg' else 0
         summary = make_mini_coco(args.ann_file, args.out_dir, args.percent,
-                                 args.seed, args.allow_missing)
+                                 seed, args.allow_missing,
+                                 split_mode=args.split_mode,
+                                 detreg_order=args.detreg_order)
     except (FileNotFoundError, KeyError, ValueError) as e:
         print(e.args[0] if e.args else e, file=sys.stderr)
         return 1

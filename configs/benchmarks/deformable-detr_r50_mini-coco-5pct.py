@@ -1,7 +1,8 @@
 # Deformable DETR R50 on mini-COCO 5 % (tools/make_mini_coco.py) -> val2017,
 # from a ProSeCo / DETReg detector. DETReg configs/DETReg_fine_tune_5pct_coco.sh:
 # --filter_pct 0.05 --epochs 500 --lr_drop 500 (no lr drop); ProSeCo follows
-# DETReg's protocol [ASSUMED, see deformable-detr_r50_50e_coco.py].
+# DETReg's protocol [ASSUMED, see deformable-detr_r50_50e_coco.py]; batch
+# 8 GPUs x 3 = 24 as DETReg's README (inherited from the 10 % config).
 # Headline (ProSeCo paper): supervised 23.6, DETReg 26.1, ProSeCo 28.8 mAP.
 _base_ = './deformable-detr_r50_mini-coco-10pct.py'
 

@@ -25,12 +25,7 @@ model = dict(
         out_indices=(3, ),
         norm_cfg=dict(type='BN'),
         zero_init_residual=True),
-    img_neck=dict(
-        type='mmpretrain.MoCoV2Neck',
-        in_channels=8 * width,
-        hid_channels=128,
-        out_channels=32,
-        with_avg_pool=True),
+    img_neck=None,  # image embedding = mean of point_neck (as R-50)
     point_neck=dict(
         type='PointProjNeck',
         in_channels=8 * width,
@@ -60,7 +55,9 @@ model = dict(
         center_momentum=0.9,
         loss_weight=0.3),
     distill_size=8,  # toy (official 56)
-    num_distill_points=32,
+    num_distill_points=32,  # toy (R-50: None, all paired cells)
+    regions_per_image=1,  # as R-50 (the release)
+    num_views=3,  # view 0, view 1, view 0' (as R-50)
     momentum=0.01,  # toy: EMA keeps 0.99 (official 0.999)
     data_preprocessor=dict(
         type='mmpretrain.SelfSupDataPreprocessor',
@@ -76,7 +73,8 @@ view_pipeline = [
         aspect_ratio_range=(3. / 4., 4. / 3.),
         max_attempts=10,
         min_kept_ratio=0.,
-        min_area=4),
+        min_area=4,
+        backend='pillow'),
     dict(
         type='mmpretrain.RandomApply',
         transforms=[
@@ -104,8 +102,12 @@ train_pipeline = [
         grid_size=4),
     dict(
         type='MultiViewRegions',
-        num_views=2,
+        num_views=3,
         transforms=[view_pipeline],
+        region_views=(0, 1),
+        overlap_pairs=[(0, 2)],  # view 0' overlaps view 0 by >= 50 %
+        min_overlap=0.5,
+        overlap_tries=100,
         min_regions=1,
         max_tries=10,
         max_regions=16),
@@ -118,7 +120,10 @@ train_dataloader = dict(
     dataset=dict(data_root=data_root, pipeline=train_pipeline))
 
 optim_wrapper = dict(
-    type='FiniteCheckOptimWrapper',  # skips non-finite steps (counted)
+    # stops with a message naming the loss term and iteration when a loss
+    # turns NaN/inf (on_nonfinite='skip' skips the step instead, counted)
+    type='FiniteCheckOptimWrapper',
+    on_nonfinite='raise',
     optimizer=dict(type='SGD', lr=0.03, momentum=0.9, weight_decay=1e-4))
 param_scheduler = [dict(type='CosineAnnealingLR', T_max=20, by_epoch=False)]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=20)

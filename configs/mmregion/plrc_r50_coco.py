@@ -1,19 +1,30 @@
 # PLRC (Bai et al., "Point-Level Region Contrast for Object Detection
 # Pre-Training", CVPR 2022) on COCO train2017 images.
-# Sources: the official code facebookresearch/PLRC (ImageNet only):
+# Sources: the official code facebookresearch/PLRC @5fbd1cb (ImageNet only):
 # `main_plrc.py` [main], `PLRC/models/builder.py` [builder],
 # `PLRC/models/plrc_loss.py` [loss], `PLRC/models/resnet.py` [resnet],
-# `PLRC/datasets/imagenet.py` [data]; /work/shared/design/methods.md sec. 2.
+# `PLRC/datasets/imagenet.py` [data]. Every deviation and its switch:
+# docs/fidelity.md (PLRC).
 # Regions: the official 4x4 grid. Write the grid store once with
 #   python tools/generate_proposals.py ... --method grid --grid-sizes 4
 # into data/coco/proposals/train2017_grid4 (or point `proposal_file` to a
 # selective-search store: PLRC accepts any region source).
+#
+# Schedule. The official recipe is ImageNet-1k, 100 epochs at batch 256
+# (~500k iterations: 5005 per epoch) [main]; there is no official COCO recipe
+# (PLRC issue #4). 100 COCO epochs would be ~46k iterations (462 per epoch),
+# 11x fewer. We train 800 COCO epochs (~370k iterations), the COCO
+# convention of CCOP and DenseCL; iteration parity with the release would be
+# ~1085 epochs. The teacher-temperature warm-up (30 of 100 epochs [loss])
+# and the cosine schedule scale with `max_epochs`: change it here only.
 _base_ = [
     '../_base_/datasets/coco_regions_2view.py',
     '../_base_/default_runtime.py',
 ]
 
 proposal_file = 'data/coco/proposals/train2017_grid4'
+max_epochs = 800  # see "Schedule" above (release: 100 ImageNet epochs)
+warmup_teacher_epochs = max_epochs * 30 // 100  # [loss] 30 of nepochs=100
 
 model = dict(
     type='PLRC',
@@ -22,16 +33,19 @@ model = dict(
         depth=50,  # [resnet] resnet50
         in_channels=3,
         out_indices=(3, ),  # C5 (7x7 at 224 px) [resnet]
-        norm_cfg=dict(type='SyncBN'),
+        # per-GPU BN as the release (nn.BatchNorm2d, no SyncBN conversion in
+        # [main]), so that shuffle-BN matters; dict(type='SyncBN') is the
+        # option (it makes shuffle-BN a no-op)
+        norm_cfg=dict(type='BN'),
         zero_init_residual=True),  # [resnet] last BN of each block zeroed
-    img_neck=dict(
-        type='mmpretrain.MoCoV2Neck',  # [resnet] fcs: 2048-2048-128 MLP
-        in_channels=2048,
-        hid_channels=2048,
-        out_channels=128,
-        with_avg_pool=True),
+    # Image embedding = normalize(mean_hw(point_neck(C5))), the spatial mean
+    # of the per-location point projector [builder] L140/L230, so the image
+    # loss trains the point head too. The option: a separate projection,
+    # img_neck=dict(type='mmpretrain.MoCoV2Neck', in_channels=2048,
+    #               hid_channels=2048, out_channels=128, with_avg_pool=True)
+    img_neck=None,
     point_neck=dict(
-        type='PointProjNeck',  # [resnet] fcs, per point
+        type='PointProjNeck',  # [resnet] fcs: 2048-2048-128, per location
         in_channels=2048,
         hid_channels=2048,
         out_channels=128),
@@ -62,7 +76,8 @@ model = dict(
         student_temp=0.1,  # [loss] SelfDistillation student_temp
         teacher_temp=0.07,  # [loss] teacher_temp
         warmup_teacher_temp=0.04,  # [loss] warmup_teacher_temp
-        warmup_epochs=30,  # [loss] warmup_teacher_temp_epochs (of 100)
+        # [loss] warmup_teacher_temp_epochs=30 of nepochs=100, scaled
+        warmup_epochs=warmup_teacher_epochs,
         center_momentum=0.9,  # [loss] center_momentum
         loss_weight=0.3),  # [main] --ts_ratio 0.3
     # The release unpacks (loss_image, loss_point) swapped in main_plrc.py and
@@ -71,14 +86,26 @@ model = dict(
     distill_size=56,  # [builder] mask_size=56
     distill_pos_ratio=0.5,  # [models/utils.py] overlap(pos_ratio=0.5)
     affinity_scale=1. / 128,  # [loss] out_pos_feat_f / 128.0
-    # 256 random paired cells per image (the release distils all paired
-    # 56x56 cells, ~1-2k per image): an unbiased estimate of the same mean
-    # loss (targets still span all 56x56 reference cells) at a fraction of
-    # the cost; None reproduces the release (~+50% step time, 4x memory
-    # on CPU, benchmarks/benchmark_plrc.py)
-    num_distill_points=256,
-    max_regions=None,  # regions capped in the pipeline (16 below)
-    symmetric=False,  # [builder] one direction: online view 1, teacher view 2
+    # all paired 56x56 cells as the release (the mean over all pairs of the
+    # batch); an int keeps that many random paired cells per image (an
+    # unbiased estimate of each image's mean, but every image weighs alike;
+    # 256 costs less: benchmarks/benchmark_plrc.py)
+    num_distill_points=None,
+    # [data] one common cell per image (random), the points of the other
+    # images are its negatives (the 15 sampled "negative" cells are never
+    # read by [loss]); None = every common region, the other regions of the
+    # same image being negatives too
+    regions_per_image=1,
+    symmetric=False,  # [builder] one direction: online view 0, teacher view 1
+    # three views [builder][data]: student = online view 0, distillation
+    # target = momentum view 0' (a companion crop overlapping view 0 by
+    # >= 50 %), affinity reference = momentum view 1; num_views=2 (with
+    # MultiViewRegions(num_views=2)) is the two-view form, where view 1 is
+    # the target and the reference
+    num_views=3,
+    # [builder] the teacher's heads (DINO head with BatchNorm1d) run on the
+    # shuffled batch, inside shuffle-BN; False: on the unshuffled C5
+    teacher_heads_in_shuffle=True,
     momentum=0.001,  # [main] --moco-m 0.999 (mmengine convention)
     shuffle_bn=True)  # [builder] _batch_shuffle_ddp
 
@@ -90,7 +117,8 @@ view_pipeline = [
         aspect_ratio_range=(3. / 4., 4. / 3.),  # torchvision default [data]
         max_attempts=10,
         min_kept_ratio=0.,  # [data] a region counts if any pixel is visible
-        min_area=16),  # one cell of the 56x56 region map at 224 px [data]
+        min_area=16,  # one cell of the 56x56 region map at 224 px [data]
+        backend='pillow'),  # [data] PIL bilinear (backend='cv2': option)
     dict(
         type='mmpretrain.RandomApply',
         transforms=[
@@ -114,8 +142,6 @@ view_pipeline = [
         prob=0.5),  # [data] p=0.5
     dict(type='RegionRandomFlip', prob=0.5),  # [data] RandomHorizontalFlipCoord
 ]
-# Note: the official pair of crops is re-sampled until they overlap by >= 50%
-# [data]; here MultiViewRegions re-samples until a region is in both views.
 train_pipeline = [
     dict(type='LoadImageFromFileSafe'),  # skips bad images (counted, logged)
     dict(
@@ -125,8 +151,14 @@ train_pipeline = [
         grid_size=4),  # [data] mask_grid_num=4
     dict(
         type='MultiViewRegions',
-        num_views=2,
-        transforms=[view_pipeline],
+        num_views=3,  # view 0, view 1, view 0' [data] im_multiv(_2)
+        transforms=[view_pipeline],  # own crop, flip and colour per view
+        region_views=(0, 1),  # regions common to views 0 and 1
+        # [data] a view and its companion crop are re-drawn together until
+        # they overlap by >= 50 % of the larger one (100 tries)
+        overlap_pairs=[(0, 2)],
+        min_overlap=0.5,
+        overlap_tries=100,
         min_regions=1,
         max_tries=10,
         max_regions=16),  # [data] 1 positive + mask_neg_num=15 regions
@@ -137,14 +169,21 @@ train_dataloader = dict(
     dataset=dict(pipeline=train_pipeline))
 
 optim_wrapper = dict(
-    type='FiniteCheckOptimWrapper',  # skips non-finite steps (counted)
+    # stops with a message naming the loss term and iteration when a loss
+    # turns NaN/inf (on_nonfinite='skip' skips the step instead, counted)
+    type='FiniteCheckOptimWrapper',
+    on_nonfinite='raise',
     optimizer=dict(
         type='SGD', lr=0.03, momentum=0.9,
         weight_decay=1e-4))  # [main] lr 0.03, momentum 0.9, wd 1e-4
 param_scheduler = [
-    dict(type='CosineAnnealingLR', T_max=100, by_epoch=True, begin=0,
-         end=100)  # [main] adjust_learning_rate: cosine, per epoch
+    dict(
+        type='CosineAnnealingLR',
+        T_max=max_epochs,
+        by_epoch=True,
+        begin=0,
+        end=max_epochs)  # [main] adjust_learning_rate: cosine, per epoch
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=100)  # [main] 100 ep
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
 custom_hooks = [dict(type='PLRCTeacherTempHook')]  # teacher temp warm-up
 auto_scale_lr = dict(base_batch_size=256)  # [main] batch 256

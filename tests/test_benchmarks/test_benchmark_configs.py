@@ -60,17 +60,34 @@ def test_deformable_detr_protocol():
     assert full.optim_wrapper.optimizer.lr == 2e-4
     assert full.optim_wrapper.clip_grad.max_norm == 0.1
     assert full.train_cfg.max_epochs == 50
-    for pct, epochs in ((1, 2000), (5, 500), (10, 150)):
+    # DETReg low-data: 1/5/10 % = 2000/500/400 epochs at a constant lr
+    # (DETReg PR #40), batch 8 x 3 = 24
+    for pct, epochs in ((1, 2000), (5, 500), (10, 400)):
         cfg = _load(f'deformable-detr_r50_mini-coco-{pct}pct.py')
         assert cfg.train_dataloader.dataset.ann_file.endswith(
             f'instances_train2017_{pct}pct_seed0.json')
         assert cfg.train_cfg.max_epochs == epochs
+        assert [s.type for s in cfg.param_scheduler] == ['ConstantLR']
+        assert cfg.train_dataloader.batch_size == 3
         assert cfg.val_dataloader.dataset.ann_file.endswith(
             'instances_val2017.json')
     voc = _load('deformable-detr_r50_voc0712.py')
     assert voc.model.bbox_head.num_classes == 20
     assert len(voc.val_dataloader.dataset.metainfo['classes']) == 20
     assert voc.val_evaluator.ann_file.endswith('voc07_test.json')
+    # DETReg README: VOC 100 epochs, drop at 70; 10 %: 200 / 150, batch 8
+    for cfg, epochs, drop in ((voc, 100, 70),
+                              (_load('deformable-detr_r50_mini-voc-10pct.py'),
+                               200, 150),
+                              (_load('deformable-detr_r50_mini-voc-5pct.py'),
+                               200, 150)):
+        assert cfg.train_cfg.max_epochs == epochs
+        assert cfg.param_scheduler[0].milestones == [drop]
+        assert cfg.model.bbox_head.num_classes == 20
+    mini_voc = _load('deformable-detr_r50_mini-voc-5pct.py')
+    assert mini_voc.train_dataloader.batch_size == 4
+    assert mini_voc.train_dataloader.dataset.ann_file.endswith(
+        'voc0712_trainval_5pct_seed0.json')
 
 
 @pytest.mark.parametrize('name', [

@@ -128,3 +128,50 @@ def test_toy_coco(toy_coco, tmp_path):
     assert s['splits']['50']['num_images'] == len(all_ids) // 2
     assert len({a['category_id'] for a in d['annotations']}) == 4
     assert '| 50 % |' in mini.format_summary(s)
+
+
+def test_detreg_split_mode_draws_like_detreg(tmp_path):
+    """Independent splits: default_rng(42).choice over the sorted ids, as
+    DETReg's datasets/coco.py (``--filter_pct``)."""
+    src = tmp_path / 'instances_train2017.json'
+    coco = _fake_coco(src, num_images=1000)
+    assert mini.main([str(src), str(tmp_path / 'd'), '--percent', '1', '10',
+                      '--split-mode', 'detreg']) == 0
+    ids = sorted(im['id'] for im in coco['images'])
+    sets = {}
+    for p in (1, 10):
+        d, got = _ids(tmp_path / 'd' /
+                      f'instances_train2017_{p}pct_detreg_seed42.json')
+        expected = np.random.default_rng(42).choice(
+            ids, size=round(float(len(ids)) * (p / 100.)), replace=False)
+        assert got == set(expected.tolist())
+        assert d['info']['mini_coco']['split_mode'] == 'detreg'
+        sets[p] = got
+    # drawn independently: the 1 % split is not the head of the 10 % one
+    assert not sets[1] <= sets[10]
+    # the nested default is unchanged (other file names, nested sets)
+    assert mini.main([str(src), str(tmp_path / 'd'), '--percent', '1',
+                      '10']) == 0
+    _, n1 = _ids(tmp_path / 'd' / 'instances_train2017_1pct_seed0.json')
+    _, n10 = _ids(tmp_path / 'd' / 'instances_train2017_10pct_seed0.json')
+    assert n1 < n10
+
+
+def test_detreg_split_mode_file_order_and_missing(tmp_path):
+    src = tmp_path / 'voc.json'
+    coco = _fake_coco(src, num_images=200, rare_image=3)
+    file_ids = [im['id'] for im in coco['images']]
+    s = mini.make_mini_coco(str(src), str(tmp_path), [5], seed=42,
+                            verbose=False, split_mode='detreg',
+                            detreg_order='file')
+    _, got = _ids(tmp_path / 'voc_5pct_detreg_seed42.json')
+    expected = np.random.default_rng(42).choice(file_ids, size=10,
+                                                replace=False)
+    assert got == set(expected.tolist())
+    # no swap is made; a missing category is reported
+    assert s['splits']['5']['swaps'] == 0
+    if 1000 + 7 * 3 not in got:
+        assert s['splits']['5']['missing_categories'] == ['rare']
+    with pytest.raises(ValueError, match='split_mode'):
+        mini.make_mini_coco(str(src), str(tmp_path), [5], verbose=False,
+                            split_mode='bad')

@@ -24,7 +24,10 @@ view_pipeline = [
         aspect_ratio_range=(3. / 4., 4. / 3.),  # CCOP: ratio (3/4, 4/3)
         max_attempts=10,
         min_kept_ratio=0.6,  # CCOP part_thr=0.6
-        min_area=144),  # CCOP area_thr=144 px^2 (12x12) in the 224 view
+        min_area=144,  # CCOP area_thr=144 px^2 (12x12) in the 224 view
+        # PIL bilinear, torchvision's RandomResizedCrop in CCOP; mmpretrain's
+        # MoCo v2 config sets backend='pillow' too ('cv2': the option)
+        backend='pillow'),
     dict(
         type='mmpretrain.RandomApply',
         transforms=[

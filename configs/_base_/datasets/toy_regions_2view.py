@@ -15,7 +15,8 @@ view_pipeline = [
         aspect_ratio_range=(3. / 4., 4. / 3.),  # CCOP: ratio (3/4, 4/3)
         max_attempts=10,
         min_kept_ratio=0.6,  # CCOP part_thr=0.6
-        min_area=26),  # CCOP 144 px^2 at 224 px, scaled by (96/224)^2
+        min_area=26,  # CCOP 144 px^2 at 224 px, scaled by (96/224)^2
+        backend='pillow'),  # PIL bilinear as coco_regions_2view.py
     dict(
         type='mmpretrain.RandomApply',
         transforms=[

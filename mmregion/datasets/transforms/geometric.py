@@ -53,7 +53,12 @@ class RegionRandomResizedCrop(BaseTransform):
             Defaults to 0.
         interpolation (str): ``mmcv.imresize`` interpolation.
             Defaults to 'bilinear'.
-        backend (str): ``mmcv.imresize`` backend. Defaults to 'cv2'.
+        backend (str): ``mmcv.imresize`` backend, 'cv2' or 'pillow'.
+            'pillow' is PIL's bilinear filter (antialiased when shrinking),
+            the resize of torchvision's ``RandomResizedCrop`` that CCOP, PLRC
+            and MoCo v2 train with (mmpretrain's MoCo v2 config sets
+            ``backend='pillow'``); the pre-training configs use it. Defaults
+            to 'cv2' (faster, no antialiasing).
     """
 
     def __init__(self,
@@ -77,6 +82,9 @@ class RegionRandomResizedCrop(BaseTransform):
         if not 0 <= min_kept_ratio <= 1:
             raise ValueError('RegionRandomResizedCrop: min_kept_ratio must '
                              f'be in [0, 1], got {min_kept_ratio}.')
+        if backend not in ('cv2', 'pillow'):
+            raise ValueError('RegionRandomResizedCrop: backend must be '
+                             f"'cv2' or 'pillow', got {backend!r}.")
         self.crop_ratio_range = tuple(crop_ratio_range)
         self.aspect_ratio_range = tuple(aspect_ratio_range)
         self.max_attempts = max_attempts
@@ -157,7 +165,8 @@ class RegionRandomResizedCrop(BaseTransform):
                 f'max_attempts={self.max_attempts}, '
                 f'min_kept_ratio={self.min_kept_ratio}, '
                 f'min_area={self.min_area}, '
-                f'interpolation={self.interpolation!r})')
+                f'interpolation={self.interpolation!r}, '
+                f'backend={self.backend!r})')
 
 
 @TRANSFORMS.register_module()

@@ -1,12 +1,12 @@
 """Multiple views of one image with aligned regions (``docs/design.md`` 2)."""
 import copy
-from typing import Callable, List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from mmcv.transforms import BaseTransform, Compose
 
 from mmregion.registry import TRANSFORMS
-from .box_utils import log_count
+from .box_utils import clip_boxes, log_count, map_boxes
 
 Transform = Union[dict, Callable[[dict], dict]]
 
@@ -21,6 +21,36 @@ def _build_pipeline(pipeline: Sequence[Transform]) -> Compose:
     """
     return Compose(
         [TRANSFORMS.build(t) if isinstance(t, dict) else t for t in pipeline])
+
+
+def crop_overlap(view_a: dict, view_b: dict) -> float:
+    """Overlap of the image areas two views show, as in PLRC's data loader.
+
+    Each view's image area is its pixel rectangle mapped back to the
+    original image by its ``view_affine``; the overlap is
+    ``area(A & B) / max(area(A), area(B))`` (official PLRC
+    ``PLRC/datasets/imagenet.py``: ``intersection.area / max(h * w,
+    h_2 * w_2)`` of the two crop rectangles).
+
+    Args:
+        view_a (dict): Results of one view (``img``, ``view_affine``).
+        view_b (dict): Results of the other view.
+
+    Returns:
+        float: The overlap in [0, 1].
+    """
+    rects = []
+    for view in (view_a, view_b):
+        h, w = view['img'].shape[:2]
+        sx, tx, sy, ty = np.asarray(view['view_affine'], dtype=np.float64)
+        xs = sorted(((0. - tx) / sx, (w - tx) / sx))
+        ys = sorted(((0. - ty) / sy, (h - ty) / sy))
+        rects.append((xs[0], ys[0], xs[1], ys[1]))
+    (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = rects
+    inter = max(0., min(ax1, bx1) - max(ax0, bx0)) * max(
+        0., min(ay1, by1) - max(ay0, by0))
+    larger = max((ax1 - ax0) * (ay1 - ay0), (bx1 - bx0) * (by1 - by0))
+    return inter / larger if larger > 0 else 0.
 
 
 def _index_of(ids: np.ndarray, query: np.ndarray) -> np.ndarray:
@@ -46,6 +76,19 @@ class MultiViewRegions(BaseTransform):
     geometry, only photometric transforms per view): the boxes are then the
     same in every view and no retry is made (it could not add regions).
 
+    **Companion views** (PLRC's third crop). ``region_views`` names the views
+    whose common regions are kept (default: all); a view outside it takes no
+    part in the region intersection, and its rows of ``boxes`` are the kept
+    regions mapped into it by its ``view_affine`` and clipped to it (zero
+    area when the region is outside). ``overlap_pairs`` lists view pairs
+    ``(a, c)`` whose image areas must overlap by at least ``min_overlap``
+    (:func:`crop_overlap`): both views of a pair are re-drawn together, up to
+    ``overlap_tries`` times, as the official PLRC loader re-draws a view and
+    its companion crop ``im_2`` (``>= 0.5``, 100 tries, then the last draw is
+    used; such images are counted in ``num_low_overlap`` and logged).
+    PLRC's three views: ``num_views=3, region_views=(0, 1),
+    overlap_pairs=[(0, 2)]``.
+
     Output keys (replacing ``img``, ``img_shape``, ``region_ids``,
     ``view_affine``; ``proposals`` is removed):
 
@@ -65,15 +108,27 @@ class MultiViewRegions(BaseTransform):
         max_tries (int): Tries of all views in total. Defaults to 10.
         max_regions (int, optional): Keep a random subset (``np.random``,
             order kept) of at most this many regions. Defaults to None.
+        region_views (Sequence[int], optional): Views whose common regions
+            are kept. Defaults to None (all views).
+        overlap_pairs (Sequence[tuple[int, int]]): Disjoint view pairs that
+            must overlap by ``min_overlap``. Defaults to () (no constraint).
+        min_overlap (float): Defaults to 0.5 (official PLRC).
+        overlap_tries (int): Draws of a pair before its last draw is used.
+            Defaults to 100 (official PLRC).
     """
     num_short = 0
+    num_low_overlap = 0
 
     def __init__(self,
                  transforms: List[Union[Transform, List[Transform]]],
                  num_views: int = 2,
                  min_regions: int = 1,
                  max_tries: int = 10,
-                 max_regions: Optional[int] = None) -> None:
+                 max_regions: Optional[int] = None,
+                 region_views: Optional[Sequence[int]] = None,
+                 overlap_pairs: Sequence[Tuple[int, int]] = (),
+                 min_overlap: float = 0.5,
+                 overlap_tries: int = 100) -> None:
         if num_views < 1:
             raise ValueError(
                 f'MultiViewRegions: num_views must be >= 1, got {num_views}.')
@@ -104,23 +159,76 @@ class MultiViewRegions(BaseTransform):
         self.min_regions = min_regions
         self.max_tries = max_tries
         self.max_regions = max_regions
+        views = range(num_views)
+        self.region_views = tuple(views if region_views is None else
+                                  (int(v) for v in region_views))
+        self.overlap_pairs = tuple(
+            (int(a), int(c)) for a, c in overlap_pairs)
+        paired = [v for pair in self.overlap_pairs for v in pair]
+        if not self.region_views or \
+                any(v not in views for v in self.region_views + tuple(paired)):
+            raise ValueError(
+                'MultiViewRegions: region_views and overlap_pairs must name '
+                f'views in 0..{num_views - 1}, got region_views={region_views}'
+                f', overlap_pairs={overlap_pairs}.')
+        if len(set(paired)) != len(paired):
+            raise ValueError('MultiViewRegions: overlap_pairs must be '
+                             f'disjoint pairs of views, got {overlap_pairs}.')
+        if not 0 <= min_overlap <= 1 or overlap_tries < 1:
+            raise ValueError(
+                'MultiViewRegions: min_overlap must be in [0, 1] and '
+                f'overlap_tries >= 1, got {min_overlap}, {overlap_tries}.')
+        self.min_overlap = float(min_overlap)
+        self.overlap_tries = overlap_tries
 
     @classmethod
     def reset_counters(cls) -> None:
-        """Reset the short-image counter (tests, new runs)."""
+        """Reset the short-image and low-overlap counters (tests, runs)."""
         cls.num_short = 0
+        cls.num_low_overlap = 0
+
+    def _run_view(self, v: int, results: dict) -> Optional[dict]:
+        out = self.pipelines[v](copy.deepcopy(results))
+        if out is None:
+            return None
+        for key in REGION_KEYS:
+            if key not in out:
+                raise KeyError(f'MultiViewRegions: view {v} lost "{key}" '
+                               'in its pipeline.')
+        return out
+
+    def _run_pair(self, a: int, c: int,
+                  results: dict) -> Optional[Tuple[dict, dict]]:
+        """Draw views ``a`` and ``c`` until they overlap enough."""
+        for _ in range(self.overlap_tries):
+            view_a = self._run_view(a, results)
+            view_c = None if view_a is None else self._run_view(c, results)
+            if view_c is None:
+                return None
+            if crop_overlap(view_a, view_c) >= self.min_overlap:
+                return view_a, view_c
+        MultiViewRegions.num_low_overlap += 1
+        log_count(
+            MultiViewRegions.num_low_overlap,
+            f'MultiViewRegions: views {a} and {c} of '
+            f'"{results.get("img_path")}" overlap by less than '
+            f'{self.min_overlap} after {self.overlap_tries} draws (the last '
+            f'is used); {MultiViewRegions.num_low_overlap} such image(s) so '
+            'far in this process.')
+        return view_a, view_c
 
     def _run_views(self, results: dict) -> Optional[List[dict]]:
-        views = []
-        for v, pipe in enumerate(self.pipelines):
-            out = pipe(copy.deepcopy(results))
-            if out is None:
+        views: List[Optional[dict]] = [None] * self.num_views
+        for a, c in self.overlap_pairs:
+            pair = self._run_pair(a, c, results)
+            if pair is None:
                 return None
-            for key in REGION_KEYS:
-                if key not in out:
-                    raise KeyError(f'MultiViewRegions: view {v} lost "{key}" '
-                                   'in its pipeline.')
-            views.append(out)
+            views[a], views[c] = pair
+        for v in range(self.num_views):
+            if views[v] is None:
+                views[v] = self._run_view(v, results)
+                if views[v] is None:
+                    return None
         return views
 
     @staticmethod
@@ -158,7 +266,7 @@ class MultiViewRegions(BaseTransform):
             views = self._run_views(results)
             if views is None:
                 return None
-            ids = self.common_ids(views)
+            ids = self.common_ids([views[v] for v in self.region_views])
             if best_ids is None or len(ids) > len(best_ids):
                 best_views, best_ids = views, ids
             # transforms only drop regions: stop when no try can add any
@@ -181,9 +289,13 @@ class MultiViewRegions(BaseTransform):
 
         boxes = np.zeros((self.num_views, len(ids), 4), dtype=np.float32)
         for v, out in enumerate(views):
-            idx = _index_of(np.asarray(out['region_ids'], dtype=np.int64), ids)
-            boxes[v] = np.asarray(
-                out['proposals'], dtype=np.float32).reshape(-1, 4)[idx]
+            if v in self.region_views:
+                idx = _index_of(
+                    np.asarray(out['region_ids'], dtype=np.int64), ids)
+                boxes[v] = np.asarray(
+                    out['proposals'], dtype=np.float32).reshape(-1, 4)[idx]
+            else:
+                boxes[v] = self._companion_boxes(results, out, ids)
         results.pop('proposals', None)
         results['img'] = [out['img'] for out in views]
         results['img_shape'] = [tuple(out['img'].shape[:2]) for out in views]
@@ -194,10 +306,37 @@ class MultiViewRegions(BaseTransform):
         ])
         return results
 
+    @staticmethod
+    def _companion_boxes(results: dict, view: dict,
+                         ids: np.ndarray) -> np.ndarray:
+        """Boxes ``ids`` of the input mapped into ``view`` and clipped.
+
+        Args:
+            results (dict): The input (``proposals``, ``region_ids`` and
+                ``view_affine`` before the views).
+            view (dict): The view's results.
+            ids (np.ndarray): Kept region ids.
+
+        Returns:
+            np.ndarray: (K, 4) float32 xyxy in the view's pixels.
+        """
+        idx = _index_of(np.asarray(results['region_ids'], dtype=np.int64), ids)
+        boxes = np.asarray(results['proposals'],
+                           dtype=np.float32).reshape(-1, 4)[idx]
+        # input coords -> original -> view: the view's affine after the
+        # inverse of the input's
+        s0x, t0x, s0y, t0y = np.asarray(results['view_affine'], np.float64)
+        svx, tvx, svy, tvy = np.asarray(view['view_affine'], np.float64)
+        rx, ry = svx / s0x, svy / s0y
+        boxes = map_boxes(boxes, rx, tvx - rx * t0x, ry, tvy - ry * t0y)
+        return clip_boxes(boxes, view['img'].shape[:2])
+
     def __repr__(self) -> str:
         repr_str = (f'{self.__class__.__name__}(num_views={self.num_views}, '
                     f'min_regions={self.min_regions}, max_tries='
-                    f'{self.max_tries}, max_regions={self.max_regions}')
+                    f'{self.max_tries}, max_regions={self.max_regions}, '
+                    f'region_views={self.region_views}, overlap_pairs='
+                    f'{self.overlap_pairs}, min_overlap={self.min_overlap}')
         for i, p in enumerate(self.pipelines):
             repr_str += f'\nview {i + 1}: {p}'
         return repr_str + ')'

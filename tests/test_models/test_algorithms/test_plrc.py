@@ -20,12 +20,6 @@ def _cfg(**kw):
             base_channels=16,
             out_indices=(3, ),
             norm_cfg=dict(type='BN')),
-        img_neck=dict(
-            type='mmpretrain.MoCoV2Neck',
-            in_channels=128,
-            hid_channels=64,
-            out_channels=32,
-            with_avg_pool=True),
         point_neck=dict(
             type='PointProjNeck',
             in_channels=128,
@@ -51,16 +45,17 @@ def _cfg(**kw):
     return cfg
 
 
-def _grid_views(B=3, jitter=0., seed=0):
-    """Two random crops (with flips) of a 128 px image with a 4x4 grid of
-    regions, resized to 64 px; boxes aligned across views."""
+def _grid_views(B=3, jitter=0., seed=0, V=3):
+    """``V`` random crops (with flips) of a 128 px image with a 4x4 grid of
+    regions, resized to 64 px; boxes aligned across views (a region is kept
+    when it is in views 0 and 1)."""
     g = torch.Generator().manual_seed(seed)
     ys, xs = torch.meshgrid(torch.arange(4), torch.arange(4), indexing='ij')
     grid = torch.stack([xs, ys, xs + 1, ys + 1], -1).view(-1, 4).float() * 32
     samples = []
     for _ in range(B):
         affs, vboxes = [], []
-        for _ in range(2):
+        for _ in range(V):
             side = float(torch.rand(1, generator=g)) * 40 + 80
             x0 = float(torch.rand(1, generator=g)) * (128 - side)
             y0 = float(torch.rand(1, generator=g)) * (128 - side)
@@ -79,9 +74,9 @@ def _grid_views(B=3, jitter=0., seed=0):
             ], -1).clamp(0, IMG)
             affs.append(a)
             vboxes.append(bx)
-        boxes = torch.stack(vboxes)  # (2, 16, 4)
-        keep = ((boxes[..., 2] - boxes[..., 0] > 2) &
-                (boxes[..., 3] - boxes[..., 1] > 2)).all(0)
+        boxes = torch.stack(vboxes)  # (V, 16, 4)
+        keep = ((boxes[:2, :, 2] - boxes[:2, :, 0] > 2) &
+                (boxes[:2, :, 3] - boxes[:2, :, 1] > 2)).all(0)
         boxes = boxes[:, keep]
         if jitter:
             boxes = boxes + torch.randn(boxes.shape, generator=g) * jitter
@@ -89,7 +84,7 @@ def _grid_views(B=3, jitter=0., seed=0):
         ds.set_field(boxes, 'boxes')
         ds.set_field(torch.stack(affs), 'view_affine')
         samples.append(ds)
-    inputs = [torch.randn(B, 3, IMG, IMG, generator=g) for _ in range(2)]
+    inputs = [torch.randn(B, 3, IMG, IMG, generator=g) for _ in range(V)]
     return inputs, samples
 
 
@@ -132,7 +127,7 @@ def test_plrc_loss_grads_only_online():
         assert torch.isfinite(v) and v.item() > 0
     sum(losses.values()).backward()
     assert int(model.img_queue.ptr) == ptr0 + 3
-    for name in ('backbone', 'img_neck', 'point_neck', 'dino_head'):
+    for name in ('backbone', 'point_neck', 'dino_head'):
         grads = [p.grad for p in getattr(model, name).parameters()
                  if p.requires_grad]
         assert any(g is not None and g.abs().sum() > 0 for g in grads), name
@@ -154,16 +149,16 @@ def test_plrc_weights_and_no_regions():
             loss_distill=dict(
                 type='PointAffinityDistillationLoss', loss_weight=0.),
             num_distill_points=5,
-            max_regions=2))
+            regions_per_image=2))
     inputs, samples = _grid_views(B=2)
     # an image without regions: masked, no NaN
-    samples[1].set_field(torch.zeros(2, 0, 4), 'boxes')
+    samples[1].set_field(torch.zeros(3, 0, 4), 'boxes')
     losses = model.loss(inputs, samples)
     assert losses['loss_point'] == 0 and losses['loss_distill'] == 0
     assert torch.isfinite(losses['loss_img'])
     with pytest.raises(ValueError, match='view_affine'):
         bad = DataSample()
-        bad.set_field(torch.zeros(2, 1, 4), 'boxes')
+        bad.set_field(torch.zeros(3, 1, 4), 'boxes')
         model.loss(inputs, [bad, bad])
 
 
@@ -230,7 +225,13 @@ def test_read_upsampled_rows_equals_interpolate():
         assert torch.allclose(out, ref, atol=1e-5), S
 
 
-def _dense_distill_reference(model, online, teacher, directions, aff,
+MODES = dict(
+    three=dict(num_views=3),  # the release: view 0' is the target
+    two=dict(num_views=2),
+    symmetric=dict(num_views=2, symmetric=True))
+
+
+def _dense_distill_reference(model, online, target, reference, pairs, aff,
                              img_shape):
     """The loss on the full upsampled S x S maps (the official order:
     upsample, then all-pairs affinities, then pick the paired cells)."""
@@ -246,12 +247,12 @@ def _dense_distill_reference(model, online, teacher, directions, aff,
         return x.flatten(2).transpose(1, 2)
 
     terms, weights = [], []
-    for on, te, (s, t) in zip(online, teacher, directions):
-        idx_t, ok = match_dense_cells(aff, img_shape, S, s, t,
+    for on, te, rf, (s, d) in zip(online, target, reference, pairs):
+        idx_t, ok = match_dense_cells(aff, img_shape, S, s, d,
                                       model.distill_pos_ratio)
         f_s, l_s = up(on['dino_feat']), up(on['dino_logits'])
         f_t, l_t = up(te['dino_feat']), up(te['dino_logits'])
-        ref = f_t.transpose(1, 2)
+        ref = up(rf['dino_feat']).transpose(1, 2)
         s_vec = torch.cat([f_s @ ref * model.affinity_scale, l_s], -1)
         t_vec = torch.cat([f_t @ ref * model.affinity_scale, l_t], -1)
         t_vec = t_vec.gather(1, idx_t[..., None].expand_as(t_vec))
@@ -265,13 +266,13 @@ def _dense_distill_reference(model, online, teacher, directions, aff,
     return model.loss_distill.loss_weight * (loss * w).sum() / w.sum()
 
 
-@pytest.mark.parametrize('symmetric', [False, True])
-def test_distill_loss_equals_dense_reference(symmetric):
+@pytest.mark.parametrize('mode', list(MODES))
+def test_distill_loss_equals_dense_reference(mode):
     torch.manual_seed(0)
-    model = MODELS.build(_cfg(symmetric=symmetric))
+    model = MODELS.build(_cfg(**MODES[mode]))
     model.loss_distill.eval()  # no centre update between the two calls
     model.loss_distill.center.normal_()
-    _, samples = _grid_views(B=3, seed=2)
+    _, samples = _grid_views(B=3, seed=2, V=model.num_views)
     aff = torch.stack([s.view_affine for s in samples])
     g = torch.Generator().manual_seed(1)
 
@@ -281,18 +282,30 @@ def test_distill_loss_equals_dense_reference(symmetric):
             dino_logits=torch.randn(3, 32, 2, 3, generator=g))
 
     dirs = model.directions
+    pairs = [(s, model.distill_target_view(s, t)) for s, t in dirs]
+    if mode == 'three':
+        assert pairs == [(0, 2)]
+    else:
+        assert pairs == list(dirs)
     online = [enc() for _ in dirs]
-    teacher = [enc() for _ in dirs]
-    ours = model.distill_loss(online, teacher, dirs, aff, (IMG, IMG))
-    ref = _dense_distill_reference(model, online, teacher, dirs, aff,
-                                   (IMG, IMG))
+    target = [enc() for _ in dirs]
+    reference = [enc() for _ in dirs]
+    ours = model.distill_loss(online, target, pairs, aff, (IMG, IMG),
+                              reference=reference)
+    ref = _dense_distill_reference(model, online, target, reference, pairs,
+                                   aff, (IMG, IMG))
+    assert torch.allclose(ours, ref, rtol=1e-4, atol=1e-5), (ours, ref)
+    # the two-view form: the target is its own reference
+    ours = model.distill_loss(online, target, pairs, aff, (IMG, IMG))
+    ref = _dense_distill_reference(model, online, target, target, pairs,
+                                   aff, (IMG, IMG))
     assert torch.allclose(ours, ref, rtol=1e-4, atol=1e-5), (ours, ref)
 
 
-@pytest.mark.parametrize('symmetric', [False, True])
-def test_plrc_one_backbone_pass_per_view_and_encoder(symmetric):
-    model = MODELS.build(_cfg(symmetric=symmetric))
-    inputs, samples = _grid_views(B=2)
+@pytest.mark.parametrize('mode', list(MODES))
+def test_plrc_one_backbone_pass_per_view_and_encoder(mode):
+    model = MODELS.build(_cfg(**MODES[mode]))
+    inputs, samples = _grid_views(B=2, V=model.num_views)
     calls = {'online': [], 'teacher': []}
     model.backbone.register_forward_hook(
         lambda m, i, o: calls['online'].append(i[0]))
@@ -300,13 +313,21 @@ def test_plrc_one_backbone_pass_per_view_and_encoder(symmetric):
         lambda m, i, o: calls['teacher'].append(i[0]))
     losses = model.loss(inputs, samples)
     assert all(torch.isfinite(v) for v in losses.values())
-    if symmetric:
+
+    def same_images(x, y):  # up to the shuffle-BN permutation
+        return torch.equal(x.sum((1, 2, 3)).sort()[0],
+                           y.sum((1, 2, 3)).sort()[0])
+
+    if mode == 'symmetric':
         assert len(calls['online']) == 2 and len(calls['teacher']) == 2
-    else:
-        # MoCo v2's work: online on view 1, teacher on view 2, once each
-        assert len(calls['online']) == 1 and len(calls['teacher']) == 1
-        assert torch.equal(calls['online'][0], inputs[0])
-        assert torch.equal(calls['teacher'][0], inputs[1])
+        return
+    # MoCo v2's work: online on view 0 once; the teacher on view 1 (and on
+    # view 0', the distillation target, with three views)
+    assert len(calls['online']) == 1
+    assert torch.equal(calls['online'][0], inputs[0])
+    assert len(calls['teacher']) == model.num_views - 1
+    for x, v in zip(calls['teacher'], range(1, model.num_views)):
+        assert same_images(x, inputs[v])
 
 
 def test_plrc_point_head_after_sampling_variant():
@@ -317,3 +338,160 @@ def test_plrc_point_head_after_sampling_variant():
     assert torch.isfinite(loss) and loss > 0
     loss.backward()
     assert model.point_neck.mlp[0].weight.grad.abs().sum() > 0
+
+
+# ---- fidelity to the release (docs/fidelity.md, PLRC) -------------------
+def test_image_embedding_is_point_mean_and_trains_point_head():
+    """The release's image embedding: normalize(mean_hw(fcs(C5)))
+    (builder.py:140,230); the image loss alone reaches the point head."""
+    import torch.nn.functional as F
+    torch.manual_seed(0)
+    model = MODELS.build(_cfg())
+    assert model.img_neck is None and model.point_mean_embedding
+    inputs, samples = _grid_views(B=2)
+    c5 = model.backbone(inputs[0])[-1]
+    enc = model._encode(c5, momentum=False)
+    dense = model.point_neck(c5.permute(0, 2, 3, 1))  # (B, h, w, D)
+    expected = F.normalize(dense.mean((1, 2)), dim=1)
+    assert torch.allclose(
+        model._image_embedding(enc, momentum=False), expected, atol=1e-5)
+    model.zero_grad()
+    model.loss(inputs, samples)['loss_img'].backward()
+    assert model.point_neck.mlp[0].weight.grad.abs().sum() > 0
+    assert model.point_neck.mlp[-1].weight.grad.abs().sum() > 0
+
+
+def test_separate_image_neck_option():
+    torch.manual_seed(0)
+    model = MODELS.build(
+        _cfg(
+            img_neck=dict(
+                type='mmpretrain.MoCoV2Neck',
+                in_channels=128,
+                hid_channels=64,
+                out_channels=24,
+                with_avg_pool=True),
+            img_feat_dim=24))
+    assert not model.point_mean_embedding
+    assert model.img_queue.features.shape[1] == 24
+    inputs, samples = _grid_views(B=2)
+    model.loss(inputs, samples)['loss_img'].backward()
+    assert model.img_neck.mlp[0].weight.grad.abs().sum() > 0
+    assert model.point_neck.mlp[0].weight.grad is None
+    with pytest.raises(ValueError, match='img_feat_dim'):
+        MODELS.build(_cfg(img_feat_dim=24))  # point_neck gives 32
+
+
+def _release_supcon(p, q, T=0.2, Tb=0.07):
+    """SupCon of the release for one region per image (the formula of
+    ``SupConLoss.compute_cont_loss``, 'all' mode): ``p``, ``q`` ``(B, P, C)``
+    normalised teacher and online points; positives = the other points of
+    the same image, every other point a negative."""
+    feats = torch.cat([p, q], 1)  # (B, 2P, C)
+    B, n = feats.shape[:2]
+    contrast = torch.cat(torch.unbind(feats, 1), 0)  # (n * B, C)
+    logits = contrast @ contrast.t() / T
+    logits = logits - logits.max(1, keepdim=True)[0]
+    not_self = 1 - torch.eye(n * B)
+    pos = torch.eye(B).repeat(n, n) * not_self
+    log_prob = logits - torch.log((logits.exp() * not_self).sum(1, True))
+    mean_log_prob_pos = (pos * log_prob).sum(1) / pos.sum(1)
+    return (-(T / Tb) * mean_log_prob_pos).mean()
+
+
+def _loop_supcon(q, k, valid, T=0.2, Tb=0.07):
+    """Per-anchor loop: positives = the other points of the same region of
+    the same image (both views), negatives = every other valid point."""
+    B, K, P, _ = q.shape
+    pts, lab = [], []
+    for b in range(B):
+        for r in range(K):
+            if valid[b, r]:
+                for x in torch.cat([q[b, r], k[b, r]]):
+                    pts.append(x)
+                    lab.append((b, r))
+    losses = []
+    for a, za in enumerate(pts):
+        others = [c for c in range(len(pts)) if c != a]
+        denom = torch.stack([(za @ pts[c]) / T for c in others]).logsumexp(0)
+        pos = [c for c in others if lab[c] == lab[a]]
+        lp = torch.stack([(za @ pts[c]) / T - denom for c in pos])
+        losses.append(-(T / Tb) * lp.mean())
+    return torch.stack(losses).mean()
+
+
+def _rand_points(B, K, P, D, seed):
+    import torch.nn.functional as F
+    g = torch.Generator().manual_seed(seed)
+    q = F.normalize(torch.randn(B, K, P, D, generator=g), dim=-1)
+    k = F.normalize(torch.randn(B, K, P, D, generator=g), dim=-1)
+    return q, k
+
+
+def test_one_region_per_image_equals_release_supcon():
+    model = MODELS.build(_cfg())
+    assert model.regions_per_image == 1
+    q, k = _rand_points(4, 1, 5, 8, seed=0)
+    ours = model.point_contrast_loss([q], [k], torch.ones(4, 1).bool())
+    ref = model.loss_point.loss_weight * _release_supcon(k[:, 0], q[:, 0])
+    assert torch.allclose(ours, ref, rtol=1e-5, atol=1e-6), (ours, ref)
+
+
+def test_multi_region_mode_equals_loop_reference():
+    model = MODELS.build(_cfg(regions_per_image=None))
+    q, k = _rand_points(3, 4, 3, 8, seed=1)
+    valid = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 0, 0]]).bool()
+    ours = model.point_contrast_loss([q], [k], valid)
+    ref = model.loss_point.loss_weight * _loop_supcon(q, k, valid)
+    assert torch.allclose(ours, ref, rtol=1e-5, atol=1e-6), (ours, ref)
+
+
+@pytest.mark.parametrize('regions_per_image', [1, 2, None])
+def test_regions_per_image_sets_the_contrasted_regions(regions_per_image):
+    torch.manual_seed(0)
+    model = MODELS.build(_cfg(regions_per_image=regions_per_image))
+    inputs, samples = _grid_views(B=3)
+    num_in = [s.boxes.shape[1] for s in samples]
+    seen = {}
+
+    def spy(q, k, valid):
+        seen['valid'] = valid
+        return PLRC.point_contrast_loss(model, q, k, valid)
+
+    model.point_contrast_loss = spy
+    model.loss(inputs, samples)
+    counts = seen['valid'].sum(1).tolist()
+    if regions_per_image is None:
+        assert seen['valid'].shape[1] == max(num_in)
+        assert sum(counts) > 3  # other regions of an image are negatives
+    else:
+        assert seen['valid'].shape[1] == regions_per_image
+        assert all(c <= regions_per_image for c in counts)
+
+
+def test_teacher_heads_in_or_out_of_the_shuffle_align():
+    """Outputs come back in the input order whichever frame the teacher's
+    heads run in (one process: the same batch statistics)."""
+    torch.manual_seed(0)
+    model = MODELS.build(_cfg())
+    inputs, _ = _grid_views(B=4)
+    outs = []
+    for shuffle, heads_in in [(False, True), (True, True), (True, False)]:
+        model.shuffle_bn, model.teacher_heads_in_shuffle = shuffle, heads_in
+        torch.manual_seed(1)
+        outs.append(model._encode_teacher(inputs[1]))
+    for out in outs[1:]:
+        assert set(out) == set(outs[0])
+        for key in out:
+            assert torch.allclose(out[key], outs[0][key], atol=1e-5), key
+
+
+def test_view_count_errors():
+    model = MODELS.build(_cfg())
+    inputs, samples = _grid_views(B=2, V=2)
+    with pytest.raises(ValueError, match='3 view tensors'):
+        model.loss(inputs, samples)
+    with pytest.raises(ValueError, match='symmetric=True needs num_views=2'):
+        MODELS.build(_cfg(symmetric=True))
+    with pytest.raises(ValueError, match='num_views must be'):
+        MODELS.build(_cfg(num_views=4))
