@@ -45,7 +45,6 @@ THIN = dict(
     },
     plrc={
         'model.backbone.base_channels': 16,
-        'model.img_neck.in_channels': 128,
         'model.point_neck.in_channels': 128,
         'model.dino_head.in_channels': 128
     },
