@@ -78,13 +78,26 @@ def fake_batch(batch, size, num_boxes, device):
     return inputs, samples
 
 
+def build_models(config, device):
+    """ProSeCo of ``config`` and the supervised detector of its
+    ``model.detector`` (same weights init scheme), both in train mode."""
+    from mmengine.config import Config
+
+    from mmregion.registry import MODELS
+    cfg = Config.fromfile(config)
+    models = []
+    for model_cfg in (cfg.model, copy.deepcopy(cfg.model.detector)):
+        model = MODELS.build(model_cfg).to(device)
+        model.init_weights()
+        models.append(model.train())
+    return models
+
+
 def main():
     args = parse_args()
     import mmregion  # noqa: F401
-    from mmengine.config import Config
 
     from mmregion.models.losses.loc_sce_loss import LocSCELoss
-    from mmregion.registry import MODELS
     from mmregion.utils import register_all_modules
     register_all_modules()
     dev = args.device
@@ -107,10 +120,7 @@ def main():
           f'{t_locsce * 1e3:.1f} ms')
 
     # 2. ProSeCo step vs supervised Deformable DETR step
-    cfg = Config.fromfile(args.config)
-    model = MODELS.build(cfg.model).to(dev)
-    model.init_weights()
-    model.train()
+    model, sup = build_models(args.config, dev)
     inputs, samples = fake_batch(args.batch, args.img_size, args.num_boxes,
                                  dev)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -122,9 +132,6 @@ def main():
         sum(losses.values()).backward()
         optim.step()
 
-    sup = MODELS.build(copy.deepcopy(cfg.model.detector)).to(dev)
-    sup.init_weights()
-    sup.train()
     det_samples = model._det_samples(samples, inputs[1], 1)
     sup_optim = torch.optim.AdamW(
         [p for p in sup.parameters() if p.requires_grad], lr=1e-5)

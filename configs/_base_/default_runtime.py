@@ -35,4 +35,8 @@ log_processor = dict(window_size=10, by_epoch=False)
 log_level = 'INFO'
 load_from = None
 resume = False
-randomness = dict(seed=None, deterministic=False)
+# diff_rank_seed: rank r seeds its generators with seed + r, so the ranks
+# draw different augmentations/jitters/points (mmengine's default gives all
+# ranks the same stream); the sampler still shares one seed across ranks
+# (mmengine), and RNGStateHook saves and restores every rank's state
+randomness = dict(seed=None, deterministic=False, diff_rank_seed=True)

@@ -15,7 +15,8 @@ from mmengine.config import Config, ConfigDict, DictAction
 
 __all__ = [
     'UserError', 'load_config', 'check_cfg_options', 'explain_exception',
-    'setup_cpu_distributed', 'add_cfg_options_args', 'apply_cfg_options'
+    'setup_cpu_distributed', 'slurm_dist_env', 'add_cfg_options_args',
+    'apply_cfg_options'
 ]
 
 
@@ -188,18 +189,102 @@ def run_cli(main, argv: Optional[Iterable[str]] = None) -> None:
         sys.exit(1)
 
 
+def _first_slurm_host(nodelist: str) -> str:
+    """First host of a SLURM node list (``scontrol show hostnames``).
+
+    ``scontrol`` is used when it is installed; otherwise the common forms
+    are expanded here: ``node1``, ``node1,node2``, ``gpu-[03-05,9],cpu1``.
+    """
+    import shutil
+    import subprocess
+    if shutil.which('scontrol'):
+        out = subprocess.run(['scontrol', 'show', 'hostnames', nodelist],
+                             capture_output=True,
+                             text=True,
+                             check=False)
+        if out.returncode == 0 and out.stdout.split():
+            return out.stdout.split()[0]
+    first = nodelist.strip()
+    depth, end = 0, len(first)
+    for i, ch in enumerate(first):  # the first top-level comma
+        depth += (ch == '[') - (ch == ']')
+        if ch == ',' and depth == 0:
+            end = i
+            break
+    first = first[:end]
+    if '[' in first:
+        prefix, ranges = first.split('[', 1)
+        start = ranges.rstrip(']').split(',')[0].split('-')[0]
+        first = prefix + start
+    return first
+
+
+def slurm_dist_env(environ: Optional[Dict[str, str]] = None
+                   ) -> Dict[str, str]:
+    """The torch ``env://`` variables of a task started by ``srun``.
+
+    mmengine derives them the same way for ``--launcher slurm`` but then
+    calls ``torch.cuda.set_device``, so on CPU-only nodes we set them
+    ourselves: ``RANK`` = ``SLURM_PROCID``, ``WORLD_SIZE`` =
+    ``SLURM_NTASKS``, ``LOCAL_RANK`` = ``SLURM_LOCALID``, ``MASTER_ADDR`` =
+    the first node of ``SLURM_NODELIST`` and ``MASTER_PORT`` = 29500 unless
+    already set (a ``MASTER_ADDR``/``MASTER_PORT`` in the environment wins,
+    as in mmengine).
+
+    Args:
+        environ (dict, optional): Defaults to ``os.environ``.
+
+    Returns:
+        dict[str, str]: The five variables.
+
+    Raises:
+        UserError: A SLURM variable is missing (not started by ``srun``).
+    """
+    env = os.environ if environ is None else environ
+    missing = [
+        k for k in ('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST')
+        if not env.get(k)
+    ]
+    if missing:
+        raise UserError(
+            f'--launcher slurm needs {", ".join(missing)} in the environment'
+            ' (start the job with srun, e.g. tools/slurm_train.sh)')
+    return dict(
+        RANK=env['SLURM_PROCID'],
+        WORLD_SIZE=env['SLURM_NTASKS'],
+        LOCAL_RANK=env.get('SLURM_LOCALID', '0'),
+        MASTER_ADDR=env.get('MASTER_ADDR') or _first_slurm_host(
+            env['SLURM_NODELIST']),
+        MASTER_PORT=env.get('MASTER_PORT') or '29500')
+
+
 def setup_cpu_distributed(cfg: Config, launcher: str) -> None:
-    """Make ``--launcher pytorch`` work without a GPU (gloo, no device ids).
+    """Make ``--launcher pytorch``/``slurm`` work without a GPU (gloo).
 
     mmengine assumes NCCL and ``torch.cuda.set_device``; on a CPU machine we
     start the gloo process group ourselves (mmengine then skips its own
-    ``init_dist``) and let DDP wrap a CPU module.
+    ``init_dist``) and let DDP wrap a CPU module. With ``slurm`` the
+    ``env://`` variables come from ``SLURM_*`` (:func:`slurm_dist_env`).
+
+    Raises:
+        UserError: the launcher's environment variables are missing.
     """
     import torch
     if launcher == 'none' or torch.cuda.is_available():
         return
     import torch.distributed as dist
     if not dist.is_initialized():
+        if launcher == 'slurm':
+            os.environ.update(slurm_dist_env())
+        missing = [
+            k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
+            if k not in os.environ
+        ]
+        if missing and launcher in ('pytorch', 'slurm'):
+            raise UserError(
+                f'--launcher {launcher} needs {", ".join(missing)} in the '
+                'environment (start it with tools/dist_train.sh or torchrun;'
+                ' --launcher slurm with srun)')
         dist.init_process_group(backend='gloo')
     cfg.setdefault('env_cfg', ConfigDict())
     cfg.env_cfg.setdefault('dist_cfg', ConfigDict())

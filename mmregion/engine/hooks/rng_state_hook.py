@@ -12,10 +12,18 @@ The data side needs nothing: with ``num_workers=0`` the transforms draw from
 numpy/python ``random``, which mmengine re-seeds and the iteration-based loop
 replays when it skips the already-trained batches; with workers, each worker
 is re-seeded deterministically by mmengine's ``worker_init_fn``.
+
+Several ranks: with ``randomness.diff_rank_seed=True`` (our default runtime)
+every rank has its own generator state, but only rank 0 writes the
+checkpoint. The hook therefore all-gathers the states of all ranks after
+every training iteration (a few KiB; the checkpoint hooks save after it),
+writes them as ``per_rank_torch``/``per_rank_cuda`` and gives each rank its
+own state back on resume.
 """
 from typing import Optional
 
 import torch
+from mmengine import dist
 from mmengine.hooks import Hook
 
 from mmregion.registry import HOOKS
@@ -30,12 +38,40 @@ class RNGStateHook(Hook):
     the generators alone.
     """
 
-    priority = 'VERY_LOW'  # snapshot after every other hook touched meta
+    # before CheckpointHook (NORMAL) in after_train_iter: the gathered
+    # states are those the checkpoint of this iteration must hold
+    priority = 'ABOVE_NORMAL'
+
+    def __init__(self) -> None:
+        self._rank_states: Optional[dict] = None
+
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch=None,
+                         outputs=None) -> None:
+        """Gather every rank's generator state (distributed runs only)."""
+        if dist.get_world_size() <= 1:
+            return
+        states = dict(per_rank_torch=[
+            s.cpu() for s in dist.all_gather(torch.get_rng_state())
+        ])
+        if torch.cuda.is_available():
+            states['per_rank_cuda'] = [
+                s.cpu() for s in dist.all_gather(torch.cuda.get_rng_state())
+            ]
+        # saved at this iteration (iteration hooks) or right after it
+        # (epoch hooks, runner.iter already incremented)
+        self._rank_states = dict(iter=runner.iter, states=states)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         state = dict(torch=torch.get_rng_state())
         if torch.cuda.is_available():
             state['cuda'] = torch.cuda.get_rng_state_all()
+        gathered = self._rank_states
+        if gathered is not None and \
+                runner.iter - gathered['iter'] in (0, 1):
+            state.update(gathered['states'])
         checkpoint.setdefault('meta', {})['rng_state'] = state
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
@@ -48,6 +84,20 @@ class RNGStateHook(Hook):
                 'RNGStateHook): the resumed run is not bit-identical to an '
                 'uninterrupted one.')
             return
+        rank, world_size = dist.get_rank(), dist.get_world_size()
+        per_rank = state.get('per_rank_torch')
+        if per_rank is not None and len(per_rank) == world_size:
+            torch.set_rng_state(per_rank[rank])
+            per_cuda = state.get('per_rank_cuda')
+            if per_cuda is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state(per_cuda[rank])
+            return
+        if world_size > 1 or per_rank is not None:
+            runner.logger.warning(
+                f'The checkpoint holds the RNG state of '
+                f'{len(per_rank) if per_rank else 1} rank(s), this run has '
+                f'{world_size}: every rank restores rank 0\'s state (not '
+                'bit-identical to an uninterrupted run).')
         torch.set_rng_state(state['torch'])
         cuda_states = state.get('cuda')
         if cuda_states and torch.cuda.is_available() and \
