@@ -26,6 +26,7 @@ Examples::
     python tools/check_gpu.py --device cpu --tiny      # CPU smoke run
 """
 import argparse
+import contextlib
 import json
 import os.path as osp
 import statistics
@@ -189,7 +190,9 @@ class Stepper:
             torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
         self.optim.zero_grad(set_to_none=True)
-        with torch.autocast(dev.type, dtype=torch.float16, enabled=amp):
+        ctx = torch.autocast(dev.type, dtype=torch.float16) if amp \
+            else contextlib.nullcontext()
+        with ctx:
             losses = self.loss_fn()
             loss = sum(v for k, v in losses.items() if 'loss' in k)
         if amp:
