@@ -134,6 +134,7 @@ def results(toy_coco):
     return run_on_ranks(_cross_rank_worker, str(toy_coco))
 
 
+@pytest.mark.slow
 def test_queue_gathers_every_rank_in_rank_order(results):
     q0, q1 = (r['queue'] for r in results)
     assert torch.equal(q0['queue'], q1['queue'])
@@ -143,6 +144,7 @@ def test_queue_gathers_every_rank_in_rank_order(results):
     assert q0['ptr'] == q1['ptr'] == 2
 
 
+@pytest.mark.slow
 def test_shuffle_bn_permutes_across_ranks_and_unpermutes(results):
     for rank, r in enumerate(results):
         s = r['shuffle']
@@ -153,6 +155,7 @@ def test_shuffle_bn_permutes_across_ranks_and_unpermutes(results):
         'no sample ever left its rank'
 
 
+@pytest.mark.slow
 def test_plrc_centre_is_all_reduced(results):
     c0, c1 = (r['centre']['center'] for r in results)
     assert torch.equal(c0, c1)
@@ -163,6 +166,7 @@ def test_plrc_centre_is_all_reduced(results):
     torch.testing.assert_close(c0[0], expected)
 
 
+@pytest.mark.slow
 def test_data_shards_epochs_and_seeds(results):
     d0, d1 = (r['data'] for r in results)
     for epoch in range(2):

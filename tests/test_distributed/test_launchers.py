@@ -81,6 +81,7 @@ def test_slurm_dist_env(monkeypatch):
         slurm_dist_env({'SLURM_NODELIST': 'n1'})
 
 
+@pytest.mark.slow
 def test_launcher_slurm_on_cpu_one_task():
     """Failed before with 'environment variable RANK expected'."""
     code = (
