@@ -254,7 +254,8 @@ def build_steppers(args, device):
         torch.manual_seed(0)
         model, _, size = benchmark_plrc.build('plrc', pargs)
         data = model.data_preprocessor(
-            benchmark_plrc.fake_batch(args.batch, size, args.regions), True)
+            benchmark_plrc.fake_batch(
+                args.batch, size, args.regions, views=model.num_views), True)
         steppers['plrc'] = Stepper('plrc', model,
                                    lambda m=model, d=data: m.loss(**d),
                                    args.batch, _sgd(model), device)
