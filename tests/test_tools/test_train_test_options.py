@@ -3,6 +3,8 @@ dataloader switches of tools/train.py; --show-dir / --tta of tools/test.py."""
 import importlib.util
 import os
 import os.path as osp
+import subprocess
+import sys
 
 import pytest
 from mmengine.config import Config
@@ -83,7 +85,7 @@ def _random_detector_checkpoint(config, path):
 
 
 @pytest.mark.slow
-def test_test_py_show_dir_and_tta(toy_coco, tmp_path, capsys):
+def test_test_py_show_dir_and_tta(toy_coco, tmp_path):
     """tools/test.py --show-dir draws every test image; --tta wraps the
     model in DetTTAModel with a flip pipeline and still evaluates."""
     config = osp.join(ROOT, 'configs', 'benchmarks',
@@ -92,16 +94,21 @@ def test_test_py_show_dir_and_tta(toy_coco, tmp_path, capsys):
     _random_detector_checkpoint(config, ckpt)
     root = f'{toy_coco}/'
     work = tmp_path / 'work'
-    _load_tool('test').main([
-        config,
+    # a fresh process, as a user runs it: in-process, visualizer instances
+    # left by earlier tests of the session (mmengine's ManagerMixin) can be
+    # picked up by DetVisualizationHook
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.run([
+        sys.executable,
+        osp.join(ROOT, 'tools', 'test.py'), config,
         str(ckpt), '--work-dir',
         str(work), '--show-dir', 'vis', '--wait-time', '0.1', '--tta',
         '--cfg-options', f'test_dataloader.dataset.data_root={root}',
         f'test_evaluator.ann_file={root}annotations/instances_val.json',
         'model.backbone.init_cfg=None'
-    ])
-    log = capsys.readouterr()
-    log = log.out + log.err
+    ], capture_output=True, text=True, env=env, timeout=600)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
     assert 'tta_model' in log and 'tta_pipeline' in log  # default TTA
     assert 'bbox_mAP' in log
     pngs = [f for _, _, fs in os.walk(work) for f in fs if f.endswith('.jpg')
