@@ -244,6 +244,20 @@ def _rel(config: str) -> str:
     return config if '::' in config else osp.relpath(config, REPO)
 
 
+def _dict_diff(a: dict, b: dict) -> dict:
+    """The keys of ``a`` whose values differ from ``b``'s, recursing into
+    nested dicts (lists and other values are compared whole)."""
+    out = {}
+    for k, v in a.items():
+        if isinstance(v, dict) and isinstance(b.get(k), dict):
+            sub = _dict_diff(v, b[k])
+            if sub:
+                out[k] = sub
+        elif k not in b or b[k] != v:
+            out[k] = v
+    return out
+
+
 def _budget_lines(cfg, iters: int) -> List[str]:
     """Config lines that stretch an iteration-based schedule to ``iters``
     (none when ``iters`` is 0: the config's own schedule, e.g. the
@@ -486,9 +500,13 @@ class Benchmark:
                 self._moco_pipeline(cfg, 96)) + '))']
         if method == 'plrc':  # the toy config uses a half-width ResNet-18
             c5 = 8 * 64
+            # the release's image embedding is the point projector's mean
+            # (img_neck=None); a separate image neck is resized too
+            img_neck = (f'img_neck=dict(in_channels={c5}), '
+                        if cfg.model.get('img_neck') else '')
             return [
                 'model = dict(backbone=dict(base_channels=64), '
-                f'img_neck=dict(in_channels={c5}), point_neck=dict('
+                f'{img_neck}point_neck=dict('
                 f'in_channels={c5}), dino_head=dict(in_channels={c5}))'
             ]
         if method == 'detreg':
@@ -497,9 +515,10 @@ class Benchmark:
                 REPO, 'configs/mmregion/detreg_deformable-detr_r50_coco.py'))
             proseco = Config.fromfile(osp.join(
                 REPO, 'configs/mmregion/proseco_deformable-detr_r50_coco.py'))
-            diff = {k: v for k, v in detreg.model.items()
-                    if k not in proseco.model or proseco.model[k] != v}
-            diff = json.loads(json.dumps(diff))
+            # leaf-wise difference (a whole-dict one would carry the R-50
+            # backbone and its pretrained init into the toy detector)
+            diff = _dict_diff(json.loads(json.dumps(detreg.model)),
+                              json.loads(json.dumps(proseco.model)))
             det = cfg.model.detector
             if isinstance(diff.get('embed_head'), dict):
                 # sizes of the toy detector: its embed dims in, the C3

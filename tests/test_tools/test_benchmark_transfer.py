@@ -186,3 +186,35 @@ def test_reduced_quick_run_end_to_end(tmp_path):
                            timeout=300, env=env)
     assert again.returncode == 0
     assert 'pretrain/ccop: done earlier (skipped)' in again.stdout
+
+
+@pytest.mark.parametrize('method', ['mocov2', 'ccop', 'plrc', 'detreg'])
+def test_generated_pretrain_configs_build(method, tmp_path):
+    """The per-method overrides merge into the public configs (a config
+    change there, e.g. PLRC's img_neck=None or the R-50 DETReg pretrained
+    init, once broke the generated config) and the models build."""
+    from mmengine.config import Config
+
+    from mmregion.registry import MODELS
+    from mmregion.utils import register_all_modules
+    bt = _tool()
+    config = osp.join(ROOT, bt.METHODS[method][1])
+    cfg = Config.fromfile(config)
+    lines = [f'_base_ = {config!r}']
+    this = __import__('types').SimpleNamespace(
+        _moco_pipeline=bt.Benchmark._moco_pipeline)
+    lines += bt.Benchmark._method_overrides(this, method, cfg)
+    derived = tmp_path / f'{method}_benchmark.py'
+    derived.write_text('\n'.join(lines) + '\n')
+    out = Config.fromfile(str(derived))
+    register_all_modules()
+    model = MODELS.build(out.model)
+    assert sum(p.numel() for p in model.parameters()) > 0
+    if method == 'plrc':  # full-width ResNet-18 like every other method
+        assert out.model.backbone.base_channels == 64
+    if method == 'detreg':
+        det = out.model.detector
+        assert det.bbox_head.loss_cls.loss_weight == 2.0
+        assert det.backbone.depth == 18 and not det.backbone.get('init_cfg')
+        assert out.model.contrast_loss is None
+        assert out.model.embed_head.out_channels == 128
