@@ -21,8 +21,8 @@ def _reference(query, key, queue, tau):
 
 def _rand(n, k, d=8):
     torch.manual_seed(0)
-    return (F.normalize(torch.randn(n, d), dim=1),
-            F.normalize(torch.randn(n, d), dim=1),
+    return (F.normalize(torch.randn(n, d),
+                        dim=1), F.normalize(torch.randn(n, d), dim=1),
             F.normalize(torch.randn(k, d), dim=1))
 
 
@@ -33,11 +33,11 @@ def test_info_nce_matches_loop_reference(tau):
     per = info_nce_loss(q, k, queue, tau, reduction='none')
     assert torch.allclose(per, ref, atol=1e-5)
     assert torch.allclose(
-        info_nce_loss(q, k, queue, tau, reduction='mean'), ref.mean(),
+        info_nce_loss(q, k, queue, tau, reduction='mean'),
+        ref.mean(),
         atol=1e-5)
     assert torch.allclose(
-        info_nce_loss(q, k, queue, tau, reduction='sum'), ref.sum(),
-        atol=1e-4)
+        info_nce_loss(q, k, queue, tau, reduction='sum'), ref.sum(), atol=1e-4)
 
 
 def test_info_nce_weight_masks_queries():
@@ -57,7 +57,8 @@ def test_info_nce_empty_and_module():
     module = InfoNCELoss(temperature=0.2, loss_weight=2.)
     a, b, queue = _rand(3, 2)
     assert torch.allclose(
-        module(a, b, queue), 2 * _reference(a, b, queue, 0.2).mean(),
+        module(a, b, queue),
+        2 * _reference(a, b, queue, 0.2).mean(),
         atol=1e-5)
     with pytest.raises(ValueError, match='queue'):
         module(a, b, torch.randn(2, 5))

@@ -93,8 +93,7 @@ CASES = {
     'PointInfoNCELoss':
     (dict(), _point_infonce, 'features', 'point_supcon_loss'),
     'PointAffinityDistillationLoss':
-    (dict(out_dim=5), _distill, 'student',
-     'point_affinity_distillation_loss'),
+    (dict(out_dim=5), _distill, 'student', 'point_affinity_distillation_loss'),
 }
 
 
@@ -153,10 +152,11 @@ def test_reductions_weight_and_avg_factor(name):
     _close(loss(**inputs, avg_factor=2.5), none.sum() / 2.5)
     # weight: multiplies the per-row loss, 'mean' is the weighted mean over
     # the rows that take part (those with a non-zero unweighted loss here)
-    weight = torch.rand(none.shape, generator=torch.Generator().manual_seed(
-        1)) + 0.5
-    _close(loss(**inputs, weight=weight, reduction_override='none'),
-           none * weight)
+    weight = torch.rand(
+        none.shape, generator=torch.Generator().manual_seed(1)) + 0.5
+    _close(
+        loss(**inputs, weight=weight, reduction_override='none'),
+        none * weight)
     _close(
         loss(**inputs, weight=weight, reduction_override='sum'),
         (none * weight).sum())

@@ -29,7 +29,9 @@ def test_distillation_equals_loop_and_center_update():
     t = torch.randn(M, D, generator=g)
     w = (torch.rand(M, generator=g) < 0.7).float()
     loss_fn = PointAffinityDistillationLoss(
-        out_dim=D, warmup_teacher_temperature=0.04, teacher_temperature=0.07,
+        out_dim=D,
+        warmup_teacher_temperature=0.04,
+        teacher_temperature=0.07,
         warmup_epochs=30)
     loss_fn.center.normal_(generator=g)
     c0 = loss_fn.center.clone()

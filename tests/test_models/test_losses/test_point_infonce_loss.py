@@ -17,9 +17,9 @@ def _loop_reference(z, labels, valid, views, tau, tau_b, cross_view_only):
             math.exp(float(z[a] @ z[c]) / tau) for c in range(N)
             if c != a and valid[c])
         pos = [
-            p for p in range(N) if p != a and valid[p]
-            and labels[p] == labels[a] and
-            (not cross_view_only or views[p] != views[a])
+            p for p in range(N)
+            if p != a and valid[p] and labels[p] == labels[a] and (
+                not cross_view_only or views[p] != views[a])
         ]
         if not pos:
             continue
@@ -37,7 +37,8 @@ def test_point_infonce_equals_loop(cross_view_only):
     views = torch.randint(0, 2, (N, ), generator=g)
     valid = torch.rand(N, generator=g) < 0.8
     loss = PointInfoNCELoss(
-        temperature=0.2, base_temperature=0.07,
+        temperature=0.2,
+        base_temperature=0.07,
         cross_view_only=cross_view_only)(z, labels, valid, views)
     ref = _loop_reference(z, labels, valid, views, 0.2, 0.07, cross_view_only)
     assert loss.item() == pytest.approx(ref, rel=1e-5)

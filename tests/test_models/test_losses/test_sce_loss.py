@@ -17,8 +17,15 @@ def _iou(a, b):
     return inter / max(union, 1e-6)
 
 
-def _reference(student, teacher, boxes, coeff, temp, temp_m, delta,
-               normalize_target=True, anchor='student'):
+def _reference(student,
+               teacher,
+               boxes,
+               coeff,
+               temp,
+               temp_m,
+               delta,
+               normalize_target=True,
+               anchor='student'):
     """Loop form of the LocSCE formula (poster / methods.md section 3),
     float64. ``anchor='teacher'``: p'_(in, j sigma_n(m)) = softmax over the
     student columns of teacher row (i, j); ``normalize_target=False``: the
@@ -32,17 +39,16 @@ def _reference(student, teacher, boxes, coeff, temp, temp_m, delta,
     for r in range(m):
         i, j = divmod(r, n)
         # teacher-vs-teacher distribution, self excluded
-        den_t = sum(math.exp(float(k[r] @ k[c]) / temp_m) for c in range(m)
-                    if c != r)
-        den_s = sum(math.exp(float(a[r] @ c_emb[c]) / temp)
-                    for c in range(m))
+        den_t = sum(
+            math.exp(float(k[r] @ k[c]) / temp_m) for c in range(m) if c != r)
+        den_s = sum(math.exp(float(a[r] @ c_emb[c]) / temp) for c in range(m))
         w = []
         for c in range(m):
             nn_, mm = divmod(c, n)
-            pos = float(c == r or (
-                i == nn_ and _iou(boxes[i, j].tolist(), boxes[i, mm].tolist())
-                >= delta))
-            s = 0.0 if c == r else math.exp(float(k[r] @ k[c]) / temp_m) / den_t
+            pos = float(c == r or (i == nn_ and _iou(
+                boxes[i, j].tolist(), boxes[i, mm].tolist()) >= delta))
+            s = 0.0 if c == r else math.exp(float(k[r] @ k[c]) /
+                                            temp_m) / den_t
             w.append(coeff * pos + (1 - coeff) * s)
         tot_w = sum(w) if normalize_target else 1.0
         for c in range(m):
@@ -66,8 +72,13 @@ def test_loc_sce_matches_loop_reference(delta):
     boxes = _rand_boxes(nb, n, gen)
     # make some boxes overlap strongly
     boxes[0, 1] = boxes[0, 0] + 1.0
-    opts = dict(coeff=0.4, student_temperature=0.2, teacher_temperature=0.07,
-                pos_iou_thr=delta, normalize_target=True, anchor='student')
+    opts = dict(
+        coeff=0.4,
+        student_temperature=0.2,
+        teacher_temperature=0.07,
+        pos_iou_thr=delta,
+        normalize_target=True,
+        anchor='student')
     loss = loc_sce_loss(student, teacher, boxes, **opts)
     ref = _reference(student, teacher, boxes, 0.4, 0.2, 0.07, delta)
     # without `valid` every row counts: the mean is the plain one
@@ -91,9 +102,13 @@ def test_loc_sce_options_match_loop_reference(normalize_target, anchor):
     boxes = _rand_boxes(nb, n, gen)
     boxes[0, 1] = boxes[0, 0] + 1.0  # P = 2 positives in these rows
     boxes[1, 2] = boxes[1, 3] - 0.5
-    module = LocSCELoss(coeff=0.3, student_temperature=0.2,
-                        teacher_temperature=0.07, pos_iou_thr=0.5,
-                        normalize_target=normalize_target, anchor=anchor)
+    module = LocSCELoss(
+        coeff=0.3,
+        student_temperature=0.2,
+        teacher_temperature=0.07,
+        pos_iou_thr=0.5,
+        normalize_target=normalize_target,
+        anchor=anchor)
     ref = _reference(student, teacher, boxes, 0.3, 0.2, 0.07, 0.5,
                      normalize_target, anchor)
     assert module(student, teacher, boxes).item() == pytest.approx(
@@ -124,18 +139,23 @@ def test_sce_matches_loop_reference_and_delta_one():
     m, d = 7, 6
     student = torch.randn(m, d, generator=gen)
     teacher = torch.randn(m, d, generator=gen)
-    loss = sce_loss(student, teacher, coeff=0.5, student_temperature=0.1,
-                    teacher_temperature=0.05)
+    loss = sce_loss(
+        student,
+        teacher,
+        coeff=0.5,
+        student_temperature=0.1,
+        teacher_temperature=0.05)
     # SCE = LocSCE with one image and boxes that only overlap themselves
     boxes = torch.tensor([[10. * i, 0., 10. * i + 8., 8.] for i in range(m)])
-    ref = _reference(student[None], teacher[None], boxes[None], 0.5, 0.1,
-                     0.05, 2.0)  # delta > 1: identity positives
+    ref = _reference(student[None], teacher[None], boxes[None], 0.5, 0.1, 0.05,
+                     2.0)  # delta > 1: identity positives
     assert loss.mean().item() == pytest.approx(ref, rel=1e-4)
     assert SCELoss()(student, teacher).item() == pytest.approx(ref, rel=1e-4)
     # delta = 1.0 on distinct boxes of several images reduces LocSCE to SCE
     gen = torch.Generator().manual_seed(2)
-    s3, t3 = torch.randn(2, 4, 5, generator=gen), torch.randn(2, 4, 5,
-                                                            generator=gen)
+    s3, t3 = torch.randn(
+        2, 4, 5, generator=gen), torch.randn(
+            2, 4, 5, generator=gen)
     boxes3 = _rand_boxes(2, 4, gen)
     sce_opts = dict(normalize_target=True, anchor='student')
     loc = loc_sce_loss(s3, t3, boxes3, pos_iou_thr=1.0, **sce_opts)
@@ -170,9 +190,10 @@ def test_loc_sce_degenerate_inputs_no_nan():
     valid_rows = valid.reshape(-1)
     assert torch.isfinite(loss_v).all()
     # the mean counts the single valid row only
-    assert loc_sce_loss(student, teacher, boxes, valid,
-                        reduction='mean').item() == pytest.approx(
-                            loss_v.sum().item(), rel=1e-6)
+    assert loc_sce_loss(
+        student, teacher, boxes, valid,
+        reduction='mean').item() == pytest.approx(
+            loss_v.sum().item(), rel=1e-6)
     assert (loss_v[~valid_rows] == 0).all()
     # nothing valid at all: a zero loss, not NaN
     none = LocSCELoss()(student, teacher, boxes,
@@ -196,7 +217,7 @@ def test_invalid_columns_are_ignored():
 
 def test_bad_shapes_raise():
     with pytest.raises(ValueError, match='loc_sce_loss'):
-        loc_sce_loss(torch.randn(2, 3, 4), torch.randn(2, 3, 4),
-                     torch.randn(2, 4, 4))
+        loc_sce_loss(
+            torch.randn(2, 3, 4), torch.randn(2, 3, 4), torch.randn(2, 4, 4))
     with pytest.raises(ValueError, match='iou_thr'):
         LocSCELoss(iou_thr=1.5)
