@@ -26,8 +26,8 @@ from the whole global batch in distributed training.
 
 Note on the self-similarity: the docstring formula of the official code
 excludes ``k = i`` from ``s`` (indicator ``1_{i != k}``); its implementation
-puts a zero logit in the positive slot instead. We follow the formula (and
-``methods.md``) and exclude it.
+puts a zero logit in the positive slot instead. We follow the formula (as
+printed in the SCE paper, and in the ProSeCo paper's LocSCE) and exclude it.
 """
 from typing import Optional
 

@@ -26,7 +26,7 @@ def _reference(student,
                delta,
                normalize_target=True,
                anchor='student'):
-    """Loop form of the LocSCE formula (poster / methods.md section 3),
+    """Loop form of the LocSCE formula (ProSeCo paper and poster),
     float64. ``anchor='teacher'``: p'_(in, j sigma_n(m)) = softmax over the
     student columns of teacher row (i, j); ``normalize_target=False``: the
     target rows as printed (no L1 normalisation)."""
