@@ -212,13 +212,8 @@ class LocSCELoss(SCELoss):
             teacher,
             boxes,
             valid,
-            self.coeff,
-            self.student_temperature,
-            self.teacher_temperature,
-            self.pos_iou_thr,
-            self.normalize_target,
-            self.anchor,
-            self.gather_negatives,
+            pos_iou_thr=self.pos_iou_thr,
             weight=weight,
             reduction=self.get_reduction(reduction_override),
-            avg_factor=avg_factor)
+            avg_factor=avg_factor,
+            **self.sce_options)

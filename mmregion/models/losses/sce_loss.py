@@ -268,14 +268,19 @@ class SCELoss(BaseLoss):
         return self.loss_weight * sce_loss(
             student,
             teacher,
-            None,
-            valid,
-            self.coeff,
-            self.student_temperature,
-            self.teacher_temperature,
-            self.normalize_target,
-            self.anchor,
-            self.gather_negatives,
+            valid=valid,
             weight=weight,
             reduction=self.get_reduction(reduction_override),
-            avg_factor=avg_factor)
+            avg_factor=avg_factor,
+            **self.sce_options)
+
+    @property
+    def sce_options(self) -> dict:
+        """dict: the hyper-parameters passed to the functional form."""
+        return dict(
+            coeff=self.coeff,
+            student_temperature=self.student_temperature,
+            teacher_temperature=self.teacher_temperature,
+            normalize_target=self.normalize_target,
+            anchor=self.anchor,
+            gather_negatives=self.gather_negatives)
