@@ -14,8 +14,8 @@
 # or DETReg's own independent draws (default_rng(42)) for comparability with
 # its numbers, then point ann_file to *_10pct_detreg_seed42.json:
 #   python tools/make_mini_coco.py ... --percent 1 5 10 --split-mode detreg
-# Headline (ProSeCo paper, methods.md): supervised 28.6, DETReg 30.9,
-# ProSeCo 32.8 mAP.
+# Headline (ProSeCo paper, Bouniot et al., ICLR 2023): supervised 28.6,
+# DETReg 30.9, ProSeCo 32.8 mAP.
 _base_ = './deformable-detr_r50_50e_coco.py'
 
 # tools/make_mini_coco.py output (seed 0); data_root stays data/coco/

@@ -69,7 +69,7 @@ model = dict(
     loss_intra=dict(
         type='IntraImageDiscriminationLoss',
         margin=0.4,  # ccop.py intra_loss margin=0.4
-        iou_thr=0.05,  # ccop.py get_iou_mat(...) < 0.05
+        neg_iou_thr=0.05,  # ccop.py get_iou_mat(...) < 0.05
         loss_weight=1.0),
     momentum=0.001,  # r50_d2 momentum=0.999, mmengine convention 1 - 0.999
     shuffle_bn=True)  # ccop.py _img_batch_shuffle_ddp

@@ -73,9 +73,9 @@ model = dict(
         loss_weight=0.3),  # [main] --cl_ratio 0.3
     loss_distill=dict(
         type='PointAffinityDistillationLoss',
-        student_temp=0.1,  # [loss] SelfDistillation student_temp
-        teacher_temp=0.07,  # [loss] teacher_temp
-        warmup_teacher_temp=0.04,  # [loss] warmup_teacher_temp
+        student_temperature=0.1,  # [loss] SelfDistillation student_temp
+        teacher_temperature=0.07,  # [loss] teacher_temp
+        warmup_teacher_temperature=0.04,  # [loss] warmup_teacher_temp
         # [loss] warmup_teacher_temp_epochs=30 of nepochs=100, scaled
         warmup_epochs=warmup_teacher_epochs,
         center_momentum=0.9,  # [loss] center_momentum

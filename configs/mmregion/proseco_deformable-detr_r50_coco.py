@@ -141,9 +141,10 @@ model = dict(
     contrast_loss=dict(
         type='LocSCELoss',
         coeff=0.5,  # lambda_SCE: SCE default
-        temp=0.1,  # tau: SCE default
-        temp_m=0.05,  # tau_m: SCE class default (0.07 in its IN-1k config)
-        iou_thr=0.5,  # delta: best in ProSeCo's ablation (methods.md)
+        student_temperature=0.1,  # tau: SCE default (SCE `temp`)
+        # tau_m: SCE class default `temp_m` (0.07 in its IN-1k config)
+        teacher_temperature=0.05,
+        pos_iou_thr=0.5,  # delta: best in the ProSeCo paper's ablation
         # the two points the ProSeCo poster leaves open (see the docstring of
         # mmregion/models/losses/loc_sce_loss.py): target rows as printed
         # (True = SCE's L1 normalisation) and the teacher proposal as the

@@ -13,11 +13,10 @@ CCOP's ``roi_loss`` (object level, queries = regions).
 from typing import Optional
 
 import torch
-import torch.nn as nn
-from mmdet.models.losses.utils import weight_reduce_loss
 from torch import Tensor
 
 from mmregion.registry import MODELS
+from .utils import BaseLoss, weighted_reduce
 
 __all__ = ['InfoNCELoss', 'info_nce_loss']
 
@@ -27,7 +26,7 @@ def info_nce_loss(query: Tensor,
                   queue: Tensor,
                   temperature: float = 0.2,
                   weight: Optional[Tensor] = None,
-                  reduction: str = 'mean',
+                  reduction: str = 'none',
                   avg_factor: Optional[float] = None) -> Tensor:
     """InfoNCE of each query against its key and a shared queue.
 
@@ -39,9 +38,10 @@ def info_nce_loss(query: Tensor,
         temperature (float): Softmax temperature tau. Defaults to 0.2.
         weight (Tensor, optional): (N,) per-query weights, e.g. a 0/1 mask of
             valid (non-padded) regions. Defaults to None.
-        reduction (str): 'none', 'mean' or 'sum'. Defaults to 'mean'.
+        reduction (str): 'none', 'mean' or 'sum'. Defaults to 'none'.
         avg_factor (float, optional): Divisor of the 'mean' (e.g. the number
-            of valid queries). Defaults to None.
+            of valid queries). Defaults to the total weight (the plain mean
+            without ``weight``).
 
     Returns:
         Tensor: (N,) losses for 'none', else a scalar. With N = 0 the
@@ -58,16 +58,11 @@ def info_nce_loss(query: Tensor,
     logits = torch.cat([pos, neg], dim=1) / temperature
     # -log softmax(logits)[:, 0]
     loss = torch.logsumexp(logits, dim=1) - logits[:, 0]
-    if query.shape[0] == 0 and reduction != 'none':
-        return query.sum() * 0.
-    if weight is not None:
-        weight = weight.to(loss.dtype)
-    return weight_reduce_loss(
-        loss, weight, reduction=reduction, avg_factor=avg_factor)
+    return weighted_reduce(loss, weight, reduction, avg_factor)
 
 
 @MODELS.register_module()
-class InfoNCELoss(nn.Module):
+class InfoNCELoss(BaseLoss):
     """Module form of :func:`info_nce_loss`.
 
     Args:
@@ -81,13 +76,11 @@ class InfoNCELoss(nn.Module):
                  temperature: float = 0.2,
                  reduction: str = 'mean',
                  loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(reduction, loss_weight)
         if temperature <= 0:
             raise ValueError(
                 f'InfoNCELoss: temperature must be > 0, got {temperature}.')
         self.temperature = temperature
-        self.reduction = reduction
-        self.loss_weight = loss_weight
 
     def forward(self,
                 query: Tensor,
@@ -97,13 +90,11 @@ class InfoNCELoss(nn.Module):
                 avg_factor: Optional[float] = None,
                 reduction_override: Optional[str] = None) -> Tensor:
         """Compute the loss (arguments as in :func:`info_nce_loss`)."""
-        assert reduction_override in (None, 'none', 'mean', 'sum')
-        reduction = reduction_override or self.reduction
         return self.loss_weight * info_nce_loss(
             query,
             key,
             queue,
             temperature=self.temperature,
             weight=weight,
-            reduction=reduction,
+            reduction=self.get_reduction(reduction_override),
             avg_factor=avg_factor)

@@ -7,7 +7,7 @@ embeddings ``k_b`` of the un-jittered regions (view 2)::
     loss    = mean over valid pairs (a, b) of relu(S[a, b] - S[b, b] + margin)
 
 A pair is valid when both regions are real (not padding), ``a != b`` and the
-two key boxes overlap with IoU < ``iou_thr`` (clearly different objects).
+two key boxes overlap with IoU < ``neg_iou_thr`` (clearly different objects).
 The mean runs over all valid pairs of the batch (github ChenhongyiYang/CCOP
 ``openselfsup/models/ccop.py``, ``intra_loss``). Unlike the official code, a
 batch without any valid pair gives 0 (with a graph), not NaN.
@@ -15,26 +15,26 @@ batch without any valid pair gives 0 (with a graph), not NaN.
 from typing import Optional
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
-from mmdet.models.losses.utils import weight_reduce_loss
 from mmdet.structures.bbox import bbox_overlaps
 from torch import Tensor
 
 from mmregion.registry import MODELS
+from .utils import BaseLoss, renamed_kwargs, weighted_reduce
 
 __all__ = ['IntraImageDiscriminationLoss', 'intra_image_discrimination_loss']
 
 
-def intra_image_discrimination_loss(query: Tensor,
-                                    key: Tensor,
-                                    boxes: Tensor,
-                                    valid: Tensor,
-                                    margin: float = 0.4,
-                                    iou_thr: float = 0.05,
-                                    reduction: str = 'mean',
-                                    avg_factor: Optional[float] = None
-                                    ) -> Tensor:
+def intra_image_discrimination_loss(
+        query: Tensor,
+        key: Tensor,
+        boxes: Tensor,
+        valid: Tensor,
+        margin: float = 0.4,
+        neg_iou_thr: float = 0.05,
+        weight: Optional[Tensor] = None,
+        reduction: str = 'none',
+        avg_factor: Optional[float] = None) -> Tensor:
     """Hinge loss between regions of the same image, batched with padding.
 
     Args:
@@ -45,15 +45,17 @@ def intra_image_discrimination_loss(query: Tensor,
             the key boxes).
         valid (Tensor): (B, K) bool, False for padded regions.
         margin (float): Hinge margin. Defaults to 0.4 (CCOP).
-        iou_thr (float): Pairs with IoU >= this are not negatives. Defaults
+        neg_iou_thr (float): Two regions are negatives of each other only
+            when their IoU is below this (mmdet's ``neg_iou_thr``). Defaults
             to 0.05 (CCOP).
-        reduction (str): 'none' ((B, K, K) masked losses), 'mean' or 'sum'.
-            Defaults to 'mean'.
+        weight (Tensor, optional): (B, K, K) per-pair weights.
+        reduction (str): 'none' ((B, K, K) losses, 0 outside the valid
+            pairs), 'mean' or 'sum'. Defaults to 'none'.
         avg_factor (float, optional): Divisor of the mean. Defaults to the
-            number of valid pairs.
+            (weighted) number of valid pairs.
 
     Returns:
-        Tensor: Scalar loss (or (B, K, K) for 'none').
+        Tensor: (B, K, K) for 'none', else a scalar (0 without valid pair).
     """
     if query.dim() != 3 or query.shape != key.shape:
         raise ValueError('intra_image_discrimination_loss: query and key '
@@ -71,56 +73,57 @@ def intra_image_discrimination_loss(query: Tensor,
         valid = valid.bool()
         ious = bbox_overlaps(boxes.float(), boxes.float())  # (B, K, K)
         eye = torch.eye(num, dtype=torch.bool, device=query.device)
-        mask = valid[:, :, None] & valid[:, None, :] & (ious < iou_thr) \
+        mask = valid[:, :, None] & valid[:, None, :] & (ious < neg_iou_thr) \
             & ~eye
     # padded entries may hold anything: zero them so they cannot leak
     hinge = torch.where(mask, hinge, torch.zeros_like(hinge))
-    weight = mask.to(hinge.dtype)
-    if reduction == 'mean' and avg_factor is None:
-        avg_factor = weight.sum()
-    return weight_reduce_loss(
-        hinge, weight, reduction=reduction, avg_factor=avg_factor)
+    return weighted_reduce(hinge, weight, reduction, avg_factor, mask=mask)
 
 
 @MODELS.register_module()
-class IntraImageDiscriminationLoss(nn.Module):
+class IntraImageDiscriminationLoss(BaseLoss):
     """Module form of :func:`intra_image_discrimination_loss`.
 
     Args:
         margin (float): Hinge margin. Defaults to 0.4 (CCOP).
-        iou_thr (float): IoU below which two regions are negatives.
-            Defaults to 0.05 (CCOP).
+        neg_iou_thr (float): IoU below which two regions are negatives.
+            Defaults to 0.05 (CCOP). The old name ``iou_thr`` still works
+            (deprecated, with a warning).
         reduction (str): 'none', 'mean' or 'sum'. Defaults to 'mean'.
         loss_weight (float): Multiplier. Defaults to 1.0 (CCOP).
     """
 
     def __init__(self,
                  margin: float = 0.4,
-                 iou_thr: float = 0.05,
+                 neg_iou_thr: float = 0.05,
                  reduction: str = 'mean',
-                 loss_weight: float = 1.0) -> None:
-        super().__init__()
+                 loss_weight: float = 1.0,
+                 **deprecated) -> None:
+        super().__init__(reduction, loss_weight)
+        neg_iou_thr, = renamed_kwargs(
+            'IntraImageDiscriminationLoss',
+            dict(iou_thr='neg_iou_thr'),
+            deprecated,
+            neg_iou_thr=neg_iou_thr)
         self.margin = margin
-        self.iou_thr = iou_thr
-        self.reduction = reduction
-        self.loss_weight = loss_weight
+        self.neg_iou_thr = neg_iou_thr
 
     def forward(self,
                 query: Tensor,
                 key: Tensor,
                 boxes: Tensor,
                 valid: Tensor,
+                weight: Optional[Tensor] = None,
                 avg_factor: Optional[float] = None,
                 reduction_override: Optional[str] = None) -> Tensor:
         """Compute the loss (arguments as in the function)."""
-        assert reduction_override in (None, 'none', 'mean', 'sum')
-        reduction = reduction_override or self.reduction
         return self.loss_weight * intra_image_discrimination_loss(
             query,
             key,
             boxes,
             valid,
             margin=self.margin,
-            iou_thr=self.iou_thr,
-            reduction=reduction,
+            neg_iou_thr=self.neg_iou_thr,
+            weight=weight,
+            reduction=self.get_reduction(reduction_override),
             avg_factor=avg_factor)

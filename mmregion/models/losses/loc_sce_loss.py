@@ -13,7 +13,9 @@ with ``s`` the teacher-vs-teacher similarity distribution (temperature
 tau_m, self excluded, as in SCE) and ``p'`` a softmax of the student-vs-
 teacher similarities (temperature tau). Overlapping proposals of the same
 image are extra positives instead of negatives; with ``delta = 1.0`` and
-distinct boxes the positives reduce to the identity, i.e. to SCE.
+distinct boxes the positives reduce to the identity, i.e. to SCE. Here
+``tau = student_temperature``, ``tau_m = teacher_temperature`` and ``delta =
+pos_iou_thr``.
 
 ProSeCo's code is not public and its poster leaves two points open, so both
 are options (``docs/fidelity.md``, audit items 8 and 9):
@@ -38,35 +40,35 @@ Negatives are the proposals of the GPU's batch unless ``gather_negatives``
 (the paper's N_b may be the global batch: UNVERIFIED, so per-GPU stays the
 default).
 """
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
-import torch.nn as nn
+from mmdet.structures.bbox import bbox_overlaps
 from torch import Tensor
 
 from mmregion.registry import MODELS
-from .sce_loss import check_anchor, reduce_rows, sce_loss
+from .sce_loss import SCE_RENAMES, SCELoss, sce_loss
+from .utils import renamed_kwargs
 
 __all__ = ['LocSCELoss', 'loc_sce_loss', 'same_image_iou_positives']
 
 
-def same_image_iou_positives(boxes: Tensor, iou_thr: float) -> Tensor:
-    """Positives of LocSCE: same image and IoU >= ``iou_thr``.
+def same_image_iou_positives(boxes: Tensor, pos_iou_thr: float) -> Tensor:
+    """Positives of LocSCE: same image and IoU >= ``pos_iou_thr``.
 
     Args:
         boxes (Tensor): (N_b, N, 4) xyxy boxes (any consistent unit).
-        iou_thr (float): delta.
+        pos_iou_thr (float): delta.
 
     Returns:
         Tensor: (N_b * N, N_b * N) bool, block diagonal; the diagonal is
         always True (a zero-area box is still its own positive).
     """
-    from mmdet.structures.bbox import bbox_overlaps
     num_imgs, num = boxes.shape[:2]
     iou = bbox_overlaps(boxes.float(), boxes.float())  # (N_b, N, N)
     pos = boxes.new_zeros((num_imgs, num, num_imgs, num), dtype=torch.bool)
     idx = torch.arange(num_imgs, device=boxes.device)
-    pos[idx, :, idx, :] = iou >= iou_thr
+    pos[idx, :, idx, :] = iou >= pos_iou_thr
     pos = pos.view(num_imgs * num, num_imgs * num)
     return pos | torch.eye(
         num_imgs * num, dtype=torch.bool, device=boxes.device)
@@ -77,12 +79,15 @@ def loc_sce_loss(student: Tensor,
                  boxes: Tensor,
                  valid: Optional[Tensor] = None,
                  coeff: float = 0.5,
-                 temp: float = 0.1,
-                 temp_m: float = 0.05,
-                 iou_thr: float = 0.5,
+                 student_temperature: float = 0.1,
+                 teacher_temperature: float = 0.05,
+                 pos_iou_thr: float = 0.5,
                  normalize_target: bool = False,
                  anchor: str = 'teacher',
-                 gather_negatives: bool = False) -> Tuple[Tensor, Tensor]:
+                 gather_negatives: bool = False,
+                 weight: Optional[Tensor] = None,
+                 reduction: str = 'none',
+                 avg_factor: Optional[float] = None) -> Tensor:
     """Per-proposal LocSCE loss over the whole batch at once.
 
     Args:
@@ -93,19 +98,24 @@ def loc_sce_loss(student: Tensor,
         valid (Tensor, optional): (N_b, N) bool; invalid proposals take no
             part (neither as rows nor as columns).
         coeff (float): lambda_SCE.
-        temp (float): tau.
-        temp_m (float): tau_m.
-        iou_thr (float): delta.
+        student_temperature (float): tau.
+        teacher_temperature (float): tau_m.
+        pos_iou_thr (float): delta: proposals of the same image with an IoU
+            of at least this are positives (mmdet's ``pos_iou_thr``).
         normalize_target (bool): L1-normalise the target rows (SCE).
             Defaults to False (the printed formula).
         anchor (str): ``'teacher'`` (the printed formula) or ``'student'``
             (SCE). Defaults to ``'teacher'``.
         gather_negatives (bool): Columns from the whole global batch (see
             :func:`sce_loss`). Defaults to False.
+        weight (Tensor, optional): (N_b * N,) per-proposal weights.
+        reduction (str): 'none', 'mean' or 'sum'. Defaults to 'none'.
+        avg_factor (float, optional): Divisor of the 'mean'. Defaults to the
+            (weighted) number of valid proposals.
 
     Returns:
-        tuple[Tensor, Tensor]: per-proposal loss (N_b * N,) and valid
-        (N_b * N,) bool.
+        Tensor: (N_b * N,) per-proposal loss (0 for invalid proposals) for
+        'none', else a scalar.
     """
     if student.dim() != 3 or student.shape != teacher.shape or \
             boxes.shape[:2] != student.shape[:2] or boxes.size(-1) != 4:
@@ -114,24 +124,36 @@ def loc_sce_loss(student: Tensor,
             f'(N_b, N, 4), got {tuple(student.shape)}, '
             f'{tuple(teacher.shape)}, {tuple(boxes.shape)}')
     num_imgs, num, dim = student.shape
-    pos = same_image_iou_positives(boxes.detach(), iou_thr)
+    pos = same_image_iou_positives(boxes.detach(), pos_iou_thr)
     flat_valid = None if valid is None else valid.reshape(-1)
     return sce_loss(
-        student.reshape(-1, dim), teacher.reshape(-1, dim), pos, flat_valid,
-        coeff, temp, temp_m, normalize_target, anchor, gather_negatives)
+        student.reshape(-1, dim),
+        teacher.reshape(-1, dim),
+        pos,
+        flat_valid,
+        coeff,
+        student_temperature,
+        teacher_temperature,
+        normalize_target,
+        anchor,
+        gather_negatives,
+        weight=weight,
+        reduction=reduction,
+        avg_factor=avg_factor)
 
 
 @MODELS.register_module()
-class LocSCELoss(nn.Module):
+class LocSCELoss(SCELoss):
     """LocSCE loss module.
 
     Args:
         coeff (float): lambda_SCE. Defaults to 0.5 (SCE default; ProSeCo
             follows SCE).
-        temp (float): tau. Defaults to 0.1 (SCE).
-        temp_m (float): tau_m. Defaults to 0.05 (SCE class default).
-        iou_thr (float): delta, IoU threshold of the positives. Defaults to
-            0.5 (best in ProSeCo's ablation).
+        student_temperature (float): tau. Defaults to 0.1 (SCE).
+        teacher_temperature (float): tau_m. Defaults to 0.05 (SCE class
+            default).
+        pos_iou_thr (float): delta, IoU threshold of the positives. Defaults
+            to 0.5 (best in ProSeCo's ablation).
         normalize_target (bool): L1-normalise the target rows as SCE does.
             Defaults to False (the poster's formula; see the module doc).
         anchor (str): ``'teacher'`` (the poster's ``p'_(in, j sigma_n(m))``)
@@ -143,47 +165,55 @@ class LocSCELoss(nn.Module):
             Defaults to False (per-GPU, as before; UNVERIFIED either way).
         reduction (str): 'none', 'mean' (over valid proposals) or 'sum'.
         loss_weight (float): Multiplier. Defaults to 1.0.
+
+    The old names ``temp`` / ``temp_m`` / ``iou_thr`` still work
+    (deprecated, with a warning).
     """
 
     def __init__(self,
                  coeff: float = 0.5,
-                 temp: float = 0.1,
-                 temp_m: float = 0.05,
-                 iou_thr: float = 0.5,
+                 student_temperature: float = 0.1,
+                 teacher_temperature: float = 0.05,
+                 pos_iou_thr: float = 0.5,
                  normalize_target: bool = False,
                  anchor: str = 'teacher',
                  gather_negatives: bool = False,
                  reduction: str = 'mean',
-                 loss_weight: float = 1.0) -> None:
-        super().__init__()
-        if reduction not in ('none', 'mean', 'sum'):
-            raise ValueError(f'LocSCELoss: unknown reduction {reduction}')
-        if not 0.0 <= iou_thr <= 1.0:
-            raise ValueError(f'LocSCELoss: iou_thr must be in [0, 1], got '
-                             f'{iou_thr}')
-        check_anchor('LocSCELoss', anchor)
-        self.coeff = coeff
-        self.temp = temp
-        self.temp_m = temp_m
-        self.iou_thr = iou_thr
-        self.normalize_target = normalize_target
-        self.anchor = anchor
-        self.gather_negatives = gather_negatives
-        self.reduction = reduction
-        self.loss_weight = loss_weight
+                 loss_weight: float = 1.0,
+                 **deprecated) -> None:
+        student_temperature, teacher_temperature, pos_iou_thr = \
+            renamed_kwargs(
+                'LocSCELoss',
+                dict(SCE_RENAMES, iou_thr='pos_iou_thr'),
+                deprecated,
+                student_temperature=student_temperature,
+                teacher_temperature=teacher_temperature,
+                pos_iou_thr=pos_iou_thr)
+        if not 0.0 <= pos_iou_thr <= 1.0:
+            raise ValueError('LocSCELoss: pos_iou_thr must be in [0, 1], got '
+                             f'{pos_iou_thr}')
+        super().__init__(coeff, student_temperature, teacher_temperature,
+                         normalize_target, anchor, gather_negatives, reduction,
+                         loss_weight)
+        self.pos_iou_thr = pos_iou_thr
 
     def forward(self,
                 student: Tensor,
                 teacher: Tensor,
                 boxes: Tensor,
                 valid: Optional[Tensor] = None,
+                weight: Optional[Tensor] = None,
                 avg_factor: Optional[float] = None,
                 reduction_override: Optional[str] = None) -> Tensor:
         """Args: student, teacher (N_b, N, D); boxes (N_b, N, 4) xyxy;
-        valid (N_b, N) bool, optional."""
-        loss, valid = loc_sce_loss(student, teacher, boxes, valid, self.coeff,
-                                   self.temp, self.temp_m, self.iou_thr,
-                                   self.normalize_target, self.anchor,
-                                   self.gather_negatives)
-        return self.loss_weight * reduce_rows(
-            loss, valid, reduction_override or self.reduction, avg_factor)
+        valid (N_b, N) bool and weight (N_b * N,), optional."""
+        return self.loss_weight * loc_sce_loss(
+            student,
+            teacher,
+            boxes,
+            valid,
+            pos_iou_thr=self.pos_iou_thr,
+            weight=weight,
+            reduction=self.get_reduction(reduction_override),
+            avg_factor=avg_factor,
+            **self.sce_options)

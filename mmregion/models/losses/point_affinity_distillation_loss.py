@@ -2,20 +2,25 @@
 from typing import Optional
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
-from mmdet.models.losses.utils import weight_reduce_loss
 from mmengine import dist
 from torch import Tensor
 
 from mmregion.registry import MODELS
+from .utils import BaseLoss, renamed_kwargs, weighted_reduce
+
+__all__ = ['PointAffinityDistillationLoss', 'point_affinity_distillation_loss']
 
 
-def point_affinity_distillation_loss(student: Tensor,
-                                     teacher: Tensor,
-                                     center: Tensor,
-                                     student_temp: float = 0.1,
-                                     teacher_temp: float = 0.07) -> Tensor:
+def point_affinity_distillation_loss(
+        student: Tensor,
+        teacher: Tensor,
+        center: Tensor,
+        student_temperature: float = 0.1,
+        teacher_temperature: float = 0.07,
+        weight: Optional[Tensor] = None,
+        reduction: str = 'none',
+        avg_factor: Optional[float] = None) -> Tensor:
     """Per-point cross-entropy between the centred teacher and the student.
 
     ``l_i = sum_d -softmax((t_i - c) / tau_t)_d * log_softmax(s_i / tau_s)_d``;
@@ -26,69 +31,100 @@ def point_affinity_distillation_loss(student: Tensor,
             reference points, then prototype logits).
         teacher (Tensor): ``(M, D)`` teacher vectors, built alike.
         center (Tensor): ``(1, D)`` or ``(D,)`` running teacher centre.
-        student_temp (float): tau_s.
-        teacher_temp (float): tau_t.
+        student_temperature (float): tau_s.
+        teacher_temperature (float): tau_t.
+        weight (Tensor, optional): ``(M,)`` per-point weights.
+        reduction (str): 'none', 'mean' or 'sum'. Defaults to 'none'.
+        avg_factor (float, optional): divisor of the 'mean'; defaults to
+            ``weight.sum()`` (the plain mean without ``weight``).
 
     Returns:
-        Tensor: ``(M,)`` per-point loss.
+        Tensor: ``(M,)`` per-point loss for 'none', else a scalar.
     """
-    t = F.softmax((teacher.detach() - center.view(1, -1)) / teacher_temp, -1)
-    return -(t * F.log_softmax(student / student_temp, -1)).sum(-1)
+    t = F.softmax(
+        (teacher.detach() - center.view(1, -1)) / teacher_temperature, -1)
+    loss = -(t * F.log_softmax(student / student_temperature, -1)).sum(-1)
+    return weighted_reduce(loss, weight, reduction, avg_factor)
 
 
 @MODELS.register_module()
-class PointAffinityDistillationLoss(nn.Module):
+class PointAffinityDistillationLoss(BaseLoss):
     """DINO-style distillation of point-affinity vectors (PLRC).
 
     The teacher temperature is warmed up linearly from
-    ``warmup_teacher_temp`` to ``teacher_temp`` over ``warmup_epochs``
-    epochs of training progress; :class:`PLRCTeacherTempHook` writes the
-    progress (in epochs, fractional) to :attr:`progress` before every
-    iteration. Without the hook ``progress`` stays 0 (warm-up start).
+    ``warmup_teacher_temperature`` to ``teacher_temperature`` over
+    ``warmup_epochs`` epochs of training progress;
+    :class:`PLRCTeacherTempHook` writes the progress (in epochs, fractional)
+    to :attr:`progress` before every iteration. Without the hook
+    ``progress`` stays 0 (warm-up start).
 
     Args:
         out_dim (int): ``D``, length of a student/teacher vector (reference
             points + prototypes; ``56 * 56 + 4096`` in the official code).
-        student_temp (float): Defaults to 0.1 (``SelfDistillation`` in
-            ``PLRC/models/plrc_loss.py``).
-        teacher_temp (float): final teacher temperature. Defaults to 0.07.
-        warmup_teacher_temp (float): initial one. Defaults to 0.04.
+        student_temperature (float): Defaults to 0.1 (``student_temp`` of
+            ``SelfDistillation`` in ``PLRC/models/plrc_loss.py``).
+        teacher_temperature (float): final teacher temperature. Defaults to
+            0.07 (``teacher_temp``).
+        warmup_teacher_temperature (float): initial one. Defaults to 0.04
+            (``warmup_teacher_temp``).
         warmup_epochs (float): warm-up length. Defaults to 30 (of 100).
         center_momentum (float): EMA momentum of the teacher centre.
             Defaults to 0.9.
         reduction (str): Defaults to 'mean'.
         loss_weight (float): Defaults to 1.0.
+
+    The old names ``student_temp`` / ``teacher_temp`` /
+    ``warmup_teacher_temp`` still work (deprecated, with a warning); the
+    attributes ``student_temp`` and ``teacher_temp`` stay as read-only
+    aliases.
     """
 
     def __init__(self,
                  out_dim: int,
-                 student_temp: float = 0.1,
-                 teacher_temp: float = 0.07,
-                 warmup_teacher_temp: float = 0.04,
+                 student_temperature: float = 0.1,
+                 teacher_temperature: float = 0.07,
+                 warmup_teacher_temperature: float = 0.04,
                  warmup_epochs: float = 30,
                  center_momentum: float = 0.9,
                  reduction: str = 'mean',
-                 loss_weight: float = 1.0) -> None:
-        super().__init__()
+                 loss_weight: float = 1.0,
+                 **deprecated) -> None:
+        super().__init__(reduction, loss_weight)
+        (self.student_temperature, self.final_teacher_temperature,
+         self.warmup_teacher_temperature) = renamed_kwargs(
+             'PointAffinityDistillationLoss',
+             dict(
+                 student_temp='student_temperature',
+                 teacher_temp='teacher_temperature',
+                 warmup_teacher_temp='warmup_teacher_temperature'),
+             deprecated,
+             student_temperature=student_temperature,
+             teacher_temperature=teacher_temperature,
+             warmup_teacher_temperature=warmup_teacher_temperature)
         self.out_dim = out_dim
-        self.student_temp = student_temp
-        self.final_teacher_temp = teacher_temp
-        self.warmup_teacher_temp = warmup_teacher_temp
         self.warmup_epochs = warmup_epochs
         self.center_momentum = center_momentum
-        self.reduction = reduction
-        self.loss_weight = loss_weight
         self.progress = 0.0
         self.register_buffer('center', torch.zeros(1, out_dim))
 
     @property
-    def teacher_temp(self) -> float:
+    def teacher_temperature(self) -> float:
         """Teacher temperature at the current :attr:`progress`."""
         if self.warmup_epochs <= 0:
-            return self.final_teacher_temp
+            return self.final_teacher_temperature
         r = min(max(self.progress / self.warmup_epochs, 0.), 1.)
-        return self.warmup_teacher_temp + r * (
-            self.final_teacher_temp - self.warmup_teacher_temp)
+        return self.warmup_teacher_temperature + r * (
+            self.final_teacher_temperature - self.warmup_teacher_temperature)
+
+    @property
+    def teacher_temp(self) -> float:
+        """Deprecated alias of :attr:`teacher_temperature`."""
+        return self.teacher_temperature
+
+    @property
+    def student_temp(self) -> float:
+        """Deprecated alias of :attr:`student_temperature`."""
+        return self.student_temperature
 
     @torch.no_grad()
     def update_center(self, teacher: Tensor, weight: Tensor) -> None:
@@ -105,8 +141,8 @@ class PointAffinityDistillationLoss(nn.Module):
         if stats[-1] <= 0:
             return
         batch_center = (stats[:-1] / stats[-1]).to(self.center.dtype)
-        self.center.mul_(self.center_momentum).add_(
-            batch_center[None] * (1 - self.center_momentum))
+        self.center.mul_(self.center_momentum).add_(batch_center[None] *
+                                                    (1 - self.center_momentum))
 
     def forward(self,
                 student: Tensor,
@@ -133,16 +169,19 @@ class PointAffinityDistillationLoss(nn.Module):
                 'PointAffinityDistillationLoss: student/teacher must be '
                 f'(M, out_dim={self.out_dim}), got {tuple(student.shape)} and '
                 f'{tuple(teacher.shape)}')
-        reduction = reduction_override or self.reduction
+        reduction = self.get_reduction(reduction_override)
         if weight is None:
             weight = student.new_ones(student.size(0))
         weight = weight.to(student.dtype)
-        loss = point_affinity_distillation_loss(student, teacher, self.center,
-                                                self.student_temp,
-                                                self.teacher_temp)
+        loss = point_affinity_distillation_loss(
+            student,
+            teacher,
+            self.center,
+            self.student_temperature,
+            self.teacher_temperature,
+            weight=weight,
+            reduction=reduction,
+            avg_factor=avg_factor)
         if self.training:
             self.update_center(teacher.detach(), weight)
-        if reduction == 'mean' and avg_factor is None:
-            avg_factor = weight.sum().clamp(min=1.)
-        return self.loss_weight * weight_reduce_loss(
-            loss, weight, reduction=reduction, avg_factor=avg_factor)
+        return self.loss_weight * loss

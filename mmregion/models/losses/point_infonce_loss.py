@@ -2,12 +2,11 @@
 from typing import Optional, Tuple
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
-from mmdet.models.losses.utils import weight_reduce_loss
 from torch import Tensor
 
 from mmregion.registry import MODELS
+from .utils import BaseLoss, weighted_reduce
 
 
 def _group_sums(key: Tensor, x: Tensor,
@@ -36,15 +35,18 @@ def point_supcon_loss(features: Tensor,
                       view_ids: Optional[Tensor] = None,
                       temperature: float = 0.2,
                       base_temperature: float = 0.07,
-                      cross_view_only: bool = False
-                      ) -> Tuple[Tensor, Tensor]:
+                      cross_view_only: bool = False,
+                      weight: Optional[Tensor] = None,
+                      reduction: str = 'none',
+                      avg_factor: Optional[float] = None) -> Tensor:
     """Per-anchor SupCon loss over a set of point embeddings.
 
     For every anchor ``a`` (all valid points, the 'all' contrast mode of the
     official ``SupConLoss.compute_cont_loss``)::
 
         l_a = -(tau / tau_base) / |P(a)| * sum_{p in P(a)}
-              log( exp(z_a . z_p / tau) / sum_{c != a, c valid} exp(z_a . z_c / tau) )
+              log( exp(z_a . z_p / tau)
+                   / sum_{c != a, c valid} exp(z_a . z_c / tau) )
 
     where ``P(a)`` are the other valid points with the same label (the same
     region of the same image; with ``cross_view_only`` only those of another
@@ -64,11 +66,15 @@ def point_supcon_loss(features: Tensor,
             Defaults to 0.07 (official code).
         cross_view_only (bool): positives only from other views. Defaults to
             False (positives from both views, as the official code).
+        weight (Tensor, optional): ``(N,)`` per-anchor weights.
+        reduction (str): 'none', 'mean' or 'sum'. Defaults to 'none'.
+        avg_factor (float, optional): divisor of the 'mean'; defaults to the
+            (weighted) number of anchors that count (valid with at least one
+            positive).
 
     Returns:
-        tuple[Tensor, Tensor]: per-anchor loss ``(N,)`` (0 where no positive
-        or invalid) and ``(N,)`` bool mask of anchors that count (valid with
-        at least one positive).
+        Tensor: per-anchor loss ``(N,)`` (0 where no positive or invalid) for
+        'none', else a scalar.
     """
     N = features.size(0)
     device = features.device
@@ -103,11 +109,11 @@ def point_supcon_loss(features: Tensor,
     mean_log_prob_pos = pos_logit_sum / num_pos.clamp(min=1) - lse
     loss = -(temperature / base_temperature) * mean_log_prob_pos
     loss = torch.where(has_pos, loss, torch.zeros_like(loss))
-    return loss, has_pos
+    return weighted_reduce(loss, weight, reduction, avg_factor, mask=has_pos)
 
 
 @MODELS.register_module()
-class PointInfoNCELoss(nn.Module):
+class PointInfoNCELoss(BaseLoss):
     """Point-level InfoNCE (SupCon form) of PLRC.
 
     Args:
@@ -130,19 +136,18 @@ class PointInfoNCELoss(nn.Module):
                  normalize: bool = True,
                  reduction: str = 'mean',
                  loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(reduction, loss_weight)
         self.temperature = temperature
         self.base_temperature = base_temperature
         self.cross_view_only = cross_view_only
         self.normalize = normalize
-        self.reduction = reduction
-        self.loss_weight = loss_weight
 
     def forward(self,
                 features: Tensor,
                 labels: Tensor,
                 valid: Optional[Tensor] = None,
                 view_ids: Optional[Tensor] = None,
+                weight: Optional[Tensor] = None,
                 avg_factor: Optional[float] = None,
                 reduction_override: Optional[str] = None) -> Tensor:
         """Compute the loss.
@@ -152,22 +157,25 @@ class PointInfoNCELoss(nn.Module):
             labels (Tensor): ``(N,)`` region labels.
             valid (Tensor, optional): ``(N,)`` bool.
             view_ids (Tensor, optional): ``(N,)`` view index of each point.
+            weight (Tensor, optional): ``(N,)`` per-anchor weights.
             avg_factor (float, optional): divisor of the mean; defaults to
-                the number of anchors with a positive.
+                the (weighted) number of anchors with a positive.
             reduction_override (str, optional): overrides ``reduction``.
 
         Returns:
             Tensor: the loss (scalar unless reduction is 'none').
         """
-        reduction = reduction_override or self.reduction
+        reduction = self.get_reduction(reduction_override)
         if self.normalize:
             features = F.normalize(features, dim=-1)
-        loss, has_pos = point_supcon_loss(features, labels, valid, view_ids,
-                                          self.temperature,
-                                          self.base_temperature,
-                                          self.cross_view_only)
-        weight = has_pos.to(loss.dtype)
-        if reduction == 'mean' and avg_factor is None:
-            avg_factor = weight.sum().clamp(min=1.)
-        return self.loss_weight * weight_reduce_loss(
-            loss, weight, reduction=reduction, avg_factor=avg_factor)
+        return self.loss_weight * point_supcon_loss(
+            features,
+            labels,
+            valid,
+            view_ids,
+            self.temperature,
+            self.base_temperature,
+            self.cross_view_only,
+            weight=weight,
+            reduction=reduction,
+            avg_factor=avg_factor)

@@ -10,10 +10,13 @@ a multi-positive mask (used by :func:`loc_sce_loss`).
 For a student (online) embedding ``q_i`` and teacher (momentum) embeddings
 ``k_1..k_M`` (all L2-normalised)::
 
-    s_ik   = softmax_{k != i}(k_i . k_k / tau_m)       (self-similarity excluded)
+    s_ik   = softmax_{k != i}(k_i . k_k / tau_m)    (self-similarity excluded)
     w_ik   = normalize_L1(lambda * pos_ik + (1 - lambda) * s_ik)
     p_ik   = log_softmax_k(q_i . k_k / tau)
     loss_i = - sum_k w_ik * p_ik
+
+with ``tau = student_temperature`` and ``tau_m = teacher_temperature`` (the
+official code's ``temp`` and ``temp_m``).
 
 Options (used by ProSeCo's LocSCE, see :mod:`.loc_sce_loss`):
 ``normalize_target=False`` drops the L1 normalisation of the target rows,
@@ -23,17 +26,17 @@ from the whole global batch in distributed training.
 
 Note on the self-similarity: the docstring formula of the official code
 excludes ``k = i`` from ``s`` (indicator ``1_{i != k}``); its implementation
-puts a zero logit in the positive slot instead. We follow the formula (and
-``methods.md``) and exclude it.
+puts a zero logit in the positive slot instead. We follow the formula (as
+printed in the SCE paper, and in the ProSeCo paper's LocSCE) and exclude it.
 """
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
 from mmregion.registry import MODELS
+from .utils import BaseLoss, renamed_kwargs, weighted_reduce
 
 __all__ = [
     'SCELoss', 'sce_loss', 'masked_softmax', 'soft_contrast_rows',
@@ -63,6 +66,8 @@ def masked_softmax(logits: Tensor, mask: Tensor) -> Tensor:
 
 
 _ANCHORS = ('student', 'teacher')
+# deprecated config keys of SCELoss / LocSCELoss -> their names now
+SCE_RENAMES = dict(temp='student_temperature', temp_m='teacher_temperature')
 
 
 def check_anchor(owner: str, anchor: str) -> None:
@@ -74,7 +79,7 @@ def check_anchor(owner: str, anchor: str) -> None:
 def soft_contrast_rows(anchors: Tensor, candidates: Tensor, t_rows: Tensor,
                        t_cols: Tensor, pos: Tensor, row_valid: Tensor,
                        col_valid: Tensor, self_col: Tensor, coeff: float,
-                       temp: float, temp_m: float,
+                       student_temperature: float, teacher_temperature: float,
                        normalize_target: bool) -> Tensor:
     """The SCE/LocSCE cross-entropy of each row (the math, vectorised).
 
@@ -82,15 +87,16 @@ def soft_contrast_rows(anchors: Tensor, candidates: Tensor, t_rows: Tensor,
         anchors (Tensor): (M, D) L2-normalised row embeddings.
         candidates (Tensor): (C, D) L2-normalised column embeddings; the
             prediction of row ``r`` is ``softmax_c(anchors[r] . cand[c] /
-            temp)`` over the valid columns.
+            student_temperature)`` over the valid columns.
         t_rows (Tensor): (M, D) normalised teacher embeddings of the rows.
         t_cols (Tensor): (C, D) normalised teacher embeddings of the columns
             (the relational target ``softmax_c(t_rows[r] . t_cols[c] /
-            temp_m)``, own column excluded).
+            teacher_temperature)``, own column excluded).
         pos (Tensor): (M, C) bool positives (the own column is added).
         row_valid (Tensor): (M,) bool. col_valid (Tensor): (C,) bool.
         self_col (Tensor): (M,) long, the column of each row's own pair.
-        coeff, temp, temp_m (float): lambda, tau, tau_m.
+        coeff, student_temperature, teacher_temperature (float): lambda,
+            tau, tau_m.
         normalize_target (bool): L1-normalise each target row.
 
     Returns:
@@ -100,14 +106,15 @@ def soft_contrast_rows(anchors: Tensor, candidates: Tensor, t_rows: Tensor,
     own = torch.zeros((num, num_cols), dtype=torch.bool, device=pos.device)
     own[torch.arange(num, device=pos.device), self_col] = True
     col_ok = col_valid[None, :].expand(num, num_cols)
-    s_teacher = masked_softmax(t_rows @ t_cols.t() / temp_m, col_ok & ~own)
+    s_teacher = masked_softmax(t_rows @ t_cols.t() / teacher_temperature,
+                               col_ok & ~own)
     target = coeff * ((pos | own) & col_ok).to(anchors.dtype) + \
         (1 - coeff) * s_teacher
     if normalize_target:
         target = F.normalize(target, p=1, dim=-1)
     # a finite fill: a row without any valid column stays finite (no NaN
     # through log_softmax's backward)
-    logits = (anchors @ candidates.t() / temp).masked_fill(
+    logits = (anchors @ candidates.t() / student_temperature).masked_fill(
         ~col_ok,
         torch.finfo(anchors.dtype).min)
     log_p = F.log_softmax(logits, dim=-1)
@@ -121,11 +128,14 @@ def sce_loss(student: Tensor,
              pos_mask: Optional[Tensor] = None,
              valid: Optional[Tensor] = None,
              coeff: float = 0.5,
-             temp: float = 0.1,
-             temp_m: float = 0.05,
+             student_temperature: float = 0.1,
+             teacher_temperature: float = 0.05,
              normalize_target: bool = True,
              anchor: str = 'student',
-             gather_negatives: bool = False) -> Tuple[Tensor, Tensor]:
+             gather_negatives: bool = False,
+             weight: Optional[Tensor] = None,
+             reduction: str = 'none',
+             avg_factor: Optional[float] = None) -> Tensor:
     """Per-sample SCE loss with in-batch negatives (the math, vectorised).
 
     Args:
@@ -139,8 +149,10 @@ def sce_loss(student: Tensor,
         valid (Tensor, optional): (M,) bool; invalid samples are neither rows
             nor columns (their loss is 0). Defaults to all valid.
         coeff (float): lambda, weight of the positives in the target.
-        temp (float): tau, temperature of the student similarities.
-        temp_m (float): tau_m, temperature of the teacher similarities.
+        student_temperature (float): tau, temperature of the student
+            similarities.
+        teacher_temperature (float): tau_m, temperature of the teacher
+            similarities.
         normalize_target (bool): L1-normalise each target row (SCE). False
             keeps the rows as written (``lambda * P + 1 - lambda`` with P
             positives). Defaults to True.
@@ -154,10 +166,14 @@ def sce_loss(student: Tensor,
             whose gradient is routed back to their rank) are all-gathered;
             the rows stay this rank's. Positives never cross ranks (they
             are other images). Defaults to False (per-GPU negatives).
+        weight (Tensor, optional): (M,) per-row weights.
+        reduction (str): 'none', 'mean' or 'sum'. Defaults to 'none'.
+        avg_factor (float, optional): Divisor of the 'mean'. Defaults to the
+            (weighted) number of valid rows.
 
     Returns:
-        tuple[Tensor, Tensor]: ``loss`` (M,) per-row loss (0 for invalid rows)
-        and ``valid`` (M,) bool.
+        Tensor: (M,) per-row loss (0 for invalid rows) for 'none', else a
+        scalar.
     """
     if student.shape != teacher.shape or student.dim() != 2:
         raise ValueError('sce_loss: student and teacher must both be (M, D), '
@@ -187,21 +203,22 @@ def sce_loss(student: Tensor,
     else:
         anchors, candidates = k, q_cols
     loss = soft_contrast_rows(anchors, candidates, k, k_cols, pos, valid,
-                              col_valid, rows + offset, coeff, temp, temp_m,
+                              col_valid, rows + offset, coeff,
+                              student_temperature, teacher_temperature,
                               normalize_target)
-    return loss, valid
+    return weighted_reduce(loss, weight, reduction, avg_factor, mask=valid)
 
 
 @MODELS.register_module()
-class SCELoss(nn.Module):
+class SCELoss(BaseLoss):
     """SCE loss (in-batch negatives).
 
     Args:
         coeff (float): lambda between the one-hot (InfoNCE) and relational
             targets. Defaults to 0.5 (SCE, ``SCEModel.coeff``).
-        temp (float): Student temperature tau. Defaults to 0.1 (SCE).
-        temp_m (float): Teacher temperature tau_m. Defaults to 0.05 (SCE
-            class default; 0.07 in its ImageNet config).
+        student_temperature (float): tau. Defaults to 0.1 (SCE ``temp``).
+        teacher_temperature (float): tau_m. Defaults to 0.05 (SCE class
+            default ``temp_m``; 0.07 in its ImageNet config).
         normalize_target (bool): L1-normalise the target rows (SCE's code;
             a no-op with one positive per row). Defaults to True.
         anchor (str): ``'student'`` (SCE) or ``'teacher'``, see
@@ -212,54 +229,58 @@ class SCELoss(nn.Module):
             global in-batch form).
         reduction (str): 'none', 'mean' (over valid rows) or 'sum'.
         loss_weight (float): Multiplier of the loss. Defaults to 1.0.
+
+    The old names ``temp`` / ``temp_m`` still work (deprecated, with a
+    warning).
     """
 
     def __init__(self,
                  coeff: float = 0.5,
-                 temp: float = 0.1,
-                 temp_m: float = 0.05,
+                 student_temperature: float = 0.1,
+                 teacher_temperature: float = 0.05,
                  normalize_target: bool = True,
                  anchor: str = 'student',
                  gather_negatives: bool = False,
                  reduction: str = 'mean',
-                 loss_weight: float = 1.0) -> None:
-        super().__init__()
-        if reduction not in ('none', 'mean', 'sum'):
-            raise ValueError(f'SCELoss: unknown reduction {reduction}')
-        check_anchor('SCELoss', anchor)
+                 loss_weight: float = 1.0,
+                 **deprecated) -> None:
+        super().__init__(reduction, loss_weight)
+        check_anchor(type(self).__name__, anchor)
+        self.student_temperature, self.teacher_temperature = renamed_kwargs(
+            type(self).__name__,
+            SCE_RENAMES,
+            deprecated,
+            student_temperature=student_temperature,
+            teacher_temperature=teacher_temperature)
         self.coeff = coeff
-        self.temp = temp
-        self.temp_m = temp_m
         self.normalize_target = normalize_target
         self.anchor = anchor
         self.gather_negatives = gather_negatives
-        self.reduction = reduction
-        self.loss_weight = loss_weight
 
     def forward(self,
                 student: Tensor,
                 teacher: Tensor,
                 valid: Optional[Tensor] = None,
+                weight: Optional[Tensor] = None,
                 avg_factor: Optional[float] = None,
                 reduction_override: Optional[str] = None) -> Tensor:
-        """Args: student, teacher (M, D); valid (M,) bool, optional."""
-        loss, valid = sce_loss(student, teacher, None, valid, self.coeff,
-                               self.temp, self.temp_m, self.normalize_target,
-                               self.anchor, self.gather_negatives)
-        return self.loss_weight * reduce_rows(
-            loss, valid, reduction_override or self.reduction, avg_factor)
+        """Args: student, teacher (M, D); valid, weight (M,), optional."""
+        return self.loss_weight * sce_loss(
+            student,
+            teacher,
+            valid=valid,
+            weight=weight,
+            reduction=self.get_reduction(reduction_override),
+            avg_factor=avg_factor,
+            **self.sce_options)
 
-
-def reduce_rows(loss: Tensor,
-                valid: Tensor,
-                reduction: str,
-                avg_factor: Optional[float] = None) -> Tensor:
-    """Reduce per-row losses; 'mean' divides by ``avg_factor`` or by the
-    number of valid rows (at least 1, so no row gives 0, not NaN)."""
-    if reduction == 'none':
-        return loss
-    if reduction == 'sum':
-        return loss.sum()
-    if avg_factor is None:
-        avg_factor = valid.sum().clamp(min=1).to(loss.dtype)
-    return loss.sum() / avg_factor
+    @property
+    def sce_options(self) -> dict:
+        """dict: the hyper-parameters passed to the functional form."""
+        return dict(
+            coeff=self.coeff,
+            student_temperature=self.student_temperature,
+            teacher_temperature=self.teacher_temperature,
+            normalize_target=self.normalize_target,
+            anchor=self.anchor,
+            gather_negatives=self.gather_negatives)

@@ -21,8 +21,8 @@ def _reference(query, key, queue, tau):
 
 def _rand(n, k, d=8):
     torch.manual_seed(0)
-    return (F.normalize(torch.randn(n, d), dim=1),
-            F.normalize(torch.randn(n, d), dim=1),
+    return (F.normalize(torch.randn(n, d),
+                        dim=1), F.normalize(torch.randn(n, d), dim=1),
             F.normalize(torch.randn(k, d), dim=1))
 
 
@@ -33,29 +33,32 @@ def test_info_nce_matches_loop_reference(tau):
     per = info_nce_loss(q, k, queue, tau, reduction='none')
     assert torch.allclose(per, ref, atol=1e-5)
     assert torch.allclose(
-        info_nce_loss(q, k, queue, tau), ref.mean(), atol=1e-5)
+        info_nce_loss(q, k, queue, tau, reduction='mean'),
+        ref.mean(),
+        atol=1e-5)
     assert torch.allclose(
-        info_nce_loss(q, k, queue, tau, reduction='sum'), ref.sum(),
-        atol=1e-4)
+        info_nce_loss(q, k, queue, tau, reduction='sum'), ref.sum(), atol=1e-4)
 
 
 def test_info_nce_weight_masks_queries():
     q, k, queue = _rand(6, 4)
     ref = _reference(q, k, queue, 0.2)
     weight = torch.tensor([1., 1., 0., 1., 0., 0.])
-    loss = info_nce_loss(q, k, queue, 0.2, weight=weight, avg_factor=3)
+    loss = info_nce_loss(
+        q, k, queue, 0.2, weight=weight, reduction='mean', avg_factor=3)
     assert torch.allclose(loss, ref[weight.bool()].mean(), atol=1e-5)
 
 
 def test_info_nce_empty_and_module():
     q = torch.zeros(0, 8, requires_grad=True)
-    loss = info_nce_loss(q, q.detach(), torch.randn(3, 8))
+    loss = info_nce_loss(q, q.detach(), torch.randn(3, 8), reduction='mean')
     assert loss.item() == 0 and loss.requires_grad
     loss.backward()
     module = InfoNCELoss(temperature=0.2, loss_weight=2.)
     a, b, queue = _rand(3, 2)
     assert torch.allclose(
-        module(a, b, queue), 2 * _reference(a, b, queue, 0.2).mean(),
+        module(a, b, queue),
+        2 * _reference(a, b, queue, 0.2).mean(),
         atol=1e-5)
     with pytest.raises(ValueError, match='queue'):
         module(a, b, torch.randn(2, 5))

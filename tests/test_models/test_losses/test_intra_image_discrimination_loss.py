@@ -13,13 +13,13 @@ def _iou(a, b):
     return inter / (union - inter)
 
 
-def _reference(q, k, boxes, counts, margin=0.4, iou_thr=0.05):
+def _reference(q, k, boxes, counts, margin=0.4, neg_iou_thr=0.05):
     terms = []
     for b, n in enumerate(counts):
         for a in range(n):
             for c in range(n):
                 if a == c or _iou(boxes[b, a].tolist(),
-                                  boxes[b, c].tolist()) >= iou_thr:
+                                  boxes[b, c].tolist()) >= neg_iou_thr:
                     continue
                 s_ac = float(q[b, a] @ k[b, c])
                 s_cc = float(q[b, c] @ k[b, c])
@@ -41,7 +41,8 @@ def _inputs(counts, k_max=5, seed=0):
 def test_intra_loss_matches_loop_reference():
     counts = [5, 3, 4]
     q, k, boxes, valid = _inputs(counts)
-    loss = intra_image_discrimination_loss(q, k, boxes, valid)
+    loss = intra_image_discrimination_loss(
+        q, k, boxes, valid, reduction='mean')
     ref = _reference(q, k, boxes, counts)
     assert ref > 0
     assert abs(loss.item() - ref) < 1e-5
@@ -50,12 +51,14 @@ def test_intra_loss_matches_loop_reference():
 def test_intra_loss_ignores_padding():
     counts = [4, 2]
     q, k, boxes, valid = _inputs(counts)
-    loss = intra_image_discrimination_loss(q, k, boxes, valid)
+    loss = intra_image_discrimination_loss(
+        q, k, boxes, valid, reduction='mean')
     q2, k2, boxes2 = q.clone(), k.clone(), boxes.clone()
     q2[~valid] = 100.
     k2[~valid] = -3.
     boxes2[~valid] = torch.tensor([1., 2., 80., 90.])
-    loss2 = intra_image_discrimination_loss(q2, k2, boxes2, valid)
+    loss2 = intra_image_discrimination_loss(
+        q2, k2, boxes2, valid, reduction='mean')
     assert torch.allclose(loss, loss2)
 
 
@@ -72,7 +75,8 @@ def test_intra_loss_zero_or_one_region_is_finite_with_graph():
 def test_intra_loss_overlapping_pairs_excluded_and_weight():
     q, k, boxes, valid = _inputs([2], k_max=2)
     boxes[0, 1] = boxes[0, 0] + 1.  # heavy overlap: no valid pair
-    assert intra_image_discrimination_loss(q, k, boxes, valid).item() == 0
+    assert intra_image_discrimination_loss(
+        q, k, boxes, valid, reduction='mean').item() == 0
     q, k, boxes, valid = _inputs([3, 3], k_max=3)
     module = IntraImageDiscriminationLoss(margin=0.4, loss_weight=0.5)
     ref = _reference(q, k, boxes, [3, 3])

@@ -29,12 +29,14 @@ def test_distillation_equals_loop_and_center_update():
     t = torch.randn(M, D, generator=g)
     w = (torch.rand(M, generator=g) < 0.7).float()
     loss_fn = PointAffinityDistillationLoss(
-        out_dim=D, warmup_teacher_temp=0.04, teacher_temp=0.07,
+        out_dim=D,
+        warmup_teacher_temperature=0.04,
+        teacher_temperature=0.07,
         warmup_epochs=30)
     loss_fn.center.normal_(generator=g)
     c0 = loss_fn.center.clone()
     loss_fn.progress = 15.  # half of the warm-up
-    assert loss_fn.teacher_temp == pytest.approx(0.055)
+    assert loss_fn.teacher_temperature == pytest.approx(0.055)
     loss = loss_fn(s, t, w)
     ref = _loop_reference(s.detach(), t, c0[0], 0.1, 0.055, w)
     assert loss.item() == pytest.approx(ref, rel=1e-5)
@@ -51,9 +53,9 @@ def test_distillation_equals_loop_and_center_update():
 
 def test_teacher_temp_schedule_and_checks():
     loss_fn = PointAffinityDistillationLoss(out_dim=3)
-    assert loss_fn.teacher_temp == pytest.approx(0.04)
+    assert loss_fn.teacher_temperature == pytest.approx(0.04)
     loss_fn.progress = 100
-    assert loss_fn.teacher_temp == pytest.approx(0.07)
+    assert loss_fn.teacher_temperature == pytest.approx(0.07)
     with pytest.raises(ValueError, match='out_dim=3'):
         loss_fn(torch.zeros(2, 4), torch.zeros(2, 4))
     loss_fn.eval()

@@ -17,9 +17,9 @@ def _loop_reference(z, labels, valid, views, tau, tau_b, cross_view_only):
             math.exp(float(z[a] @ z[c]) / tau) for c in range(N)
             if c != a and valid[c])
         pos = [
-            p for p in range(N) if p != a and valid[p]
-            and labels[p] == labels[a] and
-            (not cross_view_only or views[p] != views[a])
+            p for p in range(N)
+            if p != a and valid[p] and labels[p] == labels[a] and (
+                not cross_view_only or views[p] != views[a])
         ]
         if not pos:
             continue
@@ -37,7 +37,8 @@ def test_point_infonce_equals_loop(cross_view_only):
     views = torch.randint(0, 2, (N, ), generator=g)
     valid = torch.rand(N, generator=g) < 0.8
     loss = PointInfoNCELoss(
-        temperature=0.2, base_temperature=0.07,
+        temperature=0.2,
+        base_temperature=0.07,
         cross_view_only=cross_view_only)(z, labels, valid, views)
     ref = _loop_reference(z, labels, valid, views, 0.2, 0.07, cross_view_only)
     assert loss.item() == pytest.approx(ref, rel=1e-5)
@@ -47,14 +48,20 @@ def test_point_infonce_masks_and_grad():
     z = torch.randn(6, 4, requires_grad=True)
     labels = torch.tensor([0, 0, 1, 1, 2, 3])
     valid = torch.tensor([True, True, True, True, True, False])
-    per, has_pos = point_supcon_loss(F.normalize(z, dim=-1), labels, valid)
-    # label 2 has no positive, the padded point is not an anchor
-    assert has_pos.tolist() == [True, True, True, True, False, False]
+    zn = F.normalize(z, dim=-1)
+    per = point_supcon_loss(zn, labels, valid)
+    # label 2 has no positive, the padded point is not an anchor: both are 0
+    # and the mean runs over the 4 anchors with a positive
+    has_pos = torch.tensor([True, True, True, True, False, False])
+    assert (per[has_pos] != 0).all()
     assert (per[~has_pos] == 0).all()
+    assert point_supcon_loss(
+        zn, labels, valid, reduction='mean').item() == pytest.approx(
+            per.sum().item() / 4, rel=1e-6)
     # padded points do not change the loss of valid anchors
     z2 = z.detach().clone()
     z2[5] = 100.
-    per2, _ = point_supcon_loss(F.normalize(z2, dim=-1), labels, valid)
+    per2 = point_supcon_loss(F.normalize(z2, dim=-1), labels, valid)
     assert torch.allclose(per[:4], per2[:4])
     loss = PointInfoNCELoss(loss_weight=0.3)(z, labels, valid)
     loss.backward()
@@ -69,14 +76,20 @@ def test_point_infonce_masks_and_grad():
         point_supcon_loss(z3, labels[:4], cross_view_only=True)
 
 
-def _dense_reference(z, labels, valid, views, tau, tau_b, cross_view_only):
-    """The formula with explicit (N, N) masks, differentiable."""
-    N = z.size(0)
-    logits = z @ z.t() / tau
+def _dense_masks(labels, valid, views, cross_view_only):
+    """(N, N) contrast and positive masks of the formula."""
+    N = labels.size(0)
     contrast = valid[None, :] & ~torch.eye(N, dtype=torch.bool)
     pos = (labels[:, None] == labels[None, :]) & contrast
     if cross_view_only:
         pos = pos & (views[:, None] != views[None, :])
+    return contrast, pos
+
+
+def _dense_reference(z, labels, valid, views, tau, tau_b, cross_view_only):
+    """The formula with explicit (N, N) masks, differentiable."""
+    logits = z @ z.t() / tau
+    contrast, pos = _dense_masks(labels, valid, views, cross_view_only)
     logits = logits.masked_fill(~contrast, -1e9)
     log_prob = logits - torch.logsumexp(logits, 1, keepdim=True)
     num_pos = pos.sum(1)
@@ -99,9 +112,12 @@ def test_point_infonce_gradients_equal_dense_masks(cross_view_only):
         z = raw.clone().requires_grad_()
         zn = F.normalize(z, dim=-1)
         if fn == 'ours':
-            per, has = point_supcon_loss(zn, labels, valid, views, 0.2, 0.07,
-                                         cross_view_only)
-            loss = per[has].mean()
+            per = point_supcon_loss(zn, labels, valid, views, 0.2, 0.07,
+                                    cross_view_only)
+            # the anchors with a positive (every other row must be 0)
+            has = valid & _dense_masks(labels, valid, views,
+                                       cross_view_only)[1].any(1)
+            loss = per.sum() / has.sum()
         else:
             loss = _dense_reference(zn, labels, valid, views, 0.2, 0.07,
                                     cross_view_only)
