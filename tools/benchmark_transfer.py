@@ -71,9 +71,9 @@ PRESETS = dict(
         detr_finetune_iters=40, eval_points=2, seeds=2, proposal_workers=2,
         proposal_min_size=10.0),
     full=dict(
-        num_train=3000, num_val=200, labeled_frac=0.03, pretrain_iters=800,
-        detr_pretrain_iters=400, batch=16, finetune_iters=400,
-        detr_finetune_iters=400, eval_points=4, seeds=3,
+        num_train=2000, num_val=100, labeled_frac=0.05, pretrain_iters=250,
+        detr_pretrain_iters=150, batch=16, finetune_iters=250,
+        detr_finetune_iters=250, eval_points=2, seeds=3,
         proposal_workers=2, proposal_min_size=10.0))
 # proposal_min_size: CCOP keeps boxes with sqrt(w * h) > 20 px on COCO-size
 # images; 10 px on the 128-px toy images (objects are 13-64 px)
