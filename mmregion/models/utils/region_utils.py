@@ -49,3 +49,40 @@ def stack_regions(data_samples: List,
     out = out.permute(0, 2, 1, 3).contiguous()
     valid = torch.arange(out.shape[2], device=device)[None] < counts[:, None]
     return out, valid
+
+
+def check_views(inputs, num_views: int, where: str, hint: str = '') -> None:
+    """Raise unless ``inputs`` is a list/tuple of ``num_views`` view batches.
+
+    Args:
+        inputs: the ``inputs`` of an algorithm's ``loss``.
+        num_views (int): expected number of views V.
+        where (str): the caller, for the message (e.g. ``'PLRC.loss'``).
+        hint (str): appended to the message (e.g. the pipeline to use).
+
+    Raises:
+        ValueError: ``'<where>: inputs must be a list of V view tensors (B,
+        3, H, W) ...'``.
+    """
+    if isinstance(inputs, (list, tuple)) and len(inputs) == num_views:
+        return
+    got = len(inputs) if isinstance(inputs, (list, tuple)) else \
+        type(inputs).__name__
+    raise ValueError(f'{where}: inputs must be a list of {num_views} view '
+                     f'tensors (B, 3, H, W), got {got}{hint}')
+
+
+def stack_view_affine(data_samples: List) -> torch.Tensor:
+    """``(B, V, 4)`` float32 ``view_affine`` of a batch (on the CPU).
+
+    Raises:
+        ValueError: When a sample has no ``view_affine``.
+    """
+    aff = []
+    for b, sample in enumerate(data_samples):
+        a = getattr(sample, 'view_affine', None)
+        if a is None:
+            raise ValueError(f'data_samples[{b}] has no `view_affine` (use '
+                             'PackRegionInputs).')
+        aff.append(torch.as_tensor(a, dtype=torch.float32))
+    return torch.stack(aff)
