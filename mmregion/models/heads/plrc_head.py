@@ -50,7 +50,9 @@ from mmregion.registry import MODELS, TASK_UTILS
 from mmregion.structures import map_xy
 from ..utils.dense_ops import read_upsampled_rows, upsampled_affinity
 
-__all__ = ['PLRCHead', 'match_dense_cells', 'select_regions']
+__all__ = [
+    'PLRCHead', 'match_dense_cells', 'select_regions', 'legacy_head_keys_hook'
+]
 
 
 def match_dense_cells(view_affine: Tensor,
@@ -339,3 +341,14 @@ class PLRCHead(BaseModule):
             loss_point=self.point_contrast_loss(point_q, point_k, valid),
             loss_distill=self.distill_loss(online, target, pairs,
                                            view_affine, img_shape, reference))
+
+
+def legacy_head_keys_hook(state_dict: dict, prefix: str, *args) -> None:
+    """Load-state-dict pre-hook of :class:`PLRC`: checkpoints saved before
+    :class:`PLRCHead` (and the official converter's output) hold its losses'
+    state at the top level, ``loss_distill.center``; it is now
+    ``head.loss_distill.center``."""
+    for name in ('loss_img.', 'loss_point.', 'loss_distill.'):
+        for key in [k for k in state_dict if k.startswith(prefix + name)]:
+            new = prefix + 'head.' + key[len(prefix):]
+            state_dict.setdefault(new, state_dict.pop(key))

@@ -4,10 +4,10 @@ PLRC (Bai et al., CVPR 2022) contrasts *points* of regions rather than pooled
 region features. A region kept in every view (``docs/design.md`` sec. 2) is
 mapped back to the original image through each view's ``view_affine``; the
 points are drawn uniformly inside the part of the region that is visible in
-**all** views (the intersection of the mapped-back boxes), so that point ``p`` of
-region ``k`` lies at the same image location in every view. The points are then
-mapped into each view's pixel coordinates and read from the dense feature map
-with ``F.grid_sample``.
+**all** views (the intersection of the mapped-back boxes), so that point ``p``
+of region ``k`` lies at the same image location in every view. The points are
+then mapped into each view's pixel coordinates and read from the dense feature
+map with ``F.grid_sample``.
 
 Note: the official code samples the points of a region independently in each
 view (uniformly over the region's mask, ``PLRC/datasets/imagenet.py``); we

@@ -5,7 +5,7 @@ rows of an upsampled map (and their dot products with another map) can be
 computed on the small map with the interpolation weights, without building
 the ``S x S`` map (PLRC's distillation, :class:`PLRCHead`).
 """
-from typing import Tuple, Union
+from typing import Tuple
 
 import torch
 import torch.nn as nn
@@ -82,24 +82,18 @@ def upsampled_affinity(rows: Tensor, ref: Tensor, size: int) -> Tensor:
     return (a_h @ a @ a_w.t()).view(B, M, size * size)
 
 
-def dense_apply(module: nn.Module,
-                feats: Tensor) -> Union[Tensor, Tuple[Tensor, ...]]:
-    """Apply a per-location module (``(N, C) -> (N, D)``) to a dense map.
+def dense_apply(module: nn.Module, feats: Tensor) -> Tuple[Tensor, ...]:
+    """Apply a per-location module to every location of a dense map.
 
     Args:
-        module (nn.Module): e.g. :class:`PointProjNeck`; may return a tuple
-            (each element is reshaped).
+        module (nn.Module): takes and returns a tuple of tensors (the neck
+            convention), ``((N, C), ) -> ((N, D_1), ...)``, e.g.
+            :class:`PointProjNeck`, :class:`DINOProjHead`.
         feats (Tensor): ``(B, C, h, w)``.
 
     Returns:
-        Tensor | tuple[Tensor]: ``(B, D, h, w)`` per output.
+        tuple[Tensor]: ``(B, D_i, h, w)`` per output.
     """
     B, C, h, w = feats.shape
-    out = module(feats.permute(0, 2, 3, 1).reshape(B * h * w, C))
-
-    def fold(y: Tensor) -> Tensor:
-        return y.view(B, h, w, -1).permute(0, 3, 1, 2)
-
-    if isinstance(out, (tuple, list)):
-        return tuple(fold(y) for y in out)
-    return fold(out)
+    out = module((feats.permute(0, 2, 3, 1).reshape(B * h * w, C), ))
+    return tuple(y.view(B, h, w, -1).permute(0, 3, 1, 2) for y in out)

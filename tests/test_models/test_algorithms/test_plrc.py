@@ -352,7 +352,7 @@ def test_image_embedding_is_point_mean_and_trains_point_head():
     inputs, samples = _grid_views(B=2)
     c5 = model.backbone(inputs[0])[-1]
     enc = model._encode(c5, momentum=False)
-    dense = model.point_neck(c5.permute(0, 2, 3, 1))  # (B, h, w, D)
+    dense = model.point_neck((c5.permute(0, 2, 3, 1), ))[0]  # (B, h, w, D)
     expected = F.normalize(dense.mean((1, 2)), dim=1)
     assert torch.allclose(
         model._image_embedding(enc, momentum=False), expected, atol=1e-5)
