@@ -497,3 +497,21 @@ def test_view_count_errors():
         MODELS.build(_cfg(symmetric=True))
     with pytest.raises(ValueError, match='num_views must be'):
         MODELS.build(_cfg(num_views=4))
+
+
+def test_head_built_from_flat_keys_and_old_checkpoint_keys_load():
+    model = MODELS.build(_cfg(regions_per_image=2, head=dict(
+        affinity_scale=0.5)))
+    head = model.head
+    assert type(head).__name__ == 'PLRCHead'
+    assert head.regions_per_image == 2 and head.affinity_scale == 0.5
+    assert head.distill_size == 8 and head.point_sampler.num_points == 4
+    assert model.loss_distill is head.loss_distill  # PLRCTeacherTempHook
+    # a checkpoint from before the head: loss_distill.center at the top
+    state = model.state_dict()
+    state['loss_distill.center'] = torch.rand_like(
+        state.pop('head.loss_distill.center'))
+    fresh = MODELS.build(_cfg())
+    fresh.load_state_dict(state, strict=True)
+    assert torch.equal(fresh.head.loss_distill.center,
+                       state['loss_distill.center'])
