@@ -1,5 +1,5 @@
-"""Batch the variable number of regions of a batch (``docs/design.md`` 2)."""
-from typing import List, Tuple
+"""Batch helpers: regions, view affines, view count (``docs/design.md`` 2)."""
+from typing import List, Optional, Tuple
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
@@ -26,19 +26,13 @@ def stack_regions(data_samples: List,
     """
     if len(data_samples) == 0:
         raise ValueError('stack_regions: got an empty batch.')
-    all_boxes = []
-    for b, sample in enumerate(data_samples):
-        boxes = getattr(sample, 'boxes', None)
-        if boxes is None:
-            raise ValueError(f'stack_regions: data_samples[{b}] has no '
-                             '"boxes" field (use PackRegionInputs).')
-        boxes = torch.as_tensor(boxes)
+    all_boxes = _fields(data_samples, 'boxes', 'stack_regions')
+    for b, boxes in enumerate(all_boxes):
         if boxes.dim() != 3 or boxes.shape[0] != num_views or \
                 boxes.shape[2] != 4:
             raise ValueError(f'stack_regions: data_samples[{b}].boxes has '
                              f'shape {tuple(boxes.shape)}, expected '
                              f'({num_views}, K, 4).')
-        all_boxes.append(boxes)
     device = all_boxes[0].device
     counts = torch.tensor([b.shape[1] for b in all_boxes], device=device)
     # (B, Kmax, V, 4), zero padded
@@ -73,16 +67,26 @@ def check_views(inputs, num_views: int, where: str, hint: str = '') -> None:
 
 
 def stack_view_affine(data_samples: List) -> torch.Tensor:
-    """``(B, V, 4)`` float32 ``view_affine`` of a batch (on the CPU).
+    """``(B, V, 4)`` float32 ``view_affine`` of a batch.
 
     Raises:
         ValueError: When a sample has no ``view_affine``.
     """
-    aff = []
+    return torch.stack(
+        _fields(data_samples, 'view_affine', 'stack_view_affine',
+                torch.float32))
+
+
+def _fields(data_samples: List,
+            name: str,
+            where: str,
+            dtype: Optional[torch.dtype] = None) -> List[torch.Tensor]:
+    """Field ``name`` of every sample as a tensor; raise when one lacks it."""
+    out = []
     for b, sample in enumerate(data_samples):
-        a = getattr(sample, 'view_affine', None)
-        if a is None:
-            raise ValueError(f'data_samples[{b}] has no `view_affine` (use '
-                             'PackRegionInputs).')
-        aff.append(torch.as_tensor(a, dtype=torch.float32))
-    return torch.stack(aff)
+        value = getattr(sample, name, None)
+        if value is None:
+            raise ValueError(f'{where}: data_samples[{b}] has no '
+                             f'"{name}" field (use PackRegionInputs).')
+        out.append(torch.as_tensor(value, dtype=dtype))
+    return out
