@@ -93,7 +93,7 @@ def _build(name):
         # rank and the 1-process reference)
         cfg.regions_per_image = None
         model = MODELS.build(cfg)
-        _per_sample_points(model.point_sampler)
+        _per_sample_points(model.head.point_sampler)
         batch = model.data_preprocessor(
             benchmark_plrc.fake_batch(n, 96, 4, views=cfg.num_views), True)
     else:

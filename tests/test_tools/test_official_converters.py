@@ -231,7 +231,7 @@ def _plrc_official(model):
             (ours + r'dino_head\.prototype_norm',
              enc + 'fcs_2.last_layer.weight_g', lambda t: t.reshape(-1, 1)),
         ]
-    rules.append((r'loss_distill\.center',
+    rules.append((r'head\.loss_distill\.center',
                   'module.plrc_loss.self_distillation.center'))
     # no official counterpart: our separate image neck and its queue
     drop = (r'(momentum_encoder\.module\.)?img_neck\.', r'img_queue\.',

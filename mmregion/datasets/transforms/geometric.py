@@ -14,7 +14,8 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 
 from mmregion.registry import TRANSFORMS
-from .box_utils import box_areas, clip_boxes, update_regions
+from mmregion.structures import box_areas, clip_boxes
+from .box_utils import update_regions
 
 
 def _to_wh(scale: Union[int, Sequence[int]], name: str) -> Tuple[int, int]:

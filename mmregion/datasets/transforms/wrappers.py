@@ -6,7 +6,8 @@ import numpy as np
 from mmcv.transforms import BaseTransform, Compose
 
 from mmregion.registry import TRANSFORMS
-from .box_utils import clip_boxes, log_count, map_boxes
+from mmregion.structures import affine_boxes, clip_boxes, relative_affine
+from .box_utils import log_count
 
 Transform = Union[dict, Callable[[dict], dict]]
 
@@ -42,10 +43,11 @@ def crop_overlap(view_a: dict, view_b: dict) -> float:
     rects = []
     for view in (view_a, view_b):
         h, w = view['img'].shape[:2]
-        sx, tx, sy, ty = np.asarray(view['view_affine'], dtype=np.float64)
-        xs = sorted(((0. - tx) / sx, (w - tx) / sx))
-        ys = sorted(((0. - ty) / sy, (h - ty) / sy))
-        rects.append((xs[0], ys[0], xs[1], ys[1]))
+        rects.append(
+            affine_boxes(
+                np.array([0., 0., w, h]),
+                np.asarray(view['view_affine'], dtype=np.float64),
+                inverse=True).tolist())
     (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = rects
     inter = max(0., min(ax1, bx1) - max(ax0, bx0)) * max(
         0., min(ay1, by1) - max(ay0, by0))
@@ -325,10 +327,8 @@ class MultiViewRegions(BaseTransform):
                            dtype=np.float32).reshape(-1, 4)[idx]
         # input coords -> original -> view: the view's affine after the
         # inverse of the input's
-        s0x, t0x, s0y, t0y = np.asarray(results['view_affine'], np.float64)
-        svx, tvx, svy, tvy = np.asarray(view['view_affine'], np.float64)
-        rx, ry = svx / s0x, svy / s0y
-        boxes = map_boxes(boxes, rx, tvx - rx * t0x, ry, tvy - ry * t0y)
+        rel = relative_affine(results['view_affine'], view['view_affine'])
+        boxes = affine_boxes(boxes, rel.astype(np.float32))
         return clip_boxes(boxes, view['img'].shape[:2])
 
     def __repr__(self) -> str:

@@ -1,3 +1,7 @@
+"""DINO projection with prototypes, applied per location (PLRC).
+
+I/O convention (mmpretrain's necks): a tuple of tensors in, a tuple out.
+"""
 from typing import Optional, Tuple, Union
 
 import torch
@@ -7,6 +11,7 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from mmregion.registry import MODELS
+from ..utils.mlp import build_mlp
 
 
 @MODELS.register_module()
@@ -47,16 +52,8 @@ class DINOProjHead(BaseModule):
                      type='TruncNormal', layer='Linear', std=0.02, bias=0.)
                  ) -> None:
         super().__init__(init_cfg=init_cfg)
-        layers = []
-        c = in_channels
-        for _ in range(max(num_layers, 1) - 1):
-            layers.append(nn.Linear(c, hid_channels))
-            if with_bn:
-                layers.append(nn.BatchNorm1d(hid_channels))
-            layers.append(nn.ReLU())
-            c = hid_channels
-        layers.append(nn.Linear(c, bottleneck_channels))
-        self.mlp = nn.Sequential(*layers)
+        self.mlp = build_mlp(in_channels, hid_channels, bottleneck_channels,
+                             max(num_layers, 1), with_bn)
         self.prototypes = nn.Parameter(
             torch.empty(num_prototypes, bottleneck_channels))
         nn.init.kaiming_uniform_(self.prototypes, a=5**0.5)
@@ -65,16 +62,18 @@ class DINOProjHead(BaseModule):
         self.bottleneck_channels = bottleneck_channels
         self.num_prototypes = num_prototypes
 
-    def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward(self, x: Tuple[Tensor]) -> Tuple[Tensor, Tensor]:
         """Project.
 
         Args:
-            x (Tensor): ``(N, C)`` features of N locations.
+            x (tuple[Tensor]): one ``(N, C)`` tensor, features of N
+                locations.
 
         Returns:
             tuple[Tensor, Tensor]: L2-normalised bottleneck features
             ``(N, bottleneck)`` and prototype logits ``(N, num_prototypes)``.
         """
-        f = F.normalize(self.mlp(x), dim=-1)
+        (feats, ) = x
+        f = F.normalize(self.mlp(feats), dim=-1)
         w = F.normalize(self.prototypes, dim=-1) * self.prototype_norm[:, None]
         return f, f @ w.t()

@@ -1,10 +1,14 @@
-from typing import Optional, Union
+"""Per-location MLP projection of PLRC's points.
 
-import torch.nn as nn
+I/O convention (mmpretrain's necks): a tuple of tensors in, a tuple out.
+"""
+from typing import Optional, Tuple, Union
+
 from mmengine.model import BaseModule
 from torch import Tensor
 
 from mmregion.registry import MODELS
+from ..utils.mlp import build_mlp
 
 
 @MODELS.register_module()
@@ -12,9 +16,9 @@ class PointProjNeck(BaseModule):
     """Per-point MLP projection (``fcs`` of the official PLRC ResNet).
 
     ``Linear(in, hid) -> ReLU -> ... -> Linear(hid, out)`` applied to the last
-    dimension, so it takes sampled point features ``(..., C)`` (the official
-    code applies it densely before sampling; applying it to the sampled
-    points is cheaper and identical up to the bilinear interpolation).
+    dimension of its one input, so it takes sampled point features
+    ``((..., C), )`` or a dense map's locations (``dense_apply``, the
+    official order).
 
     Args:
         in_channels (int): C5 channels (2048 for ResNet-50).
@@ -34,28 +38,21 @@ class PointProjNeck(BaseModule):
                  with_bn: bool = False,
                  init_cfg: Optional[Union[dict, list]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        if num_layers < 1:
-            raise ValueError(f'num_layers must be >= 1, got {num_layers}')
-        layers = []
-        c = in_channels
-        for _ in range(num_layers - 1):
-            layers.append(nn.Linear(c, hid_channels))
-            if with_bn:
-                layers.append(nn.BatchNorm1d(hid_channels))
-            layers.append(nn.ReLU(inplace=True))
-            c = hid_channels
-        layers.append(nn.Linear(c, out_channels))
-        self.mlp = nn.Sequential(*layers)
+        self.mlp = build_mlp(in_channels, hid_channels, out_channels,
+                             num_layers, with_bn, inplace=True)
         self.out_channels = out_channels
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tuple[Tensor]) -> Tuple[Tensor]:
         """Project.
 
         Args:
-            x (Tensor): ``(..., C)``.
+            x (tuple[Tensor]): one ``(..., C)`` tensor.
 
         Returns:
-            Tensor: ``(..., out_channels)`` (not normalised).
+            tuple[Tensor]: one ``(..., out_channels)`` tensor (not
+            normalised).
         """
-        shape = x.shape[:-1]
-        return self.mlp(x.reshape(-1, x.size(-1))).view(*shape, -1)
+        (feats, ) = x
+        shape = feats.shape[:-1]
+        out = self.mlp(feats.reshape(-1, feats.size(-1)))
+        return (out.view(*shape, -1), )

@@ -4,10 +4,10 @@ PLRC (Bai et al., CVPR 2022) contrasts *points* of regions rather than pooled
 region features. A region kept in every view (``docs/design.md`` sec. 2) is
 mapped back to the original image through each view's ``view_affine``; the
 points are drawn uniformly inside the part of the region that is visible in
-**all** views (the intersection of the mapped-back boxes), so that point ``p`` of
-region ``k`` lies at the same image location in every view. The points are then
-mapped into each view's pixel coordinates and read from the dense feature map
-with ``F.grid_sample``.
+**all** views (the intersection of the mapped-back boxes), so that point ``p``
+of region ``k`` lies at the same image location in every view. The points are
+then mapped into each view's pixel coordinates and read from the dense feature
+map with ``F.grid_sample``.
 
 Note: the official code samples the points of a region independently in each
 view (uniformly over the region's mask, ``PLRC/datasets/imagenet.py``); we
@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmregion.registry import TASK_UTILS
+from mmregion.structures import affine_boxes, affine_points
 
 
 def affine_to_original(boxes: Tensor, view_affine: Tensor,
@@ -38,24 +39,15 @@ def affine_to_original(boxes: Tensor, view_affine: Tensor,
         Tensor: ``(..., V, K, 4)`` xyxy boxes in original-image pixels
         (``x1 <= x2`` also after a flip).
     """
-    sx, tx, sy, ty = view_affine.unsqueeze(-2).unbind(-1)  # (..., V, 1)
+    sx, sy = view_affine[..., 0], view_affine[..., 2]
     if (sx.abs() < eps).any() or (sy.abs() < eps).any():
         raise ValueError('view_affine has a zero scale (|sx| or |sy| < '
                          f'{eps}); the data sample key `view_affine` must '
                          'be [sx, tx, sy, ty] with non-zero sx, sy.')
-    xa = (boxes[..., 0] - tx) / sx
-    xb = (boxes[..., 2] - tx) / sx
-    ya = (boxes[..., 1] - ty) / sy
-    yb = (boxes[..., 3] - ty) / sy
-    return torch.stack([
-        torch.minimum(xa, xb),
-        torch.minimum(ya, yb),
-        torch.maximum(xa, xb),
-        torch.maximum(ya, yb)
-    ], -1)
+    return affine_boxes(boxes, view_affine.unsqueeze(-2), inverse=True)
 
 
-def affine_points(points: Tensor, view_affine: Tensor) -> Tensor:
+def points_in_views(points: Tensor, view_affine: Tensor) -> Tensor:
     """Map xy points from original-image pixels into each view.
 
     Args:
@@ -67,11 +59,8 @@ def affine_points(points: Tensor, view_affine: Tensor) -> Tensor:
     """
     B, V = view_affine.shape[:2]
     extra = points.dim() - 2
-    aff = view_affine.view(B, V, *([1] * extra), 4)
-    pts = points.unsqueeze(1)
-    x = aff[..., 0] * pts[..., 0] + aff[..., 1]
-    y = aff[..., 2] * pts[..., 1] + aff[..., 3]
-    return torch.stack([x, y], -1)
+    return affine_points(
+        points.unsqueeze(1), view_affine.view(B, V, *([1] * extra), 4))
 
 
 def sample_common_region_points(
@@ -121,7 +110,7 @@ def sample_common_region_points(
                    dtype=boxes.dtype)
     pts = common[:, :, None, :2] + u * wh[:, :, None]  # (B, K, P, 2)
     pts = torch.where(valid[:, :, None, None], pts, torch.zeros_like(pts))
-    view_pts = affine_points(pts, view_affine.float())  # (B, V, K, P, 2)
+    view_pts = points_in_views(pts, view_affine.float())  # (B, V, K, P, 2)
     view_pts = torch.where(valid[:, None, :, None, None], view_pts,
                            torch.zeros_like(view_pts))
     return view_pts, valid

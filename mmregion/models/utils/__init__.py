@@ -1,6 +1,7 @@
 # Each module adds its own import line below.
-from .region_utils import stack_regions  # noqa
+from .region_utils import check_views, stack_regions, stack_view_affine  # noqa
 from .feature_queue import FeatureQueue, gather_variable_length  # noqa
 from .loss_guard import NonFiniteLossGuardMixin  # noqa
 from .dist_utils import all_gather_rows  # noqa
 from .own_scope import in_mmregion_scope  # noqa
+from .dense_ops import dense_apply, read_upsampled_rows  # noqa

@@ -1,5 +1,5 @@
-"""Batch the variable number of regions of a batch (``docs/design.md`` 2)."""
-from typing import List, Tuple
+"""Batch helpers: regions, view affines, view count (``docs/design.md`` 2)."""
+from typing import List, Optional, Tuple
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
@@ -26,19 +26,13 @@ def stack_regions(data_samples: List,
     """
     if len(data_samples) == 0:
         raise ValueError('stack_regions: got an empty batch.')
-    all_boxes = []
-    for b, sample in enumerate(data_samples):
-        boxes = getattr(sample, 'boxes', None)
-        if boxes is None:
-            raise ValueError(f'stack_regions: data_samples[{b}] has no '
-                             '"boxes" field (use PackRegionInputs).')
-        boxes = torch.as_tensor(boxes)
+    all_boxes = _fields(data_samples, 'boxes', 'stack_regions')
+    for b, boxes in enumerate(all_boxes):
         if boxes.dim() != 3 or boxes.shape[0] != num_views or \
                 boxes.shape[2] != 4:
             raise ValueError(f'stack_regions: data_samples[{b}].boxes has '
                              f'shape {tuple(boxes.shape)}, expected '
                              f'({num_views}, K, 4).')
-        all_boxes.append(boxes)
     device = all_boxes[0].device
     counts = torch.tensor([b.shape[1] for b in all_boxes], device=device)
     # (B, Kmax, V, 4), zero padded
@@ -49,3 +43,50 @@ def stack_regions(data_samples: List,
     out = out.permute(0, 2, 1, 3).contiguous()
     valid = torch.arange(out.shape[2], device=device)[None] < counts[:, None]
     return out, valid
+
+
+def check_views(inputs, num_views: int, where: str, hint: str = '') -> None:
+    """Raise unless ``inputs`` is a list/tuple of ``num_views`` view batches.
+
+    Args:
+        inputs: the ``inputs`` of an algorithm's ``loss``.
+        num_views (int): expected number of views V.
+        where (str): the caller, for the message (e.g. ``'PLRC.loss'``).
+        hint (str): appended to the message (e.g. the pipeline to use).
+
+    Raises:
+        ValueError: ``'<where>: inputs must be a list of V view tensors (B,
+        3, H, W) ...'``.
+    """
+    if isinstance(inputs, (list, tuple)) and len(inputs) == num_views:
+        return
+    got = len(inputs) if isinstance(inputs, (list, tuple)) else \
+        type(inputs).__name__
+    raise ValueError(f'{where}: inputs must be a list of {num_views} view '
+                     f'tensors (B, 3, H, W), got {got}{hint}')
+
+
+def stack_view_affine(data_samples: List) -> torch.Tensor:
+    """``(B, V, 4)`` float32 ``view_affine`` of a batch.
+
+    Raises:
+        ValueError: When a sample has no ``view_affine``.
+    """
+    return torch.stack(
+        _fields(data_samples, 'view_affine', 'stack_view_affine',
+                torch.float32))
+
+
+def _fields(data_samples: List,
+            name: str,
+            where: str,
+            dtype: Optional[torch.dtype] = None) -> List[torch.Tensor]:
+    """Field ``name`` of every sample as a tensor; raise when one lacks it."""
+    out = []
+    for b, sample in enumerate(data_samples):
+        value = getattr(sample, name, None)
+        if value is None:
+            raise ValueError(f'{where}: data_samples[{b}] has no '
+                             f'"{name}" field (use PackRegionInputs).')
+        out.append(torch.as_tensor(value, dtype=dtype))
+    return out

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from mmregion.datasets.transforms import LoadProposals, MultiViewRegions
-from mmregion.datasets.transforms.box_utils import clip_boxes, map_boxes
+from mmregion.structures import affine_boxes, clip_boxes
 from mmregion.datasets.transforms.wrappers import crop_overlap
 
 VIEW = [
@@ -59,7 +59,7 @@ def test_companion_view_overlaps_and_takes_no_part_in_regions(helpers):
         # every row of every view is the region mapped in and clipped; the
         # companion view's rows may be empty (a region outside it is kept)
         for v in range(3):
-            expected = clip_boxes(map_boxes(orig[ids], *aff[v]), (32, 32))
+            expected = clip_boxes(affine_boxes(orig[ids], aff[v]), (32, 32))
             np.testing.assert_allclose(boxes[v], expected, atol=1e-3)
     assert min(overlaps) >= 0.5
     assert MultiViewRegions.num_low_overlap == 0

@@ -4,7 +4,7 @@ import pytest
 from mmregion.datasets.transforms import (RegionRandomFlip,
                                           RegionRandomResizedCrop,
                                           RegionResize)
-from mmregion.datasets.transforms.box_utils import map_boxes
+from mmregion.structures import affine_boxes
 
 
 def _results(boxes, h=100, w=200, img=None):
@@ -20,7 +20,7 @@ def _results(boxes, h=100, w=200, img=None):
 def _check_affine(out, orig_boxes):
     """Boxes of ``out`` = the originals mapped by its view_affine, clipped."""
     h, w = out['img_shape']
-    mapped = map_boxes(orig_boxes[out['region_ids']], *out['view_affine'])
+    mapped = affine_boxes(orig_boxes[out['region_ids']], out['view_affine'])
     mapped[:, 0::2] = mapped[:, 0::2].clip(0, w)
     mapped[:, 1::2] = mapped[:, 1::2].clip(0, h)
     np.testing.assert_allclose(out['proposals'], mapped, atol=1e-3)

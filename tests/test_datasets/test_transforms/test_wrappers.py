@@ -6,7 +6,7 @@ import pytest
 from mmregion.datasets.transforms import (LoadProposals, MultiViewRegions,
                                           RegionRandomFlip,
                                           RegionRandomResizedCrop, box_utils)
-from mmregion.datasets.transforms.box_utils import box_areas, map_boxes
+from mmregion.structures import affine_boxes, box_areas, clip_boxes
 
 
 def _loaded(helpers, boxes, h=90, w=120):
@@ -20,11 +20,12 @@ def _loaded(helpers, boxes, h=90, w=120):
 
 def _inverse(boxes, affine):
     sx, tx, sy, ty = (float(a) for a in affine)
-    return map_boxes(boxes, 1 / sx, -tx / sx, 1 / sy, -ty / sy)
+    return affine_boxes(boxes,
+                        np.float32([1 / sx, -tx / sx, 1 / sy, -ty / sy]))
 
 
 def _clip(boxes, shape):
-    return box_utils.clip_boxes(boxes, shape)
+    return clip_boxes(boxes, shape)
 
 
 def _inter_area(a, b):
@@ -73,10 +74,11 @@ def test_correspondence_property(helpers):
         assert np.all(boxes[..., 2] > boxes[..., 0])
         assert np.all(boxes[..., 3] > boxes[..., 1])
         for v in range(2):
-            fwd = _clip(map_boxes(orig[ids], *aff[v]), (48, 64))
+            fwd = _clip(affine_boxes(orig[ids], aff[v]), (48, 64))
             np.testing.assert_allclose(boxes[v], fwd, atol=1e-3)
         # view 1 -> image -> view 2, up to clipping
-        back = _clip(map_boxes(_inverse(boxes[0], aff[0]), *aff[1]), (48, 64))
+        back = _clip(
+            affine_boxes(_inverse(boxes[0], aff[0]), aff[1]), (48, 64))
         nonempty = box_areas(back) > 1e-3
         assert np.all(back[nonempty, :2] >= boxes[1, nonempty, :2] - 1e-3)
         assert np.all(back[nonempty, 2:] <= boxes[1, nonempty, 2:] + 1e-3)

@@ -4,7 +4,8 @@ import pytest
 import torch
 from mmpretrain.structures import DataSample
 
-from mmregion.models.algorithms.plrc import (PLRC, match_dense_cells,
+from mmregion.models.algorithms.plrc import PLRC
+from mmregion.models.heads.plrc_head import (PLRCHead, match_dense_cells,
                                              select_regions)
 from mmregion.registry import MODELS
 
@@ -212,7 +213,7 @@ def test_plrc_point_losses_fall_on_fixed_batch():
 def test_read_upsampled_rows_equals_interpolate():
     import torch.nn.functional as F
 
-    from mmregion.models.algorithms.plrc import read_upsampled_rows
+    from mmregion.models.utils.dense_ops import read_upsampled_rows
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 5, 3, 4, generator=g)
     for S in (8, 7, 3):
@@ -239,7 +240,7 @@ def _dense_distill_reference(model, online, target, reference, pairs, aff,
 
     from mmregion.models.losses.point_affinity_distillation_loss import \
         point_affinity_distillation_loss
-    S = model.distill_size
+    S = model.head.distill_size
 
     def up(x):
         x = F.interpolate(x, size=(S, S), mode='bilinear',
@@ -249,12 +250,12 @@ def _dense_distill_reference(model, online, target, reference, pairs, aff,
     terms, weights = [], []
     for on, te, rf, (s, d) in zip(online, target, reference, pairs):
         idx_t, ok = match_dense_cells(aff, img_shape, S, s, d,
-                                      model.distill_pos_ratio)
+                                      model.head.distill_pos_ratio)
         f_s, l_s = up(on['dino_feat']), up(on['dino_logits'])
         f_t, l_t = up(te['dino_feat']), up(te['dino_logits'])
         ref = up(rf['dino_feat']).transpose(1, 2)
-        s_vec = torch.cat([f_s @ ref * model.affinity_scale, l_s], -1)
-        t_vec = torch.cat([f_t @ ref * model.affinity_scale, l_t], -1)
+        s_vec = torch.cat([f_s @ ref * model.head.affinity_scale, l_s], -1)
+        t_vec = torch.cat([f_t @ ref * model.head.affinity_scale, l_t], -1)
         t_vec = t_vec.gather(1, idx_t[..., None].expand_as(t_vec))
         loss = point_affinity_distillation_loss(
             s_vec.flatten(0, 1), t_vec.flatten(0, 1),
@@ -290,13 +291,13 @@ def test_distill_loss_equals_dense_reference(mode):
     online = [enc() for _ in dirs]
     target = [enc() for _ in dirs]
     reference = [enc() for _ in dirs]
-    ours = model.distill_loss(online, target, pairs, aff, (IMG, IMG),
-                              reference=reference)
+    ours = model.head.distill_loss(online, target, pairs, aff, (IMG, IMG),
+                                   reference=reference)
     ref = _dense_distill_reference(model, online, target, reference, pairs,
                                    aff, (IMG, IMG))
     assert torch.allclose(ours, ref, rtol=1e-4, atol=1e-5), (ours, ref)
     # the two-view form: the target is its own reference
-    ours = model.distill_loss(online, target, pairs, aff, (IMG, IMG))
+    ours = model.head.distill_loss(online, target, pairs, aff, (IMG, IMG))
     ref = _dense_distill_reference(model, online, target, target, pairs,
                                    aff, (IMG, IMG))
     assert torch.allclose(ours, ref, rtol=1e-4, atol=1e-5), (ours, ref)
@@ -351,7 +352,7 @@ def test_image_embedding_is_point_mean_and_trains_point_head():
     inputs, samples = _grid_views(B=2)
     c5 = model.backbone(inputs[0])[-1]
     enc = model._encode(c5, momentum=False)
-    dense = model.point_neck(c5.permute(0, 2, 3, 1))  # (B, h, w, D)
+    dense = model.point_neck((c5.permute(0, 2, 3, 1), ))[0]  # (B, h, w, D)
     expected = F.normalize(dense.mean((1, 2)), dim=1)
     assert torch.allclose(
         model._image_embedding(enc, momentum=False), expected, atol=1e-5)
@@ -430,10 +431,11 @@ def _rand_points(B, K, P, D, seed):
 
 def test_one_region_per_image_equals_release_supcon():
     model = MODELS.build(_cfg())
-    assert model.regions_per_image == 1
+    assert model.head.regions_per_image == 1
     q, k = _rand_points(4, 1, 5, 8, seed=0)
-    ours = model.point_contrast_loss([q], [k], torch.ones(4, 1).bool())
-    ref = model.loss_point.loss_weight * _release_supcon(k[:, 0], q[:, 0])
+    ours = model.head.point_contrast_loss([q], [k], torch.ones(4, 1).bool())
+    ref = model.head.loss_point.loss_weight * _release_supcon(
+        k[:, 0], q[:, 0])
     assert torch.allclose(ours, ref, rtol=1e-5, atol=1e-6), (ours, ref)
 
 
@@ -441,8 +443,8 @@ def test_multi_region_mode_equals_loop_reference():
     model = MODELS.build(_cfg(regions_per_image=None))
     q, k = _rand_points(3, 4, 3, 8, seed=1)
     valid = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 0, 0]]).bool()
-    ours = model.point_contrast_loss([q], [k], valid)
-    ref = model.loss_point.loss_weight * _loop_supcon(q, k, valid)
+    ours = model.head.point_contrast_loss([q], [k], valid)
+    ref = model.head.loss_point.loss_weight * _loop_supcon(q, k, valid)
     assert torch.allclose(ours, ref, rtol=1e-5, atol=1e-6), (ours, ref)
 
 
@@ -456,9 +458,9 @@ def test_regions_per_image_sets_the_contrasted_regions(regions_per_image):
 
     def spy(q, k, valid):
         seen['valid'] = valid
-        return PLRC.point_contrast_loss(model, q, k, valid)
+        return PLRCHead.point_contrast_loss(model.head, q, k, valid)
 
-    model.point_contrast_loss = spy
+    model.head.point_contrast_loss = spy
     model.loss(inputs, samples)
     counts = seen['valid'].sum(1).tolist()
     if regions_per_image is None:
@@ -495,3 +497,21 @@ def test_view_count_errors():
         MODELS.build(_cfg(symmetric=True))
     with pytest.raises(ValueError, match='num_views must be'):
         MODELS.build(_cfg(num_views=4))
+
+
+def test_head_built_from_flat_keys_and_old_checkpoint_keys_load():
+    model = MODELS.build(_cfg(regions_per_image=2, head=dict(
+        affinity_scale=0.5)))
+    head = model.head
+    assert type(head).__name__ == 'PLRCHead'
+    assert head.regions_per_image == 2 and head.affinity_scale == 0.5
+    assert head.distill_size == 8 and head.point_sampler.num_points == 4
+    assert model.loss_distill is head.loss_distill  # PLRCTeacherTempHook
+    # a checkpoint from before the head: loss_distill.center at the top
+    state = model.state_dict()
+    state['loss_distill.center'] = torch.rand_like(
+        state.pop('head.loss_distill.center'))
+    fresh = MODELS.build(_cfg())
+    fresh.load_state_dict(state, strict=True)
+    assert torch.equal(fresh.head.loss_distill.center,
+                       state['loss_distill.center'])
