@@ -31,8 +31,8 @@ from mmregion.utils.input_checks import coco_image_entries, read_json_file
 from mmregion.utils.progress import ProgressBar
 from .sources import (NMS_PRIORITIES, grid_proposals, random_proposals,
                       selective_search)
-from .store import (ProposalDirLock, ProposalWriter, _load_shard,
-                    read_shard_failed)
+from .shard_io import read_shard, read_shard_failed
+from .writer import ProposalDirLock, ProposalWriter
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff',
                   '.ppm', '.pgm')
@@ -459,7 +459,7 @@ def _generate_locked(out: str, keys: List[str], root: str, params: dict,
     # totals over every shard (also those finished by earlier runs)
     num_stored = num_boxes = empty = failed_total = 0
     for i in range(writer.num_shards):
-        shard = _load_shard(writer.shard_path(i))
+        shard = read_shard(writer.shard_path(i))
         counts = np.diff(shard.offsets)
         num_stored += len(counts)
         num_boxes += int(counts.sum())

@@ -29,6 +29,7 @@ For our own code: :func:`atomic_write` (context manager) and
 :func:`atomic_save` (``torch.save``).
 """
 import builtins
+import json
 import logging
 import os
 import os.path as osp
@@ -45,7 +46,8 @@ from mmengine.fileio.file_client import HardDiskBackend
 from mmengine.logging import print_log
 
 __all__ = [
-    'AtomicFile', 'atomic_write', 'atomic_save', 'fsync_dir',
+    'AtomicFile', 'atomic_write', 'atomic_write_json', 'atomic_save',
+    'fsync_dir',
     'AtomicLocalBackend', 'AtomicHardDiskBackend',
     'install_atomic_file_backend', 'is_atomic_tmp_file',
     'remove_stale_tmp_files'
@@ -95,7 +97,9 @@ def _pid_alive(pid: int) -> bool:
 
 
 def remove_stale_tmp_files(dirname: Union[str, Path],
-                           basename: Optional[str] = None) -> List[str]:
+                           basename: Optional[str] = None,
+                           other_hosts: bool = False,
+                           own_pid: bool = False) -> List[str]:
     """Remove the temporary files of writers that died (this host only).
 
     A temporary file of :class:`AtomicFile` names its host and process id;
@@ -106,6 +110,11 @@ def remove_stale_tmp_files(dirname: Union[str, Path],
         dirname (str | Path): The directory to clean.
         basename (str, optional): Only the temporary files of this target
             name. Defaults to None (every target).
+        other_hosts (bool): Also remove the files of other hosts (a folder
+            only this run writes to, e.g. a locked proposal directory).
+            Defaults to False.
+        own_pid (bool): Also remove the files of this process. Defaults to
+            False.
 
     Returns:
         list[str]: The names of the removed files.
@@ -117,10 +126,14 @@ def remove_stale_tmp_files(dirname: Union[str, Path],
     removed = []
     for name in names:
         m = _TMP_RE.match(name)
-        if (m is None
-                or (basename is not None and m.group('name') != basename)
-                or m.group('host') != _HOST
-                or _pid_alive(int(m.group('pid')))):
+        if m is None or (basename is not None
+                         and m.group('name') != basename):
+            continue
+        pid = int(m.group('pid'))
+        if m.group('host') != _HOST:
+            if not other_hosts:
+                continue
+        elif not (own_pid and pid == os.getpid()) and _pid_alive(pid):
             continue
         try:
             os.remove(osp.join(str(dirname), name))
@@ -269,6 +282,19 @@ def atomic_write(path: Union[str, Path],
     f = AtomicFile(path, mode, encoding=encoding, newline=newline)
     with f as fileobj:
         yield fileobj
+
+
+def atomic_write_json(path: Union[str, Path], obj: Any, **kwargs) -> None:
+    """``json.dump(obj)`` to ``path``, written atomically (utf-8).
+
+    Args:
+        path (str | Path): Target file.
+        obj: What to dump.
+        **kwargs: Passed to :func:`json.dumps` (``indent``...).
+    """
+    data = json.dumps(obj, **kwargs).encode()
+    with atomic_write(path, 'wb') as f:
+        f.write(data)
 
 
 def atomic_save(obj: Any, path: Union[str, Path], **kwargs) -> None:
