@@ -10,7 +10,7 @@ pretrain_init = 'load_from'
 load_from = None
 
 data_root = 'data/toy_coco/'
-# mmregion/utils/toy_data.py CATEGORIES (ids 1-4)
+# mmregion/testing/toy_data.py CATEGORIES (ids 1-4)
 metainfo = dict(
     classes=('ellipse', 'rectangle', 'triangle', 'star'),
     palette=[(210, 40, 40), (30, 80, 200), (40, 180, 40), (230, 200, 30)])

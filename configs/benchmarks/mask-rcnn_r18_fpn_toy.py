@@ -13,7 +13,7 @@ custom_imports = dict(imports=['mmregion'], allow_failed_imports=False)
 pretrain_init = 'backbone'
 
 data_root = 'data/toy_coco/'
-# mmregion/utils/toy_data.py CATEGORIES (ids 1-4)
+# mmregion/testing/toy_data.py CATEGORIES (ids 1-4)
 metainfo = dict(
     classes=('ellipse', 'rectangle', 'triangle', 'star'),
     palette=[(210, 40, 40), (30, 80, 200), (40, 180, 40), (230, 200, 30)])

@@ -1,10 +1,11 @@
 """Adapters from other proposal formats to an in-memory store: an mmdet
 proposal pickle and a COCO-style json (CCOP's format)."""
-from typing import Any, Dict, List, Optional
+from typing import Dict, Optional
 
 import numpy as np
 from mmengine.logging import print_log
 
+from mmregion.utils.images import read_coco_images
 from mmregion.utils.input_checks import (InputError, check_file_name,
                                          coco_image_entries, read_json_file)
 from .format import show_value
@@ -14,21 +15,12 @@ from .stores import InMemoryProposalStore
 __all__ = ['load_coco_json_store', 'load_pickle_store', 'to_boxes']
 
 
-def _coco_images(ann_file: str,
-                 coco: Any = None,
-                 allow_unsafe_paths: bool = False) -> List[dict]:
-    """The validated ``images`` of a COCO json (one-line errors)."""
-    if coco is None:
-        coco = read_json_file(ann_file)
-    return coco_image_entries(
-        coco, ann_file, allow_unsafe_paths=allow_unsafe_paths, need_id=True)
-
-
 def load_coco_json_store(path: str,
                          allow_unsafe_paths: bool = False
                          ) -> InMemoryProposalStore:
     coco = read_json_file(path)
-    images = _coco_images(path, coco, allow_unsafe_paths)
+    images = coco_image_entries(
+        coco, path, allow_unsafe_paths=allow_unsafe_paths, need_id=True)
     cats = coco.get('categories') or []
     if isinstance(cats, list) and len(cats) > 1:
         print_log(
@@ -133,7 +125,8 @@ def load_pickle_store(
                     f'{path} is a list of per-image proposals (mmdet 2.x '
                     'style); pass ann_file= (the COCO json whose image order '
                     'it follows)')
-            images = _coco_images(ann_file, None, allow_unsafe_paths)
+            images = read_coco_images(
+                ann_file, allow_unsafe_paths, need_id=True)
             if len(images) != len(obj):
                 raise InputError(f'{path} has {len(obj)} entries but '
                                  f'{ann_file} has {len(images)} images')

@@ -27,15 +27,14 @@ import cv2
 import numpy as np
 from mmengine.logging import print_log
 
-from mmregion.utils.input_checks import coco_image_entries, read_json_file
+from mmregion.utils.images import IMG_EXTENSIONS  # noqa: F401
+from mmregion.utils.images import read_coco_images, scan_image_folder
 from mmregion.utils.progress import ProgressBar
+from .shard_io import read_shard, read_shard_failed
 from .sources import (NMS_PRIORITIES, grid_proposals, random_proposals,
                       selective_search)
-from .shard_io import read_shard, read_shard_failed
 from .writer import ProposalDirLock, ProposalWriter
 
-IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff',
-                  '.ppm', '.pgm')
 METHODS = ('selective_search', 'grid', 'random')
 
 # Settings of ``tools/generate_proposals.py --preset NAME`` (flags given on
@@ -110,15 +109,8 @@ def list_images(src: str,
                                 'not found')
     if osp.isdir(src):
         root = img_root or src
-        keys = []
-        for dirpath, _, files in os.walk(src):
-            for name in files:
-                if name.lower().endswith(IMG_EXTENSIONS):
-                    rel = osp.relpath(osp.join(dirpath, name), root)
-                    keys.append(rel.replace(os.sep, '/'))
-        return sorted(keys), root
-    images = coco_image_entries(
-        read_json_file(src), src, allow_unsafe_paths=allow_unsafe_paths)
+        return scan_image_folder(src, root), root
+    images = read_coco_images(src, allow_unsafe_paths=allow_unsafe_paths)
     keys = sorted({im['file_name'] for im in images})
     if img_root is None:
         json_dir = osp.dirname(osp.abspath(src))

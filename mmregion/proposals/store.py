@@ -22,8 +22,7 @@ from .safe_pickle import (ProposalUnpickler, UnsafeProposalFileError,
                           _ProposalUnpickler)
 from .shard_io import (read_shard, read_shard_digest, read_shard_failed,
                        write_shard)
-from .stores import (InMemoryProposalStore, ProposalStore,
-                     ShardedProposalStore)
+from .stores import InMemoryProposalStore, ProposalStore, ShardedProposalStore
 from .writer import (LOCK_FILE, ProposalDirBusyError, ProposalDirLock,
                      ProposalWriter)
 

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mmregion.utils.toy_data import CATEGORIES, make_toy_coco
+from mmregion.testing.toy_data import CATEGORIES, make_toy_coco
 
 REPO_ROOT = __file__.rsplit('/tests/', 1)[0]
 

@@ -7,7 +7,8 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 
 from mmregion.registry import TRANSFORMS
-from .box_utils import identity_affine, log_count
+from mmregion.utils.log_utils import log_count
+from .box_utils import identity_affine
 
 
 @TRANSFORMS.register_module()

@@ -1,19 +1,17 @@
 """Image loading that skips bad files instead of crashing a long run."""
-import logging
 import os
 import os.path as osp
 import stat
 from typing import Optional
 
-import cv2
 import mmcv
 import numpy as np
 from mmcv.transforms import LoadImageFromFile
 from mmengine import fileio
-from mmengine.logging import print_log
 
 from mmregion.registry import TRANSFORMS
-from .box_utils import is_power_of_two
+from mmregion.utils.images import to_bgr
+from mmregion.utils.log_utils import log_count
 
 _JPEG_SOI = b'\xff\xd8'
 _JPEG_EOI = b'\xff\xd9'
@@ -186,23 +184,11 @@ class LoadImageFromFileSafe(LoadImageFromFile):
         else:
             cls.num_corrupt += 1
             count = cls.num_corrupt
-        if is_power_of_two(count):
-            print_log(
-                f'LoadImageFromFileSafe: skipped image "{filename}": {reason} '
-                f'(so far in this process: {cls.num_missing} missing, '
-                f'{cls.num_corrupt} unreadable); another image is used.',
-                logger='current',
-                level=logging.WARNING)
-
-    @staticmethod
-    def _to_bgr(img: np.ndarray) -> np.ndarray:
-        if img.ndim == 2:
-            return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-        if img.ndim == 3 and img.shape[2] == 1:
-            return cv2.cvtColor(img[..., 0], cv2.COLOR_GRAY2BGR)
-        if img.ndim == 3 and img.shape[2] == 4:
-            return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
-        return img
+        log_count(
+            count,
+            f'LoadImageFromFileSafe: skipped image "{filename}": {reason} '
+            f'(so far in this process: {cls.num_missing} missing, '
+            f'{cls.num_corrupt} unreadable); another image is used.')
 
     def transform(self, results: dict) -> Optional[dict]:
         """Load the image, or return None for a bad file.
@@ -249,7 +235,7 @@ class LoadImageFromFileSafe(LoadImageFromFile):
                 f'extension "{osp.splitext(filename)[1]}")',
                 missing=False)
             return None
-        img = self._to_bgr(img)
+        img = to_bgr(img)
         if self.to_float32:
             img = img.astype(np.float32)
         results['img'] = img
