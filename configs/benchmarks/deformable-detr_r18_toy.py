@@ -95,8 +95,14 @@ param_scheduler = [
     dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iters,
          milestones=[25], gamma=0.1)
 ]
+# mmregion's CheckpointHook: atomic writes, the previous checkpoint survives
+# a kill during the save (docs/reliability.md sec. 2)
 default_hooks = dict(
     logger=dict(interval=5),
-    checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=1))
+    checkpoint=dict(
+        type='mmregion.SafeCheckpointHook',
+        by_epoch=False,
+        interval=max_iters,
+        max_keep_ckpts=1))
 log_processor = dict(by_epoch=False)
 auto_scale_lr = dict(enable=False, base_batch_size=2)

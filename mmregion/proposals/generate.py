@@ -28,7 +28,8 @@ import numpy as np
 from mmengine.logging import print_log
 
 from mmregion.utils.images import IMG_EXTENSIONS  # noqa: F401
-from mmregion.utils.images import read_coco_images, scan_image_folder
+from mmregion.utils.images import (find_truncation, read_coco_images,
+                                   scan_image_folder)
 from mmregion.utils.progress import ProgressBar
 from .shard_io import read_shard, read_shard_failed
 from .sources import (NMS_PRIORITIES, grid_proposals, random_proposals,
@@ -260,8 +261,7 @@ def read_image(path: str) -> Tuple[Optional[np.ndarray], str]:
         data = f.read()
     if not data:
         return None, 'empty file (0 bytes)'
-    # the training loader's check (imported here: it pulls in mmcv)
-    from mmregion.datasets.transforms.safe_loading import find_truncation
+    # the training loader's check
     reason = find_truncation(data)
     if reason is not None:
         return None, reason

@@ -1,7 +1,6 @@
 """tools/analysis_tools/{browse_views,get_flops,analyze_logs}.py and
 tools/model_converters/publish_model.py on the toy set / tiny inputs."""
 import hashlib
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -10,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from tool_utils import load_tool
 
 from mmregion.utils.cli import UserError
 
@@ -17,12 +17,7 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CCOP_TOY = osp.join(ROOT, 'configs', 'mmregion', 'ccop_r18_toy.py')
 
 
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(
-        name.replace('/', '_'), osp.join(ROOT, 'tools', f'{name}.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+_load_tool = load_tool
 
 
 # ---- browse_views ---------------------------------------------------------

@@ -6,6 +6,7 @@ from typing import Any, Optional, Union
 import numpy as np
 from mmcv.transforms import BaseTransform
 
+from mmregion import proposals
 from mmregion.registry import TRANSFORMS
 from mmregion.utils.log_utils import log_count
 from .box_utils import identity_affine
@@ -131,7 +132,6 @@ class LoadProposals(BaseTransform):
         if not isinstance(self.proposal_file, str):
             return self.proposal_file
         if self._store is None or self._store_pid != os.getpid():
-            from mmregion import proposals
             self._store = proposals.load_proposal_store(self.proposal_file)
             self._store_pid = os.getpid()
             self._reset_lookups()  # counts are per process
