@@ -21,7 +21,7 @@ except ImportError:  # running from a checkout without `pip install -e`
 from mmregion.proposals.generate import read_image  # noqa: E402
 from mmregion.utils.input_checks import (InputError,  # noqa: E402
                                          check_file_name, run_tool)
-from mmregion.utils.visualization import draw_boxes  # noqa: E402
+from mmregion.apis.visualization import draw_boxes  # noqa: E402
 
 
 def parse_args(argv=None):

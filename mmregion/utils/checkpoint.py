@@ -24,7 +24,7 @@ from typing import Any, List, Optional
 import numpy as np
 import torch
 
-from .cli import UserError
+from .errors import UserError
 from .legacy_torch_load import (restricted_torch_load,
                                 torch_has_tuple_safe_globals)
 

@@ -10,7 +10,7 @@ import os.path as osp
 import sys
 from typing import Any, Callable, List, Optional, Sequence
 
-from .cli import UserError
+from .errors import UserError
 
 __all__ = [
     'InputError', 'check_file_name', 'read_json_file', 'coco_image_entries',

@@ -21,7 +21,7 @@ import mmregion  # noqa: F401
 from mmregion.datasets.transforms import LoadImageFromFileSafe
 from mmregion.utils import (CheckpointError, CorruptCheckpointError,
                             UnsafeCheckpointError, load_checkpoint_safely)
-from mmregion.utils.cli import explain_exception
+from mmregion.apis.cli import explain_exception
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))

@@ -11,7 +11,7 @@ import pytest
 import torch
 from tool_utils import load_tool
 
-from mmregion.utils.cli import UserError
+from mmregion.apis.cli import UserError
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CCOP_TOY = osp.join(ROOT, 'configs', 'mmregion', 'ccop_r18_toy.py')
@@ -23,7 +23,7 @@ _load_tool = load_tool
 # ---- browse_views ---------------------------------------------------------
 def test_draw_views_matched_regions_share_colours():
     bv = _load_tool('analysis_tools/browse_views')
-    from mmregion.utils.visualization import region_colours
+    from mmregion.apis.visualization import region_colours
     views = [np.zeros((40, 50, 3), np.uint8), np.zeros((30, 40, 3), np.uint8)]
     boxes = np.array([[[2, 2, 20, 20], [25, 5, 45, 30]],
                       [[10, 8, 30, 25], [1, 1, 12, 12]]], np.float32)

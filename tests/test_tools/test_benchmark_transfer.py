@@ -9,7 +9,7 @@ import pytest
 import torch
 from tool_utils import load_tool
 
-from mmregion.utils.object_probe import knn_accuracy
+from mmregion.apis.object_probe import knn_accuracy
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 

@@ -22,7 +22,7 @@ from mmengine.registry import init_default_scope
 from tool_utils import load_tool
 
 from mmregion.registry import MODELS
-from mmregion.utils.cli import UserError
+from mmregion.apis.cli import UserError
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CFG = osp.join(ROOT, 'configs', 'mmregion')
