@@ -9,7 +9,7 @@ import difflib
 import os
 import os.path as osp
 import sys
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 from mmengine.config import Config, ConfigDict, DictAction
 
@@ -18,10 +18,8 @@ from mmregion.utils.errors import UserError
 __all__ = [
     'UserError', 'load_config', 'check_cfg_options', 'explain_exception',
     'setup_cpu_distributed', 'slurm_dist_env', 'add_cfg_options_args',
-    'apply_cfg_options'
+    'apply_cfg_options', 'run_cli', 'run_tool'
 ]
-
-
 
 
 def load_config(path: str) -> Config:
@@ -185,6 +183,22 @@ def run_cli(main, argv: Optional[Iterable[str]] = None) -> None:
         line = explain_exception(e)
         if line is None:
             raise
+        print(f'error: {line}', file=sys.stderr)
+        sys.exit(1)
+
+
+def run_tool(main: Callable[[Optional[Sequence[str]]], Any],
+             argv: Optional[Sequence[str]] = None) -> Any:
+    """Run a tool's ``main``; bad input ends as ``error: ...`` + exit 1.
+
+    ``ValueError`` (incl. :class:`InputError`), ``UserError``, ``OSError``
+    and ``RuntimeError`` are printed as one line on stderr (their message
+    names the file or entry); anything else keeps its traceback.
+    """
+    try:
+        return main(argv)
+    except (UserError, ValueError, OSError, RuntimeError) as e:
+        line = ' '.join(str(e).split()) or type(e).__name__
         print(f'error: {line}', file=sys.stderr)
         sys.exit(1)
 

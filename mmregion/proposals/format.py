@@ -18,9 +18,11 @@ See ``docs/proposals.md``.
 import hashlib
 import json
 import re
-from typing import Any, Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
+
+from mmregion.utils.input_checks import show_value
 
 __all__ = [
     'FORMAT_NAME', 'FORMAT_VERSION', 'META_FILE', 'SHARD_RE',
@@ -60,12 +62,6 @@ def run_digest(meta: dict) -> str:
         for k in ('format', 'image_list_sha1', 'shard_size', 'params')
     }
     return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()
-
-
-def show_value(value: Any, limit: int = 80) -> str:
-    """A hostile name, on one line and short, for messages."""
-    text = ascii(value)
-    return text if len(text) <= limit else text[:limit] + '...'
 
 
 class PackedBoxes:
