@@ -23,12 +23,12 @@ import numpy as np
 try:
     from mmregion.proposals import (box_iou, generate_proposals,
                                     load_proposal_store)
-    from mmregion.utils.toy_data import make_toy_coco
+    from mmregion.testing.toy_data import make_toy_coco
 except ImportError:  # running from a checkout without `pip install -e`
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     from mmregion.proposals import (box_iou, generate_proposals,
                                     load_proposal_store)
-    from mmregion.utils.toy_data import make_toy_coco
+    from mmregion.testing.toy_data import make_toy_coco
 
 
 def recall(store, ann_file: str, iou_thr: float = 0.5) -> float:

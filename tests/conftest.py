@@ -53,7 +53,7 @@ def toy_coco(tmp_path_factory) -> Path:
     Layout: ``train/*.jpg``, ``val/*.jpg``,
     ``annotations/instances_{train,val}.json`` (``docs/design.md`` sec. 5).
     """
-    from mmregion.utils.toy_data import make_toy_coco
+    from mmregion.testing.toy_data import make_toy_coco
     root = tmp_path_factory.mktemp('toy_coco')
     make_toy_coco(str(root), num_train=8, num_val=4, size=128, seed=0)
     return root

@@ -47,6 +47,13 @@ import subprocess
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
+try:
+    from mmregion.utils.atomic_io import atomic_write
+except ImportError:  # running from a checkout without `pip install -e`
+    sys.path.insert(0, os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+    from mmregion.utils.atomic_io import atomic_write
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 # (column, metric keys tried in order) ; keys are matched after the
@@ -238,12 +245,9 @@ def format_tables(rows: List[dict]) -> Tuple[str, str]:
     return '\n'.join(md) + '\n', buf.getvalue()
 
 
-def _atomic_write(text: str, path: str) -> None:
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    tmp = f'{path}.tmp.{os.getpid()}'
-    with open(tmp, 'w') as f:
+def _write_text(path: str, text: str) -> None:
+    with atomic_write(path, 'w') as f:
         f.write(text)
-    os.replace(tmp, path)
 
 
 def parse_args(argv=None):
@@ -327,7 +331,7 @@ def main(argv=None) -> int:
                                       for ln in derived[1].splitlines()),
                               end='')
                     else:
-                        _atomic_write(derived[1], derived[0])
+                        _write_text(derived[0], derived[1])
                 for cmd in cmds:
                     print(' '.join(shlex.quote(c) for c in cmd), flush=True)
                     if args.dry_run:
@@ -355,8 +359,8 @@ def main(argv=None) -> int:
         return 0
     md, csv_text = format_tables(rows)
     out = args.out or osp.join(args.work_dir, 'results')
-    _atomic_write(md, out + '.md')
-    _atomic_write(csv_text, out + '.csv')
+    _write_text(out + '.md', md)
+    _write_text(out + '.csv', csv_text)
     print(md)
     print(f'wrote {out}.md and {out}.csv')
     return 1 if failed else 0

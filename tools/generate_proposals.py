@@ -27,7 +27,7 @@ except ImportError:  # running from a checkout without `pip install -e`
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     from mmregion.proposals import generate_proposals
 from mmregion.proposals.generate import PRESETS  # noqa: E402
-from mmregion.utils.input_checks import run_tool  # noqa: E402
+from mmregion.apis.cli import run_tool  # noqa: E402
 
 
 def _optional_int(s: str):

@@ -28,7 +28,7 @@ its own image-list order (``datasets/torchvision_datasets/voc.py``); with a
 COCO-format VOC file converted in that order, ``--detreg-order file`` draws
 over the file's ``images`` order.
 
-Outputs (written atomically: temporary file + ``os.replace``)::
+Outputs (written atomically: ``mmregion.utils.atomic_io``)::
 
     OUT/{stem}_{p}pct_seed{S}.json   # e.g. instances_train2017_1pct_seed0.json
     OUT/{stem}_mini_summary_seed{S}.json
@@ -57,20 +57,11 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-
-def _atomic_write_json(obj: dict, path: str) -> None:
-    tmp = osp.join(
-        osp.dirname(osp.abspath(path)),
-        f'.{osp.basename(path)}.tmp.{os.getpid()}')
-    try:
-        with open(tmp, 'w') as f:
-            json.dump(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+try:
+    from mmregion.utils.atomic_io import atomic_write_json
+except ImportError:  # running from a checkout without `pip install -e`
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+    from mmregion.utils.atomic_io import atomic_write_json
 
 
 def _load_coco(path: str) -> dict:
@@ -297,7 +288,7 @@ def make_mini_coco(ann_file: str,
         tag = percent_tag(p)
         out_file = osp.join(out_dir,
                             f'{stem}_{tag}pct{tag_mode}_seed{seed}.json')
-        _atomic_write_json(sub, out_file)
+        atomic_write_json(out_file, sub)
         per_cat = Counter(a['category_id'] for a in anns)
         summary['splits'][tag] = dict(
             file=out_file,
@@ -311,7 +302,7 @@ def make_mini_coco(ann_file: str,
             swaps=split['swaps'])
     summary_file = osp.join(out_dir,
                             f'{stem}_mini_summary{tag_mode}_seed{seed}.json')
-    _atomic_write_json(summary, summary_file)
+    atomic_write_json(summary_file, summary)
     if verbose:
         print(format_summary(summary))
     return summary

@@ -4,7 +4,7 @@ Example::
 
     python tools/make_toy_coco.py data/toy_coco --num-train 200 --num-val 50
     # the harder 10-category set of the transfer benchmark
-    # (mmregion/utils/toy_data_hard.py): 3000 unlabeled train images, a 3 %
+    # (mmregion/testing/toy_data_hard.py): 3000 unlabeled train images, a 3 %
     # labelled split annotations/instances_train_labeled.json, 200 val
     python tools/make_toy_coco.py data/toy_hard --preset hard
 """
@@ -14,12 +14,12 @@ import sys
 import time
 
 try:
-    from mmregion.utils.toy_data import make_toy_coco
-    from mmregion.utils.toy_data_hard import make_hard_toy_coco
+    from mmregion.testing.toy_data import make_toy_coco
+    from mmregion.testing.toy_data_hard import make_hard_toy_coco
 except ImportError:  # running from a checkout without `pip install -e`
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-    from mmregion.utils.toy_data import make_toy_coco
-    from mmregion.utils.toy_data_hard import make_hard_toy_coco
+    from mmregion.testing.toy_data import make_toy_coco
+    from mmregion.testing.toy_data_hard import make_hard_toy_coco
 
 # defaults of every preset (explicit flags override them)
 PRESETS = dict(

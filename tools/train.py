@@ -15,9 +15,9 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
 
 import mmregion  # noqa: E402,F401  (safe checkpoint loader, version checks)
 from mmengine.runner import Runner  # noqa: E402
-from mmregion.utils.cli import (UserError, add_cfg_options_args,  # noqa: E402
-                                apply_cfg_options, load_config, run_cli,
-                                setup_cpu_distributed)
+from mmregion.apis.cli import (UserError, add_cfg_options_args,  # noqa: E402
+                               apply_cfg_options, load_config, run_cli,
+                               setup_cpu_distributed)
 
 
 def parse_args(argv=None):

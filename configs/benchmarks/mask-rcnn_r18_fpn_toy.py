@@ -13,7 +13,7 @@ custom_imports = dict(imports=['mmregion'], allow_failed_imports=False)
 pretrain_init = 'backbone'
 
 data_root = 'data/toy_coco/'
-# mmregion/utils/toy_data.py CATEGORIES (ids 1-4)
+# mmregion/testing/toy_data.py CATEGORIES (ids 1-4)
 metainfo = dict(
     classes=('ellipse', 'rectangle', 'triangle', 'star'),
     palette=[(210, 40, 40), (30, 80, 200), (40, 180, 40), (230, 200, 30)])
@@ -119,8 +119,14 @@ param_scheduler = [
     dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iters,
          milestones=[30], gamma=0.1)
 ]
+# mmregion's CheckpointHook: atomic writes, the previous checkpoint survives
+# a kill during the save (docs/reliability.md sec. 2)
 default_hooks = dict(
     logger=dict(interval=5),
-    checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=1))
+    checkpoint=dict(
+        type='mmregion.SafeCheckpointHook',
+        by_epoch=False,
+        interval=max_iters,
+        max_keep_ckpts=1))
 log_processor = dict(by_epoch=False)
 auto_scale_lr = dict(enable=False, base_batch_size=2)

@@ -4,13 +4,11 @@ import os.path as osp
 from typing import List, Optional, Sequence
 
 from mmengine.dataset import BaseDataset
-from mmengine.fileio import get_local_path, list_dir_or_file
+from mmengine.fileio import get_local_path
 
 from mmregion.registry import DATASETS
-from mmregion.utils.input_checks import coco_image_entries, read_json_file
-
-IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
-                  '.tiff', '.webp')
+from mmregion.utils.images import (IMG_EXTENSIONS, read_coco_images,
+                                   scan_image_folder)
 
 
 @DATASETS.register_module()
@@ -98,9 +96,8 @@ class RegionDataset(BaseDataset):
 
     def _load_coco_images(self) -> List[dict]:
         with get_local_path(self.ann_file) as local_path:
-            ann = read_json_file(local_path, name=self.ann_file)
-        images = coco_image_entries(ann, str(self.ann_file),
-                                    self.allow_unsafe_paths)
+            images = read_coco_images(
+                local_path, self.allow_unsafe_paths, name=self.ann_file)
         data_list = []
         for i, img in enumerate(images):
             info = dict(
@@ -124,10 +121,7 @@ class RegionDataset(BaseDataset):
             raise ValueError('RegionDataset: ann_file is empty and the image '
                              f'folder "{root}" does not exist (set '
                              'data_prefix=dict(img=...) or ann_file).')
-        files = sorted(
-            f.replace(osp.sep, '/')
-            for f in list_dir_or_file(root, list_dir=False, recursive=True)
-            if f.lower().endswith(self.extensions))
+        files = scan_image_folder(root, extensions=self.extensions)
         return [
             dict(img_path=osp.join(root, f), img_id=i, proposal_key=f)
             for i, f in enumerate(files)

@@ -27,15 +27,15 @@ import cv2
 import numpy as np
 from mmengine.logging import print_log
 
-from mmregion.utils.input_checks import coco_image_entries, read_json_file
+from mmregion.utils.images import IMG_EXTENSIONS  # noqa: F401
+from mmregion.utils.images import (find_truncation, read_coco_images,
+                                   scan_image_folder)
 from mmregion.utils.progress import ProgressBar
+from .shard_io import read_shard, read_shard_failed
 from .sources import (NMS_PRIORITIES, grid_proposals, random_proposals,
                       selective_search)
-from .store import (ProposalDirLock, ProposalWriter, _load_shard,
-                    read_shard_failed)
+from .writer import ProposalDirLock, ProposalWriter
 
-IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff',
-                  '.ppm', '.pgm')
 METHODS = ('selective_search', 'grid', 'random')
 
 # Settings of ``tools/generate_proposals.py --preset NAME`` (flags given on
@@ -110,15 +110,8 @@ def list_images(src: str,
                                 'not found')
     if osp.isdir(src):
         root = img_root or src
-        keys = []
-        for dirpath, _, files in os.walk(src):
-            for name in files:
-                if name.lower().endswith(IMG_EXTENSIONS):
-                    rel = osp.relpath(osp.join(dirpath, name), root)
-                    keys.append(rel.replace(os.sep, '/'))
-        return sorted(keys), root
-    images = coco_image_entries(
-        read_json_file(src), src, allow_unsafe_paths=allow_unsafe_paths)
+        return scan_image_folder(src, root), root
+    images = read_coco_images(src, allow_unsafe_paths=allow_unsafe_paths)
     keys = sorted({im['file_name'] for im in images})
     if img_root is None:
         json_dir = osp.dirname(osp.abspath(src))
@@ -268,8 +261,7 @@ def read_image(path: str) -> Tuple[Optional[np.ndarray], str]:
         data = f.read()
     if not data:
         return None, 'empty file (0 bytes)'
-    # the training loader's check (imported here: it pulls in mmcv)
-    from mmregion.datasets.transforms.safe_loading import find_truncation
+    # the training loader's check
     reason = find_truncation(data)
     if reason is not None:
         return None, reason
@@ -459,7 +451,7 @@ def _generate_locked(out: str, keys: List[str], root: str, params: dict,
     # totals over every shard (also those finished by earlier runs)
     num_stored = num_boxes = empty = failed_total = 0
     for i in range(writer.num_shards):
-        shard = _load_shard(writer.shard_path(i))
+        shard = read_shard(writer.shard_path(i))
         counts = np.diff(shard.offsets)
         num_stored += len(counts)
         num_boxes += int(counts.sum())

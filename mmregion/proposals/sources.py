@@ -16,6 +16,7 @@ from typing import Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from mmregion.utils.images import to_bgr
 from .filters import filter_boxes, random_priority
 
 SS_MODES = ('fast', 'quality', 'single')
@@ -38,11 +39,7 @@ def _seed_c_rand(seed: int) -> None:
 
 
 def _as_bgr(img: np.ndarray) -> np.ndarray:
-    img = np.asarray(img)
-    if img.ndim == 2:
-        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    elif img.ndim == 3 and img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    img = to_bgr(np.asarray(img))
     if img.ndim != 3 or img.shape[2] != 3 or img.size == 0:
         raise ValueError('selective_search expects an HxWx3 (or HxW) image, '
                          f'got shape {img.shape}')

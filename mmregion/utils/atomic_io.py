@@ -14,21 +14,19 @@ survives a power loss. Readers see either the old or the new file, never a
 part of one. Temporary files left by killed writers are removed by the next
 write of the same target from the same host.
 
-:func:`install_atomic_file_backend` (called on ``import mmregion``) makes
-mmengine use this for every local write:
-
-- ``'local'`` file backend (prefix ``''``) -> :class:`AtomicLocalBackend`
-  (``put``/``put_text``; used by ``save_checkpoint``, ``CheckpointHook``,
-  ``mmengine.fileio.put``/``dump``);
-- the deprecated ``FileClient`` ``'disk'`` backend ->
-  :class:`AtomicHardDiskBackend` (``file_client_args=...`` paths);
-- the ``open`` that ``mmengine.hooks.checkpoint_hook`` uses for
-  ``last_checkpoint`` -> an atomic ``open`` for write modes.
+:class:`~mmregion.engine.hooks.SafeCheckpointHook` (``type='CheckpointHook'``
+in the ``mmregion`` scope) writes checkpoints through mmengine's extension
+points, without patching mmengine: :class:`AtomicLocalBackend` is
+registered as the file backend ``'mmregion_atomic_local'`` (an addition to
+mmengine's backend table; ``'local'`` is left alone) and the hook passes
+``backend_args=dict(backend='mmregion_atomic_local')`` to
+``runner.save_checkpoint``; it writes ``last_checkpoint`` with
+:func:`atomic_write`.
 
 For our own code: :func:`atomic_write` (context manager) and
 :func:`atomic_save` (``torch.save``).
 """
-import builtins
+import json
 import logging
 import os
 import os.path as osp
@@ -45,8 +43,10 @@ from mmengine.fileio.file_client import HardDiskBackend
 from mmengine.logging import print_log
 
 __all__ = [
-    'AtomicFile', 'atomic_write', 'atomic_save', 'fsync_dir',
-    'AtomicLocalBackend', 'AtomicHardDiskBackend',
+    'AtomicFile', 'atomic_write', 'atomic_write_json', 'atomic_save',
+    'fsync_dir',
+    'AtomicLocalBackend', 'AtomicHardDiskBackend', 'ATOMIC_BACKEND',
+    'register_atomic_backends', 'atomic_backend_args',
     'install_atomic_file_backend', 'is_atomic_tmp_file',
     'remove_stale_tmp_files'
 ]
@@ -95,7 +95,9 @@ def _pid_alive(pid: int) -> bool:
 
 
 def remove_stale_tmp_files(dirname: Union[str, Path],
-                           basename: Optional[str] = None) -> List[str]:
+                           basename: Optional[str] = None,
+                           other_hosts: bool = False,
+                           own_pid: bool = False) -> List[str]:
     """Remove the temporary files of writers that died (this host only).
 
     A temporary file of :class:`AtomicFile` names its host and process id;
@@ -106,6 +108,11 @@ def remove_stale_tmp_files(dirname: Union[str, Path],
         dirname (str | Path): The directory to clean.
         basename (str, optional): Only the temporary files of this target
             name. Defaults to None (every target).
+        other_hosts (bool): Also remove the files of other hosts (a folder
+            only this run writes to, e.g. a locked proposal directory).
+            Defaults to False.
+        own_pid (bool): Also remove the files of this process. Defaults to
+            False.
 
     Returns:
         list[str]: The names of the removed files.
@@ -117,10 +124,14 @@ def remove_stale_tmp_files(dirname: Union[str, Path],
     removed = []
     for name in names:
         m = _TMP_RE.match(name)
-        if (m is None
-                or (basename is not None and m.group('name') != basename)
-                or m.group('host') != _HOST
-                or _pid_alive(int(m.group('pid')))):
+        if m is None or (basename is not None
+                         and m.group('name') != basename):
+            continue
+        pid = int(m.group('pid'))
+        if m.group('host') != _HOST:
+            if not other_hosts:
+                continue
+        elif not (own_pid and pid == os.getpid()) and _pid_alive(pid):
             continue
         try:
             os.remove(osp.join(str(dirname), name))
@@ -271,6 +282,19 @@ def atomic_write(path: Union[str, Path],
         yield fileobj
 
 
+def atomic_write_json(path: Union[str, Path], obj: Any, **kwargs) -> None:
+    """``json.dump(obj)`` to ``path``, written atomically (utf-8).
+
+    Args:
+        path (str | Path): Target file.
+        obj: What to dump.
+        **kwargs: Passed to :func:`json.dumps` (``indent``...).
+    """
+    data = json.dumps(obj, **kwargs).encode()
+    with atomic_write(path, 'wb') as f:
+        f.write(data)
+
+
 def atomic_save(obj: Any, path: Union[str, Path], **kwargs) -> None:
     """``torch.save(obj, path)`` written atomically.
 
@@ -306,56 +330,56 @@ class AtomicHardDiskBackend(HardDiskBackend):
     put_text = AtomicLocalBackend.put_text
 
 
-def _atomic_open(file: Any, mode: str = 'r', *args, **kwargs) -> Any:
-    """``open`` for mmengine modules: whole-file writes become atomic.
+ATOMIC_BACKEND = 'mmregion_atomic_local'
+ATOMIC_DISK_BACKEND = 'mmregion_atomic_disk'
 
-    Other modes (and file descriptors) go to the builtin ``open``.
+
+def register_atomic_backends() -> None:
+    """Register the atomic backends under their own names (idempotent).
+
+    ``'mmregion_atomic_local'`` (:class:`AtomicLocalBackend`) in mmengine's
+    file backends and ``'mmregion_atomic_disk'``
+    (:class:`AtomicHardDiskBackend`) in the deprecated ``FileClient``. Only
+    additions: mmengine's ``'local'`` / ``'disk'`` backends are unchanged.
     """
-    if (mode in _WRITE_MODES and not args
-            and isinstance(file, (str, bytes, os.PathLike))
-            and set(kwargs) <= {'encoding', 'newline'}):
-        if isinstance(file, bytes):
-            file = os.fsdecode(file)
-        return AtomicFile(file, mode, **kwargs)
-    return builtins.open(file, mode, *args, **kwargs)
+    from mmengine.fileio.backends import backends, register_backend
+    from mmengine.fileio.file_client import FileClient
+    if ATOMIC_BACKEND not in backends:
+        register_backend(ATOMIC_BACKEND, AtomicLocalBackend)
+    if ATOMIC_DISK_BACKEND not in FileClient._backends:
+        FileClient.register_backend(ATOMIC_DISK_BACKEND,
+                                    AtomicHardDiskBackend)
 
 
-_INSTALLED = False
+def atomic_backend_args() -> dict:
+    """``backend_args`` that make mmengine write a local path atomically.
+
+    Example:
+        >>> from mmengine.runner.checkpoint import save_checkpoint
+        >>> save_checkpoint(ckpt, 'work/iter_1.pth',
+        ...                 backend_args=atomic_backend_args())
+
+    Returns:
+        dict: ``dict(backend='mmregion_atomic_local')`` (registered first).
+    """
+    register_atomic_backends()
+    return dict(backend=ATOMIC_BACKEND)
 
 
 def install_atomic_file_backend() -> None:
-    """Make mmengine's local writes atomic (idempotent).
+    """Deprecated: ``import mmregion`` no longer changes mmengine's writers.
 
-    Registers :class:`AtomicLocalBackend` as the ``'local'`` backend and the
-    ``''`` prefix (cached plain ``LocalBackend`` instances of
-    ``get_file_backend(..., enable_singleton=True)`` are dropped so they are
-    re-created), :class:`AtomicHardDiskBackend` as ``FileClient``'s
-    ``'disk'`` backend, and an atomic ``open`` in
-    ``mmengine.hooks.checkpoint_hook`` (which writes ``last_checkpoint``).
-    Called on ``import mmregion``.
+    Registers the atomic backends under their own names
+    (:func:`register_atomic_backends`) and warns. Atomic checkpoint writes
+    come from :class:`~mmregion.engine.hooks.SafeCheckpointHook`; elsewhere
+    pass :func:`atomic_backend_args` or use :func:`atomic_write`.
     """
-    global _INSTALLED
-    if _INSTALLED:
-        return
-    from mmengine.fileio import io as mm_io
-    from mmengine.fileio.backends import (backends, prefix_to_backends,
-                                          register_backend)
-    from mmengine.fileio.file_client import FileClient
-    from mmengine.hooks import checkpoint_hook
-
-    if backends.get('local') is LocalBackend and \
-            prefix_to_backends.get('') is LocalBackend:
-        register_backend('local', AtomicLocalBackend, force=True, prefixes='')
-    else:  # somebody registered their own local backend: keep it
-        print_log(
-            'mmregion: the "local" file backend is not mmengine\'s '
-            'LocalBackend; checkpoint writes are not made atomic.',
-            logger='current',
-            level=logging.WARNING)
-    for key, backend in list(mm_io.backend_instances.items()):
-        if type(backend) is LocalBackend:
-            mm_io.backend_instances.pop(key)
-    if FileClient._backends.get('disk') is HardDiskBackend:
-        FileClient.register_backend('disk', AtomicHardDiskBackend, force=True)
-    checkpoint_hook.open = _atomic_open
-    _INSTALLED = True
+    register_atomic_backends()
+    print_log(
+        'install_atomic_file_backend() is deprecated and no longer replaces '
+        'mmengine\'s "local" backend: checkpoints are written atomically by '
+        'mmregion\'s CheckpointHook (type="mmregion.SafeCheckpointHook" in '
+        'other scopes); pass backend_args=atomic_backend_args() or use '
+        'atomic_write() elsewhere.',
+        logger='current',
+        level=logging.WARNING)

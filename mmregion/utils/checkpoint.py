@@ -24,7 +24,7 @@ from typing import Any, List, Optional
 import numpy as np
 import torch
 
-from .cli import UserError
+from .errors import UserError
 from .legacy_torch_load import (restricted_torch_load,
                                 torch_has_tuple_safe_globals)
 
@@ -182,9 +182,18 @@ _INSTALLED = False
 def install_safe_checkpoint_loader() -> None:
     """Allow-list mmengine's types and route local loads through us.
 
-    Idempotent. Called when :mod:`mmregion` is imported, so every path of
-    mmengine that reads a local checkpoint (``load_from``, ``resume``,
-    ``init_cfg=dict(type='Pretrained')``) uses the safe loader.
+    The one import-time change of checkpoint loading (idempotent; called
+    once by ``import mmregion``):
+
+    - torch >= 2.6: :func:`safe_checkpoint_globals` are added with
+      ``torch.serialization.add_safe_globals``; without them torch's
+      ``weights_only`` loader refuses every checkpoint mmengine writes;
+    - :func:`load_from_local_safely` is registered for local paths with
+      mmengine's ``CheckpointLoader.register_scheme`` (its extension point
+      for loaders), so every path of mmengine that reads a local checkpoint
+      (``load_from``, ``resume``, ``init_cfg=dict(type='Pretrained')``)
+      gives one-line errors naming the file, refuses FIFOs, and enforces the
+      same allow-list on torch < 2.6.
     """
     global _INSTALLED
     if _INSTALLED:

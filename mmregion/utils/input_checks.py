@@ -7,14 +7,13 @@ same things with the same one-line messages (``docs/reliability.md``).
 """
 import json
 import os.path as osp
-import sys
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, List, Optional
 
-from .cli import UserError
+from .errors import UserError
 
 __all__ = [
     'InputError', 'check_file_name', 'read_json_file', 'coco_image_entries',
-    'run_tool'
+    'show_value'
 ]
 
 
@@ -26,10 +25,22 @@ class InputError(UserError, ValueError):
     """
 
 
-def _show(name: Any, limit: int = 120) -> str:
-    """``repr`` of a hostile value, kept on one line and short."""
-    text = ascii(name)
+def show_value(value: Any, limit: int = 80) -> str:
+    """``repr`` of a hostile value, kept on one line and short (ASCII).
+
+    Args:
+        value: Any value (a file name, a key, an error message...).
+        limit (int): Characters kept. Defaults to 80.
+
+    Returns:
+        str: ``ascii(value)``, cut to ``limit`` characters plus ``'...'``.
+    """
+    text = ascii(value)
     return text if len(text) <= limit else text[:limit] + '...'
+
+
+def _show(name: Any, limit: int = 120) -> str:
+    return show_value(name, limit)
 
 
 def check_file_name(name: Any,
@@ -148,18 +159,9 @@ def coco_image_entries(coco: Any,
     return images
 
 
-
-def run_tool(main: Callable[[Optional[Sequence[str]]], Any],
-             argv: Optional[Sequence[str]] = None) -> Any:
-    """Run a tool's ``main``; bad input ends as ``error: ...`` + exit 1.
-
-    ``ValueError`` (incl. :class:`InputError`), ``UserError``, ``OSError``
-    and ``RuntimeError`` are printed as one line on stderr (their message
-    names the file or entry); anything else keeps its traceback.
-    """
-    try:
-        return main(argv)
-    except (UserError, ValueError, OSError, RuntimeError) as e:
-        line = ' '.join(str(e).split()) or type(e).__name__
-        print(f'error: {line}', file=sys.stderr)
-        sys.exit(1)
+def __getattr__(name: str) -> Any:
+    # ``run_tool`` moved to mmregion.apis.cli (CLI helpers); old path kept
+    if name == 'run_tool':
+        from mmregion.apis.cli import run_tool
+        return run_tool
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -1,21 +1,17 @@
 """tools/check_gpu.py on CPU (--device cpu --tiny): the documented output."""
-import importlib.util
 import json
 import os.path as osp
 import re
 
 import pytest
+from tool_utils import load_tool
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 MODELS = ('mocov2', 'ccop', 'plrc', 'proseco', 'deformable_detr')
 
 
 def _check_gpu():
-    spec = importlib.util.spec_from_file_location(
-        'check_gpu', osp.join(ROOT, 'tools', 'check_gpu.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('check_gpu')
 
 
 @pytest.mark.slow

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from distributed_helpers import free_port
-from mmregion.utils import cli
-from mmregion.utils.cli import UserError, slurm_dist_env
+from mmregion.apis import cli
+from mmregion.apis.cli import UserError, slurm_dist_env
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOLS = osp.join(ROOT, 'tools')
@@ -87,7 +87,7 @@ def test_launcher_slurm_on_cpu_one_task():
     code = (
         'from mmengine.config import Config\n'
         'import torch.distributed as d\n'
-        'from mmregion.utils.cli import setup_cpu_distributed\n'
+        'from mmregion.apis.cli import setup_cpu_distributed\n'
         'cfg = Config(dict())\n'
         'setup_cpu_distributed(cfg, "slurm")\n'
         'print(d.get_rank(), d.get_world_size(), d.get_backend(),\n'

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from mmregion.proposals import generate_proposals, load_proposal_store
-from mmregion.proposals.store import (LOCK_FILE, ProposalDirBusyError,
-                                      ProposalDirLock, ProposalWriter)
+from mmregion.proposals.writer import (LOCK_FILE, ProposalDirBusyError,
+                                       ProposalDirLock, ProposalWriter)
 from mmregion.utils.input_checks import InputError
 
 REPO_ROOT = __file__.rsplit('/tests/', 1)[0]
@@ -26,7 +26,7 @@ def _env():
 def _hold_lock(path):
     """A child process that holds the lock of ``path`` until killed."""
     code = ('import sys, time\n'
-            'from mmregion.proposals.store import ProposalDirLock\n'
+            'from mmregion.proposals.writer import ProposalDirLock\n'
             f'ProposalDirLock({str(path)!r}).acquire()\n'
             'print("locked", flush=True)\n'
             'time.sleep(120)\n')

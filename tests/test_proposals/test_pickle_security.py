@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from mmregion.proposals import load_proposal_store
-from mmregion.proposals.store import _ProposalUnpickler
+from mmregion.proposals.safe_pickle import \
+    ProposalUnpickler as _ProposalUnpickler
 from mmregion.utils.input_checks import InputError
 
 

@@ -12,9 +12,11 @@ import torch
 
 import mmregion  # noqa: F401
 from mmregion.utils import load_checkpoint_safely
+from mmregion.engine.hooks.checkpoint_hook import write_last_checkpoint
 from mmregion.utils.atomic_io import (AtomicFile, AtomicHardDiskBackend,
-                                      AtomicLocalBackend, atomic_save,
-                                      atomic_write, is_atomic_tmp_file)
+                                      AtomicLocalBackend, atomic_backend_args,
+                                      atomic_save, atomic_write,
+                                      is_atomic_tmp_file)
 
 N = 1 << 20  # 4 MB of float32 per checkpoint: long enough to kill mid-write
 
@@ -55,27 +57,37 @@ def test_atomic_save_roundtrip(tmp_path):
 
 
 def test_mmengine_writes_go_through_atomic_backend(tmp_path):
+    """mmengine's entry points write atomically through the registered
+    backend, and ``import mmregion`` leaves mmengine's own writers alone."""
+    import builtins
+
     import mmengine.fileio as fileio
-    from mmengine.fileio import FileClient
+    from mmengine.fileio import FileClient, LocalBackend
     from mmengine.hooks import checkpoint_hook
     from mmengine.runner.checkpoint import save_checkpoint
-    from mmregion.utils.atomic_io import _atomic_open
 
-    assert type(fileio.get_file_backend(str(tmp_path))) is AtomicLocalBackend
+    args = atomic_backend_args()
     assert type(fileio.get_file_backend(
-        str(tmp_path), enable_singleton=True)) is AtomicLocalBackend
-    assert type(fileio.get_file_backend(backend_args=dict(
-        backend='local'))) is AtomicLocalBackend
-    assert type(FileClient(backend='disk').client) is AtomicHardDiskBackend
-    assert checkpoint_hook.open is _atomic_open
+        str(tmp_path), backend_args=args)) is AtomicLocalBackend
+    assert type(fileio.get_file_backend(
+        str(tmp_path), backend_args=args,
+        enable_singleton=True)) is AtomicLocalBackend
+    assert type(FileClient(
+        backend='mmregion_atomic_disk').client) is AtomicHardDiskBackend
+    # no import-time patching: 'local' is mmengine's, open is the builtin
+    assert type(fileio.get_file_backend(str(tmp_path))) is LocalBackend
+    assert type(FileClient(backend='disk').client) is not \
+        AtomicHardDiskBackend
+    assert getattr(checkpoint_hook, 'open', builtins.open) is builtins.open
 
-    save_checkpoint(dict(w=torch.ones(3)), str(tmp_path / 'x.pth'))
-    fileio.dump(dict(a=1), str(tmp_path / 'x.json'))
+    save_checkpoint(
+        dict(w=torch.ones(3)), str(tmp_path / 'x.pth'), backend_args=args)
+    fileio.dump(dict(a=1), str(tmp_path / 'x.json'), backend_args=args)
     assert load_checkpoint_safely(str(tmp_path / 'x.pth'))['w'].sum() == 3
     assert fileio.load(str(tmp_path / 'x.json')) == dict(a=1)
-    # reads and appends of that module still use the builtin open
-    with checkpoint_hook.open(str(tmp_path / 'x.json')) as f:
-        assert '"a"' in f.read()
+    write_last_checkpoint(str(tmp_path), str(tmp_path / 'x.pth'))
+    assert (tmp_path / 'last_checkpoint').read_text() == str(tmp_path /
+                                                             'x.pth')
     assert _tmp_files(tmp_path) == []
 
 
@@ -113,19 +125,18 @@ def test_kill_inside_write_keeps_previous_file(tmp_path):
 
 
 def _save_loop(ckpt, work_dir, start):
-    """Child process: save versions start, start+1, ... until killed."""
-    from mmengine.hooks import checkpoint_hook
+    """Child process: save versions start, start+1, ... until killed, as
+    mmregion's CheckpointHook writes them."""
     from mmengine.runner.checkpoint import save_checkpoint
     try:
         v = start
         while True:
             w = torch.from_numpy(np.full(N, v, dtype=np.float32))
             save_checkpoint(
-                dict(meta=dict(version=v), state_dict=dict(w=w)), ckpt)
-            # how CheckpointHook writes last_checkpoint
-            with checkpoint_hook.open(
-                    osp.join(work_dir, 'last_checkpoint'), 'w') as f:
-                f.write(ckpt)
+                dict(meta=dict(version=v), state_dict=dict(w=w)),
+                ckpt,
+                backend_args=atomic_backend_args())
+            write_last_checkpoint(work_dir, ckpt)
             v += 1
     finally:
         os._exit(1)
@@ -165,26 +176,27 @@ def test_sigkill_during_checkpoint_loop(tmp_path):
 
 
 def test_runner_checkpoint_hook_writes_atomically(tmp_path, toy, monkeypatch):
-    from mmengine.hooks import checkpoint_hook
     from mmengine.runner.checkpoint import find_latest_checkpoint
-    puts, opens = [], []
-    orig_put, orig_open = AtomicLocalBackend.put, checkpoint_hook.open
+    puts, commits = [], []
+    orig_put, orig_commit = AtomicLocalBackend.put, AtomicFile.commit
 
     def spy_put(self, obj, filepath):
         puts.append(osp.basename(str(filepath)))
         return orig_put(self, obj, filepath)
 
-    def spy_open(file, mode='r', *args, **kwargs):
-        f = orig_open(file, mode, *args, **kwargs)
-        opens.append((osp.basename(str(file)), type(f).__name__))
-        return f
+    def spy_commit(self):
+        commits.append(osp.basename(self.path))
+        return orig_commit(self)
 
     monkeypatch.setattr(AtomicLocalBackend, 'put', spy_put)
-    monkeypatch.setattr(checkpoint_hook, 'open', spy_open)
+    monkeypatch.setattr(AtomicFile, 'commit', spy_commit)
     runner, _ = toy.build_runner(tmp_path, toy.ToyModel(), max_iters=2)
     runner.train()
     assert puts == ['iter_1.pth', 'iter_2.pth']
-    assert opens == [('last_checkpoint', 'AtomicFile')] * 2
+    # checkpoint, then last_checkpoint: both through an AtomicFile
+    assert commits == [
+        'iter_1.pth', 'last_checkpoint', 'iter_2.pth', 'last_checkpoint'
+    ]
     last = find_latest_checkpoint(str(tmp_path))
     assert last == osp.join(str(tmp_path), 'iter_2.pth')
     assert load_checkpoint_safely(last)['meta']['iter'] == 2

@@ -18,6 +18,7 @@ from mmregion.datasets.transforms import (LoadProposals, MultiViewRegions,
                                           box_utils)
 from mmregion.proposals import load_proposal_store
 from mmregion.registry import TRANSFORMS
+from mmregion.utils import log_utils
 
 pytest.importorskip('mmpretrain')
 
@@ -31,8 +32,14 @@ def logs(monkeypatch):
     LoadProposals.reset_counters()
     MultiViewRegions.reset_counters()
     messages = []
-    monkeypatch.setattr(box_utils, 'print_log',
-                        lambda msg, **kwargs: messages.append(msg))
+    # every counted skip is logged through mmregion.utils.log_utils
+    # (box_utils: while the wrappers still log through their own copy)
+    for module in (log_utils, box_utils):
+        monkeypatch.setattr(
+            module,
+            'print_log',
+            lambda msg, **kwargs: messages.append(msg),
+            raising=module is log_utils)
     yield messages
     LoadProposals.reset_counters()
     MultiViewRegions.reset_counters()

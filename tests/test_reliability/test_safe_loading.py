@@ -7,9 +7,10 @@ import pytest
 from mmengine.registry import DefaultScope
 
 from mmregion.datasets import RegionDataset
-from mmregion.datasets.transforms import LoadImageFromFileSafe, safe_loading
+from mmregion.datasets.transforms import LoadImageFromFileSafe
 from mmregion.datasets.transforms.safe_loading import find_truncation
 from mmregion.registry import TRANSFORMS
+from mmregion.utils import log_utils
 
 BAD = ('truncated.jpg', 'zero.jpg', 'random.jpg')
 GOOD = ('good.jpg', 'gray.png', 'rgba.png', 'deep.png')
@@ -37,7 +38,7 @@ def image_dir(tmp_path):
 def logs(monkeypatch):
     LoadImageFromFileSafe.reset_counters()
     messages = []
-    monkeypatch.setattr(safe_loading, 'print_log',
+    monkeypatch.setattr(log_utils, 'print_log',
                         lambda msg, **kwargs: messages.append(msg))
     yield messages
     LoadImageFromFileSafe.reset_counters()

@@ -15,12 +15,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from tool_utils import load_tool
 
 import mmregion  # noqa: F401
 from mmregion.datasets.transforms import LoadImageFromFileSafe
 from mmregion.utils import (CheckpointError, CorruptCheckpointError,
                             UnsafeCheckpointError, load_checkpoint_safely)
-from mmregion.utils.cli import explain_exception
+from mmregion.apis.cli import explain_exception
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -152,13 +153,9 @@ def test_train_resume_bad_checkpoint_is_one_line(toy_coco, tmp_path):
 def test_converters_one_line_errors_and_file_mode(tmp_path):
     """extract_backbone / convert_proseco_to_ddetr: a bad checkpoint is one
     line naming it (exit 1); outputs get umask permissions, not 0600."""
-    from importlib.util import module_from_spec, spec_from_file_location
     _checkpoints(tmp_path)
     for tool in ('extract_backbone.py', 'convert_proseco_to_ddetr.py'):
-        spec = spec_from_file_location(
-            tool[:-3], os.path.join(ROOT, 'tools', tool))
-        mod = module_from_spec(spec)
-        spec.loader.exec_module(mod)
+        mod = load_tool(tool[:-3])
         for bad in ('truncated.pth', 'evil.pth'):
             out = tmp_path / f'{tool}.{bad}.out'
             path = str(tmp_path / bad)
@@ -176,15 +173,9 @@ def test_converters_one_line_errors_and_file_mode(tmp_path):
             'detector.backbone.w': torch.ones(2),
             'backbone.w': torch.ones(2)
         }), ckpt)
-    spec = spec_from_file_location(
-        'convert', os.path.join(ROOT, 'tools', 'convert_proseco_to_ddetr.py'))
-    conv = module_from_spec(spec)
-    spec.loader.exec_module(conv)
+    conv = load_tool('convert_proseco_to_ddetr')
     assert conv.main([str(ckpt), str(tmp_path / 'ddetr.pth')]) == 0
-    spec = spec_from_file_location(
-        'extract', os.path.join(ROOT, 'tools', 'extract_backbone.py'))
-    ext = module_from_spec(spec)
-    spec.loader.exec_module(ext)
+    ext = load_tool('extract_backbone')
     assert ext.main([str(ckpt), str(tmp_path / 'bb.pth')]) == 0
     for out in ('ddetr.pth', 'bb.pth'):
         mode = stat.S_IMODE(os.stat(tmp_path / out).st_mode)

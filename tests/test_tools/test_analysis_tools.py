@@ -1,7 +1,6 @@
 """tools/analysis_tools/{browse_views,get_flops,analyze_logs}.py and
 tools/model_converters/publish_model.py on the toy set / tiny inputs."""
 import hashlib
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -10,25 +9,21 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from tool_utils import load_tool
 
-from mmregion.utils.cli import UserError
+from mmregion.apis.cli import UserError
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CCOP_TOY = osp.join(ROOT, 'configs', 'mmregion', 'ccop_r18_toy.py')
 
 
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(
-        name.replace('/', '_'), osp.join(ROOT, 'tools', f'{name}.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+_load_tool = load_tool
 
 
 # ---- browse_views ---------------------------------------------------------
 def test_draw_views_matched_regions_share_colours():
     bv = _load_tool('analysis_tools/browse_views')
-    from mmregion.utils.visualization import region_colours
+    from mmregion.apis.visualization import region_colours
     views = [np.zeros((40, 50, 3), np.uint8), np.zeros((30, 40, 3), np.uint8)]
     boxes = np.array([[[2, 2, 20, 20], [25, 5, 45, 30]],
                       [[10, 8, 30, 25], [1, 1, 12, 12]]], np.float32)

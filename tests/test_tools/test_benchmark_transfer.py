@@ -1,6 +1,5 @@
 """tools/benchmark_transfer.py: plan, resume, schedule, report; the object
 probe; and (slow) a reduced --quick run end to end."""
-import importlib.util
 import json
 import os.path as osp
 import subprocess
@@ -8,18 +7,15 @@ import sys
 
 import pytest
 import torch
+from tool_utils import load_tool
 
-from mmregion.utils.object_probe import knn_accuracy
+from mmregion.apis.object_probe import knn_accuracy
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'benchmark_transfer', osp.join(ROOT, 'tools', 'benchmark_transfer.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool('benchmark_transfer')
 
 
 def test_plan_covers_protocol(capsys):

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from mmregion.utils.cli import UserError, check_cfg_options, explain_exception
+from mmregion.apis.cli import UserError, check_cfg_options, explain_exception
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TRAIN = osp.join(ROOT, 'tools', 'train.py')

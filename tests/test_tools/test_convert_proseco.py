@@ -1,19 +1,14 @@
 import copy
-import importlib.util
 import os.path as osp
 
 import torch
+from tool_utils import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'convert_proseco_to_ddetr',
-        osp.join(REPO, 'tools', 'convert_proseco_to_ddetr.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool('convert_proseco_to_ddetr')
 
 
 def test_convert_proseco_checkpoint(tmp_path, capsys):

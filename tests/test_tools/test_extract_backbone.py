@@ -1,20 +1,16 @@
-import importlib.util
 import os
 import os.path as osp
 
 import numpy as np
 import pytest
 import torch
+from tool_utils import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'extract_backbone', osp.join(REPO, 'tools', 'extract_backbone.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool('extract_backbone')
 
 
 def _randomise(module: torch.nn.Module, seed: int) -> None:
@@ -55,8 +51,9 @@ def _fake_algorithm_checkpoint(path, seed=0):
 
 
 def test_extract_and_load_into_mmdet_resnet(tmp_path, capsys):
-    import mmregion  # noqa: F401
     from mmdet.models.backbones import ResNet as DetResNet
+
+    import mmregion  # noqa: F401
 
     tool = _load_tool()
     src = tmp_path / 'pretrain.pth'

@@ -1,4 +1,3 @@
-import importlib.util
 import os
 import signal
 import subprocess
@@ -7,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+from tool_utils import load_tool
 
 from mmregion.proposals import generate_proposals, load_proposal_store
 
@@ -14,12 +14,7 @@ REPO_ROOT = __file__.rsplit('/tests/', 1)[0]
 TOOL = f'{REPO_ROOT}/tools/generate_proposals.py'
 
 
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(
-        name, f'{REPO_ROOT}/tools/{name}.py')
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+_load_tool = load_tool
 
 
 def test_cli_summary(toy_coco, tmp_path, capsys):

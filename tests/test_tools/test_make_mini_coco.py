@@ -1,19 +1,15 @@
-import importlib.util
 import json
 import os.path as osp
 
 import numpy as np
 import pytest
+from tool_utils import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'make_mini_coco', osp.join(REPO, 'tools', 'make_mini_coco.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool('make_mini_coco')
 
 
 mini = _load_tool()

@@ -1,5 +1,4 @@
 import hashlib
-import importlib.util
 import json
 import subprocess
 import sys
@@ -7,8 +6,9 @@ import sys
 import cv2
 import numpy as np
 import pytest
+from tool_utils import load_tool
 
-from mmregion.utils.toy_data import CATEGORIES, make_toy_coco
+from mmregion.testing.toy_data import CATEGORIES, make_toy_coco
 
 REPO_ROOT = __file__.rsplit('/tests/', 1)[0]
 
@@ -89,10 +89,7 @@ def test_deterministic(tmp_path):
 
 
 def test_cli(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location(
-        'make_toy_coco', f'{REPO_ROOT}/tools/make_toy_coco.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('make_toy_coco')
     out = tmp_path / 'toy'
     tool.main([str(out), '--num-train', '2', '--num-val', '1', '--size', '64'])
     assert len(_load(out, 'train')['images']) == 2

@@ -12,7 +12,6 @@ mmdet/mmpretrain's ResNet: 0 missing keys) and that the full algorithm state
 dict loads with only the documented gaps.
 """
 import argparse
-import importlib.util
 import os.path as osp
 import re
 
@@ -20,20 +19,17 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
+from tool_utils import load_tool
 
 from mmregion.registry import MODELS
-from mmregion.utils.cli import UserError
+from mmregion.apis.cli import UserError
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CFG = osp.join(ROOT, 'configs', 'mmregion')
 
 
 def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(
-        name, osp.join(ROOT, 'tools', 'model_converters', f'{name}.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool(f'model_converters/{name}')
 
 
 # thin ResNet-18s (base width 16): small files, fast tests

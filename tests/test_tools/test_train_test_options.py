@@ -1,6 +1,5 @@
 """--cfg-options (new keys, typo warnings, --strict-cfg-options) and the
 dataloader switches of tools/train.py; --show-dir / --tta of tools/test.py."""
-import importlib.util
 import os
 import os.path as osp
 import subprocess
@@ -8,19 +7,14 @@ import sys
 
 import pytest
 from mmengine.config import Config
+from tool_utils import load_tool
 
-from mmregion.utils.cli import (UserError, apply_cfg_options,
-                                check_cfg_options)
+from mmregion.apis.cli import UserError, apply_cfg_options, check_cfg_options
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(
-        name.replace('/', '_'), osp.join(ROOT, 'tools', f'{name}.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+_load_tool = load_tool
 
 
 def test_unknown_key_warns_and_is_added(capsys):

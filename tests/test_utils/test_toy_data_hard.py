@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from mmregion.utils.toy_data import make_toy_coco
-from mmregion.utils.toy_data_hard import (HARD_CATEGORIES, PATTERNS, SHAPES,
-                                          make_hard_toy_coco)
+from mmregion.testing.toy_data import make_toy_coco
+from mmregion.testing.toy_data_hard import (HARD_CATEGORIES, PATTERNS, SHAPES,
+                                            make_hard_toy_coco)
 
 
 def _load(root, name):

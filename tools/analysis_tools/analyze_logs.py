@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
 from mmregion.utils.atomic_io import atomic_write  # noqa: E402
-from mmregion.utils.cli import UserError, run_cli  # noqa: E402
+from mmregion.apis.cli import UserError, run_cli  # noqa: E402
 
 Log = Dict[str, List[tuple]]  # key -> [(step, value), ...]
 

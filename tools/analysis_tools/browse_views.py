@@ -22,10 +22,10 @@ import numpy as np
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
 import mmregion  # noqa: E402,F401  (registers the modules)
-from mmregion.utils.cli import (UserError, add_cfg_options_args,  # noqa: E402
-                                apply_cfg_options, load_config, run_cli)
-from mmregion.utils.visualization import (draw_boxes,  # noqa: E402
-                                          region_colours, write_image)
+from mmregion.apis.cli import (UserError, add_cfg_options_args,  # noqa: E402
+                               apply_cfg_options, load_config, run_cli)
+from mmregion.apis.visualization import (draw_boxes,  # noqa: E402
+                                         region_colours, write_image)
 
 GAP = 8  # pixels between two views
 

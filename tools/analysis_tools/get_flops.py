@@ -21,8 +21,8 @@ import torch.nn as nn
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
 import mmregion  # noqa: E402,F401  (registers the modules)
-from mmregion.utils.cli import (UserError, add_cfg_options_args,  # noqa: E402
-                                apply_cfg_options, load_config, run_cli)
+from mmregion.apis.cli import (UserError, add_cfg_options_args,  # noqa: E402
+                               apply_cfg_options, load_config, run_cli)
 
 
 def parse_args(argv=None):

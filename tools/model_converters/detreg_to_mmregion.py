@@ -42,9 +42,9 @@ from typing import List
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
-from mmregion.utils.checkpoint_convert import (  # noqa: E402
-    Rule, converter_arg_parser, run_conversion, torchvision_resnet_rules)
-from mmregion.utils.cli import run_cli  # noqa: E402
+from mmregion.apis.checkpoint_convert import (  # noqa: E402
+   Rule, converter_arg_parser, run_conversion, torchvision_resnet_rules)
+from mmregion.apis.cli import run_cli  # noqa: E402
 
 TARGETS = ('backbone', 'detector', 'algorithm')
 NUM_BACKBONE_LEVELS = 3  # input_proj 0-2 read C3-C5, 3 is the extra level

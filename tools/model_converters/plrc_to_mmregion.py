@@ -33,10 +33,10 @@ import torch
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
-from mmregion.utils.checkpoint_convert import (  # noqa: E402
-    Rule, converter_arg_parser, d2_resnet_rules, run_conversion,
-    torchvision_resnet_rules)
-from mmregion.utils.cli import run_cli  # noqa: E402
+from mmregion.apis.checkpoint_convert import (  # noqa: E402
+   Rule, converter_arg_parser, d2_resnet_rules, run_conversion,
+   torchvision_resnet_rules)
+from mmregion.apis.cli import run_cli  # noqa: E402
 
 TARGETS = ('backbone', 'algorithm')
 _MOMENTUM = 'momentum_encoder.module.'

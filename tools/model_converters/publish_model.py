@@ -26,7 +26,7 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 from mmregion.utils import (UnsafeCheckpointError,  # noqa: E402
                             load_checkpoint_safely)
 from mmregion.utils.atomic_io import atomic_write  # noqa: E402
-from mmregion.utils.cli import UserError, run_cli  # noqa: E402
+from mmregion.apis.cli import UserError, run_cli  # noqa: E402
 
 
 def parse_args(argv=None):

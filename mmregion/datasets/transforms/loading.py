@@ -6,8 +6,12 @@ from typing import Any, Optional, Union
 import numpy as np
 from mmcv.transforms import BaseTransform
 
+from mmregion import proposals
+from mmregion.proposals.filters import clip_boxes
+from mmregion.proposals.sources import grid_proposals
 from mmregion.registry import TRANSFORMS
-from .box_utils import identity_affine, log_count
+from mmregion.utils.log_utils import log_count
+from .box_utils import identity_affine
 
 
 @TRANSFORMS.register_module()
@@ -130,7 +134,6 @@ class LoadProposals(BaseTransform):
         if not isinstance(self.proposal_file, str):
             return self.proposal_file
         if self._store is None or self._store_pid != os.getpid():
-            from mmregion import proposals
             self._store = proposals.load_proposal_store(self.proposal_file)
             self._store_pid = os.getpid()
             self._reset_lookups()  # counts are per process
@@ -190,11 +193,7 @@ class LoadProposals(BaseTransform):
 
     def _fallback_boxes(self, h: int, w: int) -> np.ndarray:
         if self.fallback == 'grid':
-            xs = np.linspace(0, w, self.grid_size + 1, dtype=np.float32)
-            ys = np.linspace(0, h, self.grid_size + 1, dtype=np.float32)
-            x1, y1 = np.meshgrid(xs[:-1], ys[:-1])
-            x2, y2 = np.meshgrid(xs[1:], ys[1:])
-            boxes = np.stack([x1, y1, x2, y2], axis=-1).reshape(-1, 4)
+            boxes = grid_proposals((h, w), (self.grid_size, ))
         else:
             boxes = np.array([[0, 0, w, h]], dtype=np.float32)
         return boxes[:self.topk] if self.topk else boxes
@@ -221,8 +220,7 @@ class LoadProposals(BaseTransform):
         finite = np.isfinite(boxes).all(axis=1)
         boxes = np.where(finite[:, None], boxes, 0)
         positive = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
-        boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
+        boxes = clip_boxes(boxes, (h, w))
         bw = boxes[:, 2] - boxes[:, 0]
         bh = boxes[:, 3] - boxes[:, 1]
         keep = finite & positive & (bw > 0) & (bh > 0) & \

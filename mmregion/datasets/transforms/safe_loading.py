@@ -1,104 +1,26 @@
-"""Image loading that skips bad files instead of crashing a long run."""
-import logging
-import os
+"""Image loading that skips bad files instead of crashing a long run.
+
+``read_regular_file`` and ``find_truncation`` live in
+:mod:`mmregion.utils.images` (shared with proposal generation) and are
+re-exported here.
+"""
 import os.path as osp
-import stat
 from typing import Optional
 
-import cv2
 import mmcv
 import numpy as np
 from mmcv.transforms import LoadImageFromFile
 from mmengine import fileio
-from mmengine.logging import print_log
 
 from mmregion.registry import TRANSFORMS
-from .box_utils import is_power_of_two
+from mmregion.utils.images import (DEFAULT_MAX_FILE_BYTES, find_truncation,
+                                   read_regular_file, to_bgr)
+from mmregion.utils.log_utils import log_count
 
-_JPEG_SOI = b'\xff\xd8'
-_JPEG_EOI = b'\xff\xd9'
-_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
-_PNG_IEND = b'IEND'
-# largest image file read (bytes): a bound so that a huge or endless file
-# (a device, a growing log) cannot exhaust memory; COCO images are < 1 MB
-DEFAULT_MAX_FILE_BYTES = 256 * 1024 * 1024
-
-
-def read_regular_file(path: str, max_bytes: int) -> bytes:
-    """Read a local file that must be a regular file of at most ``max_bytes``.
-
-    The file is opened with ``O_NONBLOCK`` and checked with ``fstat`` on the
-    open descriptor, so a FIFO, socket or device neither blocks the open nor
-    the read, and a file swapped after a check can not slip through.
-
-    Args:
-        path (str): The file.
-        max_bytes (int): Size bound.
-
-    Returns:
-        bytes: The content.
-
-    Raises:
-        FileNotFoundError, PermissionError, IsADirectoryError: As ``open``.
-        OSError: Not a regular file, or larger than ``max_bytes`` (the
-            message says which).
-    """
-    flags = os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0) | getattr(
-        os, 'O_BINARY', 0)
-    fd = os.open(path, flags)
-    try:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise IsADirectoryError(f'{path} is a directory')
-        if not stat.S_ISREG(st.st_mode):
-            kind = ('a FIFO' if stat.S_ISFIFO(st.st_mode) else 'a socket'
-                    if stat.S_ISSOCK(st.st_mode) else 'a device'
-                    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
-                    else 'not a regular file')
-            raise OSError(f'not a regular file ({kind})')
-        if st.st_size > max_bytes:
-            raise OSError(f'file too large ({st.st_size} bytes > max_file_'
-                          f'bytes={max_bytes})')
-        chunks, size = [], 0
-        while True:
-            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > max_bytes:
-                raise OSError(f'file too large (grew past max_file_bytes='
-                              f'{max_bytes} while read)')
-        return b''.join(chunks)
-    finally:
-        os.close(fd)
-
-
-def find_truncation(data: bytes, tail: int = 1024) -> Optional[str]:
-    """Detect a truncated JPEG or PNG from its bytes (no decoding).
-
-    Some OpenCV/libjpeg builds decode a JPEG cut short without an error
-    (the missing part is grey; libjpeg only prints "Premature end of JPEG
-    file"; OpenCV 4.11 returns None), so truncation is also checked from the
-    end markers, whatever the decoder: a JPEG must hold its EOI marker
-    ``FF D9`` in its last ``tail`` bytes (trailing padding/metadata allowed),
-    a PNG its ``IEND`` chunk. Other formats are not checked here.
-
-    Args:
-        data (bytes): The file's bytes.
-        tail (int): How far from the end the end marker may be.
-            Defaults to 1024.
-
-    Returns:
-        str | None: Why the file looks truncated, or None.
-    """
-    if data[:2] == _JPEG_SOI:
-        if data.rfind(_JPEG_EOI, max(2, len(data) - tail)) < 0:
-            return 'truncated JPEG (no end-of-image marker)'
-    elif data[:8] == _PNG_SIGNATURE:
-        if data.rfind(_PNG_IEND, max(8, len(data) - tail)) < 0:
-            return 'truncated PNG (no IEND chunk)'
-    return None
+__all__ = [
+    'LoadImageFromFileSafe', 'read_regular_file', 'find_truncation',
+    'DEFAULT_MAX_FILE_BYTES'
+]
 
 
 @TRANSFORMS.register_module()
@@ -186,23 +108,11 @@ class LoadImageFromFileSafe(LoadImageFromFile):
         else:
             cls.num_corrupt += 1
             count = cls.num_corrupt
-        if is_power_of_two(count):
-            print_log(
-                f'LoadImageFromFileSafe: skipped image "{filename}": {reason} '
-                f'(so far in this process: {cls.num_missing} missing, '
-                f'{cls.num_corrupt} unreadable); another image is used.',
-                logger='current',
-                level=logging.WARNING)
-
-    @staticmethod
-    def _to_bgr(img: np.ndarray) -> np.ndarray:
-        if img.ndim == 2:
-            return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-        if img.ndim == 3 and img.shape[2] == 1:
-            return cv2.cvtColor(img[..., 0], cv2.COLOR_GRAY2BGR)
-        if img.ndim == 3 and img.shape[2] == 4:
-            return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
-        return img
+        log_count(
+            count,
+            f'LoadImageFromFileSafe: skipped image "{filename}": {reason} '
+            f'(so far in this process: {cls.num_missing} missing, '
+            f'{cls.num_corrupt} unreadable); another image is used.')
 
     def transform(self, results: dict) -> Optional[dict]:
         """Load the image, or return None for a bad file.
@@ -249,7 +159,7 @@ class LoadImageFromFileSafe(LoadImageFromFile):
                 f'extension "{osp.splitext(filename)[1]}")',
                 missing=False)
             return None
-        img = self._to_bgr(img)
+        img = to_bgr(img)
         if self.to_float32:
             img = img.astype(np.float32)
         results['img'] = img

@@ -8,12 +8,18 @@ holds: after a blow-up (an inf BatchNorm ``running_var``, a NaN in a queue)
 ``last_checkpoint`` names a poisoned state and ``--resume`` fails again.
 
 :class:`SafeCheckpointHook` keeps mmengine's behaviour (file names,
-``keep_ckpt_ids``, ``save_best``, ``published_keys``) and changes three
+``keep_ckpt_ids``, ``save_best``, ``published_keys``) and changes four
 things:
 
+- to a local folder, every checkpoint and ``last_checkpoint`` is written
+  atomically (:mod:`mmregion.utils.atomic_io`), through mmengine's own
+  extension points: a registered file backend
+  (``backend_args=dict(backend='mmregion_atomic_local')``, unless the config
+  sets ``backend_args``/``file_client_args``) and
+  :func:`~mmregion.utils.atomic_io.atomic_write` for ``last_checkpoint``.
+  Nothing of mmengine is patched;
 - the checkpoint that leaves the ``max_keep_ckpts`` window is removed only
-  after the new checkpoint *and* ``last_checkpoint`` are written (the writes
-  themselves are atomic, see :mod:`mmregion.utils.atomic_io`). A kill in
+  after the new checkpoint *and* ``last_checkpoint`` are written. A kill in
   between leaves one checkpoint too many; its name is kept in the message
   hub (``'ckpts_to_remove'``) and a resumed run removes it;
 - ``before_train`` removes the temporary files of dead writers (this host)
@@ -33,13 +39,18 @@ from typing import Any, Iterator, List, Tuple
 
 import torch
 from mmengine.dist import is_main_process
+from mmengine.fileio import get_file_backend
+from mmengine.fileio.backends import LocalBackend
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 
 from mmregion.registry import HOOKS
-from mmregion.utils.atomic_io import remove_stale_tmp_files
+from mmregion.utils.atomic_io import (atomic_backend_args, atomic_write,
+                                      remove_stale_tmp_files)
 
-__all__ = ['SafeCheckpointHook', 'find_nonfinite_tensors']
+__all__ = [
+    'SafeCheckpointHook', 'find_nonfinite_tensors', 'write_last_checkpoint'
+]
 
 PENDING_KEY = 'ckpts_to_remove'
 
@@ -81,6 +92,13 @@ def find_nonfinite_tensors(state: Any, prefix: str = '') -> List[str]:
     return [name for name, is_bad in zip(names, bad_mask) if is_bad]
 
 
+def write_last_checkpoint(work_dir: str, ckpt_path: str) -> None:
+    """Atomically write ``work_dir/last_checkpoint`` naming ``ckpt_path``
+    (what ``--resume`` / ``find_latest_checkpoint`` read)."""
+    with atomic_write(osp.join(work_dir, 'last_checkpoint'), 'w') as f:
+        f.write(ckpt_path)
+
+
 @HOOKS.register_module(name=['CheckpointHook', 'SafeCheckpointHook'])
 class SafeCheckpointHook(CheckpointHook):
     """``CheckpointHook`` whose previous checkpoint survives a failed save.
@@ -101,8 +119,14 @@ class SafeCheckpointHook(CheckpointHook):
         self.check_finite = check_finite
 
     def before_train(self, runner) -> None:
-        """mmengine's set-up, then clean what a killed run left behind."""
+        """mmengine's set-up, the atomic backend for a local folder, then
+        clean what a killed run left behind."""
         super().before_train(runner)
+        if self.backend_args is None and self.file_client_args is None and \
+                type(self.file_backend) is LocalBackend:
+            self.backend_args = atomic_backend_args()
+            self.file_backend = get_file_backend(
+                self.out_dir, backend_args=self.backend_args)
         if not is_main_process() or not self._is_local():
             return
         removed = remove_stale_tmp_files(self.out_dir)
@@ -154,21 +178,43 @@ class SafeCheckpointHook(CheckpointHook):
             f'{where}.')
 
     def _save_checkpoint_with_step(self, runner, step, meta):
-        """Check, save, write ``last_checkpoint``, then drop the oldest."""
+        """Check, save, write ``last_checkpoint``, then drop the oldest.
+
+        mmengine's ``CheckpointHook._save_checkpoint_with_step`` with two
+        changes: the evicted checkpoint is removed last, and
+        ``last_checkpoint`` is written atomically.
+        """
         if self.check_finite:
             self._check_finite(runner, step)
         evicted = []
-        if self.max_keep_ckpts > 0 and len(self.keep_ckpt_ids) > 0 and \
-                self.keep_ckpt_ids[-1] != step and \
-                len(self.keep_ckpt_ids) == self.max_keep_ckpts:
-            # mmengine would delete it now, before the save; the parent
-            # sees a free slot and deletes nothing
-            evicted.append(self.keep_ckpt_ids.popleft())
+        if self.max_keep_ckpts > 0 and not (
+                len(self.keep_ckpt_ids) > 0
+                and self.keep_ckpt_ids[-1] == step):
+            if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
+                # mmengine deletes it now, before the save
+                evicted.append(self.keep_ckpt_ids.popleft())
+            self.keep_ckpt_ids.append(step)
+            runner.message_hub.update_info('keep_ckpt_ids',
+                                           list(self.keep_ckpt_ids))
         # saved inside the new checkpoint: a run resumed from it removes
         # the evicted files if we are killed before we do
         runner.message_hub.update_info(PENDING_KEY, evicted)
-        super()._save_checkpoint_with_step(runner, step, meta)
-        if evicted and is_main_process():
+        ckpt_filename = self.filename_tmpl.format(step)
+        self.last_ckpt = self.file_backend.join_path(self.out_dir,
+                                                     ckpt_filename)
+        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
+        runner.save_checkpoint(
+            self.out_dir,
+            ckpt_filename,
+            self.file_client_args,
+            save_optimizer=self.save_optimizer,
+            save_param_scheduler=self.save_param_scheduler,
+            meta=meta,
+            by_epoch=self.by_epoch,
+            backend_args=self.backend_args,
+            **self.args)
+        if is_main_process():
+            write_last_checkpoint(runner.work_dir, self.last_ckpt)
             for old in evicted:
                 self._remove_ckpt(runner, old)
         runner.message_hub.update_info(PENDING_KEY, [])

@@ -17,6 +17,7 @@ from mmengine.dist import all_reduce, get_rank, is_distributed
 from mmengine.logging import MessageHub, print_log
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 
+from mmregion.models.utils.loss_guard import get_nonfinite_loss_info
 from mmregion.registry import OPTIM_WRAPPERS
 
 __all__ = ['FiniteCheckOptimWrapper', 'FiniteCheckAmpOptimWrapper']
@@ -249,7 +250,6 @@ class _FiniteCheckMixin:
         Returns:
             str: The message (no final period).
         """
-        from mmregion.models.utils.loss_guard import get_nonfinite_loss_info
         it = MessageHub.get_current_instance().get_info('iter')
         if it is None:
             where = f'at update {self._inner_count + 1} of this optim wrapper'

@@ -3,7 +3,8 @@ import pickle
 import numpy as np
 import pytest
 
-from mmregion.datasets.transforms import LoadProposals, box_utils
+from mmregion.datasets.transforms import LoadProposals
+from mmregion.utils import log_utils
 
 
 def _results(h=60, w=80, key='img.jpg'):
@@ -88,7 +89,7 @@ def test_error_fallback_names_image_and_file(helpers):
 
 def test_fallback_logged_at_powers_of_two(helpers, monkeypatch):
     logged = []
-    monkeypatch.setattr(box_utils, 'print_log',
+    monkeypatch.setattr(log_utils, 'print_log',
                         lambda msg, **kw: logged.append(msg))
     t = LoadProposals(helpers.FakeStore({}))
     counts = []
