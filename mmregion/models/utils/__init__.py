@@ -4,3 +4,5 @@ from .feature_queue import FeatureQueue, gather_variable_length  # noqa
 from .loss_guard import NonFiniteLossGuardMixin  # noqa
 from .dist_utils import all_gather_rows  # noqa
 from .own_scope import in_mmregion_scope  # noqa
+from .momentum_teacher import MomentumTeacher  # noqa
+from .detr_adapter import det_samples_for_view, run_detector  # noqa

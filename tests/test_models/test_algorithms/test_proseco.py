@@ -89,7 +89,7 @@ def tiny_model_cfg(**kwargs) -> dict:
             out_channels=16),
         matcher=dict(type='ProposalHungarianMatcher'),
         contrast_loss=dict(type='LocSCELoss', iou_thr=0.5),
-        teacher_momentum=0.1)
+        momentum=0.1)
     cfg.update(kwargs)
     return cfg
 
@@ -155,7 +155,7 @@ def test_proseco_no_proposals_and_zero_area_no_nan():
 
 def test_teacher_is_ema_of_student():
     momentum = 0.1
-    model = _build(teacher_momentum=momentum)
+    model = _build(momentum=momentum)
     model.update_teacher()  # first update: a copy
     name = 'detector.query_embedding.weight'
     t_params = dict(model.teacher.module.named_parameters())
@@ -280,7 +280,7 @@ def _detreg(**kwargs):
 def _capture_embed_pairs(model):
     """Record the (pred, target) pairs and kwargs given to embed_loss."""
     seen = []
-    model.embed_loss.register_forward_hook(
+    model.detreg_head.loss_module.register_forward_hook(
         lambda mod, args, kwargs, out: seen.append((args, kwargs, out)),
         with_kwargs=True)
     return seen
@@ -323,6 +323,7 @@ def test_detreg_target_from_another_view(embed_target):
 
 
 def test_backbone_level_stops_at_its_stage():
+    from mmregion.models.heads import DETRegHead
     model = _detreg()
     bb = model.detector.backbone
     bb.eval()
@@ -331,7 +332,7 @@ def test_backbone_level_stops_at_its_stage():
         full = bb(x)
         for level in range(len(full)):
             torch.testing.assert_close(
-                model._backbone_level(bb, x, level), full[level])
+                DETRegHead.backbone_level(bb, x, level), full[level])
 
 
 def test_frozen_backbone_needs_pretrained_init(tmp_path):
