@@ -1,3 +1,5 @@
+import logging
+
 import pytest
 import torch
 
@@ -133,7 +135,7 @@ def test_proseco_loss_backward():
     total = sum(losses.values())
     assert torch.isfinite(total)
     total.backward()
-    assert model.embed_head.mlp[0].weight.grad.abs().sum() > 0
+    assert model.embed_head.layers[0].weight.grad.abs().sum() > 0
     assert model.detector.query_embedding.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.teacher.parameters())
     # the teacher stays in eval mode while the student trains
@@ -177,6 +179,19 @@ def test_teacher_is_ema_of_student():
     assert int(model.teacher.steps) == steps + 1
 
 
+def test_teacher_momentum_is_a_deprecated_alias(monkeypatch):
+    import mmregion.models.algorithms.proseco as proseco
+    logged = []
+    monkeypatch.setattr(proseco, 'print_log',
+                        lambda msg, **kw: logged.append((msg, kw)))
+    model = _build(momentum=0.3, teacher_momentum=0.2)
+    assert model.momentum == model.teacher.momentum == 0.2
+    assert len(logged) == 1 and 'teacher_momentum' in logged[0][0]
+    assert logged[0][1]['level'] == logging.WARNING
+    with pytest.raises(ValueError, match='momentum must be'):
+        _build(momentum=1.0)
+
+
 def test_proposal_topk_and_tensor_mode():
     model = _build(num_teacher_proposals=4)
     inputs, samples = _batch((2, 2))
@@ -203,7 +218,7 @@ def test_detreg_baseline_mode():
     assert 'loss_embed' in losses and 'loss_contrast' not in losses
     assert losses['loss_embed'] > 0
     losses['loss_embed'].backward()
-    assert model.embed_head.mlp[0].weight.grad.abs().sum() > 0
+    assert model.embed_head.layers[0].weight.grad.abs().sum() > 0
     inputs, samples = _batch((0, 0))
     assert model(inputs, samples, mode='loss')['loss_embed'] == 0
 
@@ -393,7 +408,7 @@ def test_nonfinite_predictions_reach_the_guard(action):
     with torch.no_grad():
         model.detector.bbox_head.reg_branches[0][0].weight.fill_(
             float('nan'))
-    before = model.embed_head.mlp[0].weight.detach().clone()
+    before = model.embed_head.layers[0].weight.detach().clone()
     inputs, samples = _batch((3, 2))
     data = dict(inputs=inputs, data_samples=samples)
     if action == 'raise':
@@ -405,5 +420,5 @@ def test_nonfinite_predictions_reach_the_guard(action):
         log_vars = model.train_step(data, wrapper)
         assert 'loss_nonfinite_student_bbox_preds' in log_vars
         assert wrapper.num_skipped == 1
-        torch.testing.assert_close(model.embed_head.mlp[0].weight, before)
+        torch.testing.assert_close(model.embed_head.layers[0].weight, before)
     MessageHub.get_current_instance().pop_info('iter')
