@@ -6,10 +6,8 @@ leaves open are options, ``docs/fidelity.md``). The same class also gives
 the DETReg baseline (Bar et al., CVPR 2022): localisation + object-embedding
 loss, no contrast.
 
-Per training step, with the two views of ``docs/design.md`` (for ProSeCo the
-geometric transforms run before ``MultiViewRegions``, so both views share the
-same geometry and the same selective-search boxes; only the photometric
-augmentation differs):
+Per training step, with two views sharing geometry and selective-search boxes
+(only the photometric augmentation differs, ``docs/design.md``):
 
 1. the student (mmdet detector + :class:`ObjectEmbeddingHead` on the decoder
    query embeddings) sees the strong view, the teacher (a
@@ -26,12 +24,9 @@ augmentation differs):
 
 The heads are built from the flat config keys (``matcher``,
 ``contrast_loss``, ``num_teacher_proposals``; ``embed_loss``, ``embed_*``);
-there is no ``head`` key. Predictions that are not finite (a diverged run)
-are caught before any Hungarian matching: the step then returns
-``loss_nonfinite_<quantity>`` terms (NaN) so that ``FiniteCheckOptimWrapper``
-stops or skips it with a message naming the quantity and the iteration.
+there is no ``head`` key. Non-finite predictions end the step with
+``loss_nonfinite_<quantity>`` terms (:func:`nonfinite_terms`).
 """
-import copy
 import logging
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -42,7 +37,7 @@ from torch import Tensor
 
 from mmregion.registry import MODELS
 from ..heads.proseco_head import nonfinite_terms
-from ..utils.detr_adapter import (check_frozen_backbone_init,
+from ..utils.detr_adapter import (build_pretraining_detector,
                                   det_samples_for_view, run_detector)
 from ..utils.loss_guard import NonFiniteLossGuardMixin
 from ..utils.momentum_teacher import MomentumTeacher
@@ -136,15 +131,7 @@ class ProSeCo(NonFiniteLossGuardMixin, BaseModel):
         if contrast_loss is None and embed_loss is None and not loc_loss:
             raise ValueError('ProSeCo: contrast_loss, embed_loss and '
                              'loc_loss are all disabled; nothing to train.')
-        self.detector = MODELS.build(copy.deepcopy(detector))
-        if getattr(self.detector, 'bbox_head', None) is None:
-            raise ValueError('ProSeCo: the detector config has no bbox_head.')
-        num_classes = getattr(self.detector.bbox_head, 'num_classes', 1)
-        if num_classes != 1:
-            raise ValueError('ProSeCo: the detector bbox_head must be '
-                             'class-agnostic (num_classes=1), got '
-                             f'num_classes={num_classes}.')
-        check_frozen_backbone_init(self.detector, init_cfg)
+        self.detector = build_pretraining_detector(detector, init_cfg)
         self.embed_head = MODELS.build(embed_head)
         self.contrast_head = None if contrast_loss is None else \
             MODELS.build(dict(type='ProSeCoHead', matcher=matcher,
@@ -185,26 +172,21 @@ class ProSeCo(NonFiniteLossGuardMixin, BaseModel):
         if mode == 'loss':
             return self.loss(inputs, data_samples)
         if mode == 'tensor':
-            x = inputs[self.student_view] if isinstance(inputs,
-                                                        (list, tuple)) \
-                else inputs
+            x = inputs[self.student_view] \
+                if isinstance(inputs, (list, tuple)) else inputs
             if data_samples is None:
                 data_samples = [None] * x.size(0)
-            det_samples = self._det_samples(data_samples, x, self.student_view,
-                                            False)
+            det_samples = self._det_samples(data_samples, x,
+                                            self.student_view, False)
             return run_detector(self.detector, x, det_samples)[2]
         raise RuntimeError(f'ProSeCo: invalid mode "{mode}"; pre-training '
                            "supports 'loss' and 'tensor' (export the "
                            'detector with tools/convert_proseco_to_ddetr.py '
                            'to predict).')
 
-    def _det_samples(self,
-                     data_samples: Sequence,
-                     x: Tensor,
-                     view: int,
+    def _det_samples(self, data_samples: Sequence, x: Tensor, view: int,
                      with_gt: bool = True) -> list:
-        """mmdet ``DetDataSample``s of one view
-        (:func:`det_samples_for_view`)."""
+        """mmdet samples of one view (:func:`det_samples_for_view`)."""
         return det_samples_for_view(data_samples, x, view, self.num_views,
                                     with_gt)
 
@@ -257,13 +239,12 @@ class ProSeCo(NonFiniteLossGuardMixin, BaseModel):
             # teacher on its view: scores (B, N), embeds (B, N, D), boxes
             # (B, N, 4), last decoder layer
             x_t = inputs[self.teacher_view]
-            teacher = self.teacher.module
             with torch.no_grad():
                 det_t = self._det_samples(data_samples, x_t,
                                           self.teacher_view, False)
                 _, t_head_inputs, t_outs = run_detector(
-                    teacher['detector'], x_t, det_t)
-                t_embeds = teacher['embed_head'](
+                    self.teacher['detector'], x_t, det_t)
+                t_embeds = self.teacher['embed_head'](
                     t_head_inputs['hidden_states'][-1])
             contrast = self.contrast_head.loss(s_embeds, bbox_preds[-1],
                                                t_outs[0][-1][..., 0],

@@ -1,16 +1,45 @@
 """Running an mmdet DETR-family detector on mmregion's multi-view batches
 (ProSeCo / DETReg pre-training)."""
+import copy
 from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 from torch import Tensor
 
+from mmregion.registry import MODELS
 from .region_utils import stack_regions
 
 __all__ = [
-    'det_samples_for_view', 'run_detector', 'check_frozen_backbone_init'
+    'build_pretraining_detector', 'det_samples_for_view', 'run_detector',
+    'check_frozen_backbone_init'
 ]
+
+
+def build_pretraining_detector(cfg: dict,
+                               init_cfg: Optional[dict] = None) -> nn.Module:
+    """Build the detector to pre-train and check that it fits.
+
+    Args:
+        cfg (dict): mmdet DETR-family detector config.
+        init_cfg (dict, optional): The pre-training model's ``init_cfg``
+            (see :func:`check_frozen_backbone_init`).
+
+    Raises:
+        ValueError: No ``bbox_head``, a head that is not class-agnostic
+            (``num_classes != 1``) or a frozen backbone without pretrained
+            init.
+    """
+    detector = MODELS.build(copy.deepcopy(cfg))
+    if getattr(detector, 'bbox_head', None) is None:
+        raise ValueError('ProSeCo: the detector config has no bbox_head.')
+    num_classes = getattr(detector.bbox_head, 'num_classes', 1)
+    if num_classes != 1:
+        raise ValueError('ProSeCo: the detector bbox_head must be '
+                         'class-agnostic (num_classes=1), got '
+                         f'num_classes={num_classes}.')
+    check_frozen_backbone_init(detector, init_cfg)
+    return detector
 
 
 def det_samples_for_view(data_samples: Sequence,
