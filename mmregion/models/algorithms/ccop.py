@@ -59,10 +59,11 @@ class CCOP(BaseMomentumSelfSupervisor):
             (CCOP).
         feat_dim (int): Embedding size of both necks. Defaults to 128.
         loss_img (dict): Image InfoNCE config (tau 0.2, CCOP).
-        loss_region (dict): Region InfoNCE config (tau 0.2, CCOP), given to
-            :class:`CCOPHead`.
-        loss_intra (dict): Intra-image loss config (margin 0.4, IoU 0.05),
-            given to :class:`CCOPHead`.
+        loss_region (dict, optional): Region InfoNCE config of
+            :class:`CCOPHead`. Defaults to None (the head's: tau 0.2, CCOP).
+        loss_intra (dict, optional): Intra-image loss config of
+            :class:`CCOPHead`. Defaults to None (the head's: margin 0.4, IoU
+            0.05, CCOP).
         momentum (float): EMA momentum, mmengine convention (0.001 ==
             CCOP's 0.999). Defaults to 0.001.
         shuffle_bn (bool): Shuffle-BN for the momentum encoder. Defaults to
@@ -84,13 +85,8 @@ class CCOP(BaseMomentumSelfSupervisor):
                  feat_dim: int = 128,
                  loss_img: dict = dict(
                      type='InfoNCELoss', temperature=0.2, loss_weight=1.0),
-                 loss_region: dict = dict(
-                     type='InfoNCELoss', temperature=0.2, loss_weight=1.0),
-                 loss_intra: dict = dict(
-                     type='IntraImageDiscriminationLoss',
-                     margin=0.4,
-                     iou_thr=0.05,
-                     loss_weight=1.0),
+                 loss_region: Optional[dict] = None,
+                 loss_intra: Optional[dict] = None,
                  momentum: float = 0.001,
                  shuffle_bn: bool = True,
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
@@ -112,9 +108,9 @@ class CCOP(BaseMomentumSelfSupervisor):
         self.box_jitter = box_jitter if isinstance(
             box_jitter, nn.Module) else TASK_UTILS.build(box_jitter)
         self.region_queue = FeatureQueue(region_queue_len, feat_dim)
-        self.head = _build(
-            dict(type='CCOPHead', loss_region=loss_region,
-                 loss_intra=loss_intra))
+        head = dict(type='CCOPHead', loss_region=loss_region,
+                    loss_intra=loss_intra)
+        self.head = _build({k: v for k, v in head.items() if v is not None})
         self.init_momentum_encoder(
             ('backbone', 'neck', 'img_neck', 'region_neck'))
 
