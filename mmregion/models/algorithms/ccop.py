@@ -138,7 +138,7 @@ class CCOP(BaseMomentumSelfSupervisor):
         im_q, im_k = inputs
         img_h, img_w = im_q.shape[-2:]
         view_size = math.sqrt(img_h * img_w)
-        # boxes (B, K, 2, 4) aligned across views, valid (B, K)
+        # boxes (B, 2, K, 4) aligned across views, valid (B, K)
         boxes, valid = stack_regions(data_samples, num_views=2)
         boxes = boxes.to(im_q.device)
         valid = valid.to(im_q.device)
