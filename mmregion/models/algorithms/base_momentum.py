@@ -32,8 +32,7 @@ def _build(cfg: Optional[Union[dict, nn.Module]]) -> Optional[nn.Module]:
     return MODELS.build(cfg)
 
 
-class BaseMomentumSelfSupervisor(NonFiniteLossGuardMixin,
-                                 BaseSelfSupervisor):
+class BaseMomentumSelfSupervisor(NonFiniteLossGuardMixin, BaseSelfSupervisor):
     """Online encoder, its EMA (momentum) copy and an image-level MoCo v2 term.
 
     Submodules built here (all optional except ``backbone``):
@@ -125,8 +124,10 @@ class BaseMomentumSelfSupervisor(NonFiniteLossGuardMixin,
                 modules are skipped), e.g. ``('backbone', 'neck')``.
         """
         self.momentum_encoder = MomentumTeacher(
-            {n: getattr(self, n)
-             for n in names if getattr(self, n, None) is not None},
+            {
+                n: getattr(self, n)
+                for n in names if getattr(self, n, None) is not None
+            },
             momentum=self.momentum)
 
     def momentum_module(self, name: str) -> nn.Module:
@@ -142,8 +143,9 @@ class BaseMomentumSelfSupervisor(NonFiniteLossGuardMixin,
         """Online backbone features (the backbone that is transferred)."""
         return self.backbone(inputs)
 
-    def _forward_encoder(self, inputs: Tensor, momentum: bool
-                         ) -> Tuple[Tuple[Tensor, ...], Tuple[Tensor, ...]]:
+    def _forward_encoder(
+            self, inputs: Tensor,
+            momentum: bool) -> Tuple[Tuple[Tensor, ...], Tuple[Tensor, ...]]:
         """Backbone (+ neck) of the online or the momentum encoder.
 
         Returns:
@@ -156,8 +158,9 @@ class BaseMomentumSelfSupervisor(NonFiniteLossGuardMixin,
         outs = tuple(get('neck')(feats)) if self.with_neck else feats
         return feats, outs
 
-    def forward_momentum(self, inputs: Tensor
-                         ) -> Tuple[Tuple[Tensor, ...], Tuple[Tensor, ...]]:
+    def forward_momentum(
+            self,
+            inputs: Tensor) -> Tuple[Tuple[Tensor, ...], Tuple[Tensor, ...]]:
         """Teacher backbone (+ neck) on ``inputs`` without gradients, with
         shuffle-BN across ranks; outputs are in the input order.
 

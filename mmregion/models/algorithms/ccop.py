@@ -108,8 +108,8 @@ class CCOP(BaseMomentumSelfSupervisor):
         self.box_jitter = box_jitter if isinstance(
             box_jitter, nn.Module) else TASK_UTILS.build(box_jitter)
         self.region_queue = FeatureQueue(region_queue_len, feat_dim)
-        head = dict(type='CCOPHead', loss_region=loss_region,
-                    loss_intra=loss_intra)
+        head = dict(
+            type='CCOPHead', loss_region=loss_region, loss_intra=loss_intra)
         self.head = _build({k: v for k, v in head.items() if v is not None})
         self.init_momentum_encoder(
             ('backbone', 'neck', 'img_neck', 'region_neck'))
@@ -177,7 +177,7 @@ class CCOP(BaseMomentumSelfSupervisor):
         losses = dict(
             loss_img=self.image_contrast_loss(feats_q[-1], feats_k[-1]))
         losses.update(
-            self.head.loss(q_region, k_pos, k_orig,
-                           self.region_queue.features, boxes[:, 1], valid))
+            self.head.loss(q_region, k_pos, k_orig, self.region_queue.features,
+                           boxes[:, 1], valid))
         self.region_queue.enqueue(k_pos)
         return losses

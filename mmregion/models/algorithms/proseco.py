@@ -176,15 +176,18 @@ class ProSeCo(NonFiniteLossGuardMixin, BaseModel):
                 if isinstance(inputs, (list, tuple)) else inputs
             if data_samples is None:
                 data_samples = [None] * x.size(0)
-            det_samples = self._det_samples(data_samples, x,
-                                            self.student_view, False)
+            det_samples = self._det_samples(data_samples, x, self.student_view,
+                                            False)
             return run_detector(self.detector, x, det_samples)[2]
         raise RuntimeError(f'ProSeCo: invalid mode "{mode}"; pre-training '
                            "supports 'loss' and 'tensor' (export the "
                            'detector with tools/convert_proseco_to_ddetr.py '
                            'to predict).')
 
-    def _det_samples(self, data_samples: Sequence, x: Tensor, view: int,
+    def _det_samples(self,
+                     data_samples: Sequence,
+                     x: Tensor,
+                     view: int,
                      with_gt: bool = True) -> list:
         """mmdet samples of one view (:func:`det_samples_for_view`)."""
         return det_samples_for_view(data_samples, x, view, self.num_views,
@@ -240,15 +243,15 @@ class ProSeCo(NonFiniteLossGuardMixin, BaseModel):
             # (B, N, 4), last decoder layer
             x_t = inputs[self.teacher_view]
             with torch.no_grad():
-                det_t = self._det_samples(data_samples, x_t,
-                                          self.teacher_view, False)
+                det_t = self._det_samples(data_samples, x_t, self.teacher_view,
+                                          False)
                 _, t_head_inputs, t_outs = run_detector(
                     self.teacher['detector'], x_t, det_t)
                 t_embeds = self.teacher['embed_head'](
                     t_head_inputs['hidden_states'][-1])
             contrast = self.contrast_head.loss(s_embeds, bbox_preds[-1],
-                                               t_outs[0][-1][..., 0],
-                                               t_embeds, t_outs[1][-1])
+                                               t_outs[0][-1][..., 0], t_embeds,
+                                               t_outs[1][-1])
             if 'loss_contrast' not in contrast:  # non-finite teacher
                 return contrast
             losses.update(contrast)
@@ -256,10 +259,10 @@ class ProSeCo(NonFiniteLossGuardMixin, BaseModel):
         if self.detreg_head is not None:
             tv = self.embed_target_view
             boxes, valid = stack_regions(data_samples, self.num_views)
+            tgt_boxes = [boxes[i, tv][valid[i]] for i in range(len(det_s))]
             losses.update(
                 self.detreg_head.loss(
-                    s_embeds, cls_scores[-1], bbox_preds[-1], det_s,
-                    [boxes[i, tv][valid[i]] for i in range(len(det_s))],
+                    s_embeds, cls_scores[-1], bbox_preds[-1], det_s, tgt_boxes,
                     inputs[tv], self.detector.backbone,
                     self.detector.bbox_head.assigner,
                     bb_feats if tv == self.student_view else None))

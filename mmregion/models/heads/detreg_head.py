@@ -63,9 +63,15 @@ class DETRegHead(BaseModule):
         self.target = target
         self.crop_size = crop_size
 
-    def loss(self, embeds: Tensor, cls_scores: Tensor, bbox_preds: Tensor,
-             det_samples: list, target_boxes: List[Tensor], images: Tensor,
-             backbone: nn.Module, assigner,
+    def loss(self,
+             embeds: Tensor,
+             cls_scores: Tensor,
+             bbox_preds: Tensor,
+             det_samples: list,
+             target_boxes: List[Tensor],
+             images: Tensor,
+             backbone: nn.Module,
+             assigner,
              feats: Optional[Sequence[Tensor]] = None) -> Dict[str, Tensor]:
         """DETReg embedding loss.
 

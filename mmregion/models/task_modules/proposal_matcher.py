@@ -72,8 +72,9 @@ class ProposalHungarianMatcher:
         tgt_boxes, pred_boxes = tgt_boxes.float(), pred_boxes.float()
         cost = tgt_boxes.new_zeros(tgt_boxes.shape[:2] + pred_boxes.shape[1:2])
         if self.feat_weight:
-            sim = F.normalize(tgt_embeds.float(), dim=-1) @ F.normalize(
-                pred_embeds.float(), dim=-1).transpose(1, 2)
+            sim = F.normalize(
+                tgt_embeds.float(), dim=-1) @ F.normalize(
+                    pred_embeds.float(), dim=-1).transpose(1, 2)
             cost = cost - self.feat_weight * sim
         if self.l1_weight:
             cost = cost + self.l1_weight * torch.cdist(

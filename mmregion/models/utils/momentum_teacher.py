@@ -47,8 +47,8 @@ class MomentumTeacher(ExponentialMovingAverage):
         self.eval_mode = eval_mode
 
     @staticmethod
-    def check_momentum(momentum: float, owner: str = 'MomentumTeacher'
-                       ) -> None:
+    def check_momentum(momentum: float,
+                       owner: str = 'MomentumTeacher') -> None:
         """Raise ``ValueError`` unless ``0 < momentum < 1``."""
         if not 0. < momentum < 1.:
             raise ValueError(

@@ -63,7 +63,8 @@ def test_loss_keys_and_values_against_a_loop_reference(head):
     for n in range(5):
         logits = torch.cat([(q[n] @ k_pos[n])[None], queue @ q[n]]) / 0.2
         region.append(-torch.log_softmax(logits, 0)[0])
-    torch.testing.assert_close(losses['loss_region'], torch.stack(region).mean())
+    torch.testing.assert_close(losses['loss_region'],
+                               torch.stack(region).mean())
 
     # intra-image: hinge over pairs (a != b) of real regions of one image
     # with IoU < 0.05, mean over those pairs

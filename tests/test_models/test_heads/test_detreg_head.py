@@ -43,13 +43,16 @@ def test_loss_pairs_matched_queries_with_their_box_targets(with_feats):
     head = MODELS.build(
         dict(type='DETRegHead', loss=dict(type='mmdet.L1Loss'), roi_size=2))
     g = torch.Generator().manual_seed(0)
-    images = torch.stack([torch.full((3, 32, 32), 1.), torch.full(
-        (3, 32, 32), 3.)])
+    images = torch.stack(
+        [torch.full((3, 32, 32), 1.),
+         torch.full((3, 32, 32), 3.)])
     embeds = torch.randn(2, 5, D, generator=g).requires_grad_()
     # image 0: queries 1 and 3 matched to boxes 2 and 1; image 1: query 0
     gt_inds = [torch.tensor([0, 2, 0, 1, 0]), torch.tensor([1, 0, 0, 0, 0])]
-    boxes = [torch.tensor([[0., 0., 8., 8.], [8., 8., 24., 24.]]),
-             torch.tensor([[4., 4., 20., 20.]])]
+    boxes = [
+        torch.tensor([[0., 0., 8., 8.], [8., 8., 24., 24.]]),
+        torch.tensor([[4., 4., 20., 20.]])
+    ]
     backbone = _ConstantBackbone()
     feats = backbone(images) if with_feats else None
     out = head.loss(embeds, torch.zeros(2, 5, 1), torch.full((2, 5, 4), .5),
@@ -59,8 +62,7 @@ def test_loss_pairs_matched_queries_with_their_box_targets(with_feats):
     level = torch.arange(1., D + 1)
     pred = torch.stack([embeds[0, 1], embeds[0, 3], embeds[1, 0]])
     target = torch.stack([level * 1., level * 1., level * 3.])
-    torch.testing.assert_close(out['loss_embed'],
-                               (pred - target).abs().mean())
+    torch.testing.assert_close(out['loss_embed'], (pred - target).abs().mean())
     out['loss_embed'].backward()
     assert embeds.grad[0, 0].abs().sum() == 0
     assert embeds.grad[0, 1].abs().sum() > 0
@@ -81,5 +83,7 @@ def test_bad_target_kind():
     register_all_modules()
     with pytest.raises(ValueError, match='"roi" or "crop"'):
         MODELS.build(
-            dict(type='DETRegHead', loss=dict(type='mmdet.L1Loss'),
-                 target='box'))
+            dict(
+                type='DETRegHead',
+                loss=dict(type='mmdet.L1Loss'),
+                target='box'))

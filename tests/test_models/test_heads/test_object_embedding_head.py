@@ -41,11 +41,12 @@ def test_former_checkpoint_keys_load_online_and_teacher():
     with torch.no_grad():
         for p in src.parameters():
             p.add_(1.0)
-    old = {
-        re.sub(r'embed_head\.layers\.(\d)\.',
-               lambda m: f'embed_head.mlp.{2 * int(m.group(1))}.', k): v
-        for k, v in src.state_dict().items()
-    }
+
+    def old_name(key):
+        return re.sub(r'embed_head\.layers\.(\d)\.',
+                      lambda m: f'embed_head.mlp.{2 * int(m.group(1))}.', key)
+
+    old = {old_name(k): v for k, v in src.state_dict().items()}
     assert 'teacher.module.embed_head.mlp.2.weight' in old
     load_state_dict(dst, old, strict=True)
     for k, v in src.state_dict().items():

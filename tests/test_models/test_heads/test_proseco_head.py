@@ -21,8 +21,8 @@ def _inputs(b=2, n=4, d=8, seed=0):
     g = torch.Generator().manual_seed(seed)
     s_embeds = torch.randn(b, n, d, generator=g).requires_grad_()
     s_boxes = torch.rand(b, n, 2, generator=g) * 0.5 + 0.25
-    s_boxes = torch.cat([s_boxes, torch.rand(b, n, 2, generator=g) * .4 +
-                         .1], -1)
+    s_boxes = torch.cat(
+        [s_boxes, torch.rand(b, n, 2, generator=g) * .4 + .1], -1)
     t_scores = torch.randn(b, n, generator=g)
     t_embeds = torch.randn(b, n, d, generator=g)
     t_boxes = (s_boxes + 0.05 * torch.randn(b, n, 4, generator=g)).clamp(

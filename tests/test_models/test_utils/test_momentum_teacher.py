@@ -63,12 +63,14 @@ def test_ema_matches_a_loop_reference():
     def teacher_state():
         return {
             f'{n}.{k}': v.detach().clone()
-            for n in names for k, v in teacher[n].state_dict().items()
+            for n in names
+            for k, v in teacher[n].state_dict().items()
         }
 
     params = {
         f'{n}.{k}'
-        for n in names for k, _ in getattr(model, n).named_parameters()
+        for n in names
+        for k, _ in getattr(model, n).named_parameters()
     }
     ref = None
     for step in range(4):
