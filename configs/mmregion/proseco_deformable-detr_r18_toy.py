@@ -48,7 +48,7 @@ model = dict(
     embed_head=dict(
         in_channels=embed_dims, hid_channels=64, out_channels=64),
     # a faster-moving teacher for runs of a few hundred iterations
-    teacher_momentum=0.01)
+    momentum=0.01)
 
 train_pipeline = [
     dict(type='LoadImageFromFileSafe'),

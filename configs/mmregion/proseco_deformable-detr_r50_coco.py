@@ -158,7 +158,7 @@ model = dict(
     loc_loss=True,  # DETReg-style localisation on selective-search boxes
     # mmengine convention: teacher = (1 - m) * teacher + m * student, so
     # 0.001 is MoCo's 0.999. Assumed (SCE: 0.99 rising to 1 by cosine).
-    teacher_momentum=0.001,
+    momentum=0.001,
     teacher_view=0,  # weak view -> teacher (ProSeCo)
     student_view=1,  # strong view -> student (ProSeCo)
     # all N queries are proposals (assumed); a top-k by objectness needs

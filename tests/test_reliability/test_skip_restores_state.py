@@ -105,7 +105,7 @@ def _proseco():
     inputs, samples = t._batch((3, 2))
     # NaN after the Hungarian matching (its guard raises on NaN costs)
     return model, dict(inputs=inputs, data_samples=samples), \
-        model.contrast_loss
+        model.contrast_head.loss_module
 
 
 @pytest.mark.parametrize('build', [_ccop, _plrc, _proseco],

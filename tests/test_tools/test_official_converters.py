@@ -312,8 +312,7 @@ def _ddetr_official(model):
         (r'detector\.bbox_head\.reg_branches\.(\d+)\.(\d)\.(\w+)', lambda m:
          f'bbox_embed.{m.group(1)}.layers.{int(m.group(2)) // 2}.'
          f'{m.group(3)}'),
-        (r'embed_head\.mlp\.(\d)\.(\w+)', lambda m:
-         f'feature_embed.layers.{int(m.group(1)) // 2}.{m.group(2)}'),
+        (r'embed_head\.layers\.(\d)\.(\w+)', r'feature_embed.layers.\1.\2'),
     ]
     for side, prefix in (('encoder', enc), ('decoder', dec)):
         for pattern, name in ffn:

@@ -135,11 +135,9 @@ def detreg_rules(target: str, keep_bias: bool = False) -> List[Rule]:
             Rule(r'feature_embed\..+', None, 'object-embedding head'),
         ]
     return _detector_rules('detector.', keep_bias) + [
-        # DETReg's 2-layer MLP: layers.j -> Linear j of ObjectEmbeddingHead
-        # (Linear/ReLU alternate in its mlp)
-        Rule(
-            r'feature_embed\.layers\.(\d+)\.(weight|bias)', lambda m:
-            f'embed_head.mlp.{2 * int(m.group(1))}.{m.group(2)}'),
+        # DETReg's 2-layer MLP is mmdet's MLP, as ObjectEmbeddingHead
+        Rule(r'feature_embed\.layers\.(\d+)\.(weight|bias)',
+             r'embed_head.layers.\1.\2'),
     ]
 
 

@@ -1,7 +1,7 @@
 """Base class of MoCo-style algorithms: online encoder + EMA teacher + queue.
 
-Momentum convention: the teacher is :class:`mmengine.model.
-ExponentialMovingAverage`, which computes
+Momentum convention: the teacher is a :class:`MomentumTeacher` (mmengine's
+``ExponentialMovingAverage``), which computes
 ``teacher = (1 - momentum) * teacher + momentum * online``. MoCo's
 ``m = 0.999`` is therefore written ``momentum=0.001`` (mmpretrain's MoCo uses
 the same convention).
@@ -11,7 +11,6 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.model import ExponentialMovingAverage
 from mmpretrain.models.selfsup import BaseSelfSupervisor
 from mmpretrain.models.utils import batch_shuffle_ddp, batch_unshuffle_ddp
 from torch import Tensor
@@ -19,6 +18,7 @@ from torch import Tensor
 from mmregion.registry import MODELS
 from ..utils.feature_queue import FeatureQueue
 from ..utils.loss_guard import NonFiniteLossGuardMixin
+from ..utils.momentum_teacher import MomentumTeacher
 from ..utils.own_scope import in_mmregion_scope
 
 __all__ = ['BaseMomentumSelfSupervisor']
@@ -32,8 +32,7 @@ def _build(cfg: Optional[Union[dict, nn.Module]]) -> Optional[nn.Module]:
     return MODELS.build(cfg)
 
 
-class BaseMomentumSelfSupervisor(NonFiniteLossGuardMixin,
-                                 BaseSelfSupervisor):
+class BaseMomentumSelfSupervisor(NonFiniteLossGuardMixin, BaseSelfSupervisor):
     """Online encoder, its EMA (momentum) copy and an image-level MoCo v2 term.
 
     Submodules built here (all optional except ``backbone``):
@@ -91,10 +90,7 @@ class BaseMomentumSelfSupervisor(NonFiniteLossGuardMixin,
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        if not 0. < momentum <= 1.:
-            raise ValueError(
-                f'{type(self).__name__}: momentum must be in (0, 1] '
-                f'(mmengine convention, 0.001 == MoCo 0.999), got {momentum}.')
+        MomentumTeacher.check_momentum(momentum, type(self).__name__)
         data_preprocessor = data_preprocessor or {}
         if isinstance(data_preprocessor, dict):
             data_preprocessor.setdefault('type',
@@ -112,7 +108,6 @@ class BaseMomentumSelfSupervisor(NonFiniteLossGuardMixin,
         if self.img_neck is not None:
             self.img_queue = FeatureQueue(img_queue_len, img_feat_dim)
             self.loss_img = _build(loss_img)
-        self._momentum_names: Tuple[str, ...] = ()
 
     @property
     def with_img_neck(self) -> bool:
@@ -120,38 +115,37 @@ class BaseMomentumSelfSupervisor(NonFiniteLossGuardMixin,
         return getattr(self, 'img_neck', None) is not None
 
     # ---- momentum encoder -------------------------------------------------
-    def _online_dict(self) -> nn.ModuleDict:
-        return nn.ModuleDict({n: getattr(self, n)
-                              for n in self._momentum_names})
-
     def init_momentum_encoder(self, names: Sequence[str]) -> None:
-        """Create the EMA teacher of the online modules ``names``.
+        """Create the EMA teacher (:class:`MomentumTeacher`) of the online
+        modules ``names``.
 
         Args:
             names (Sequence[str]): Attribute names of online modules (None
                 modules are skipped), e.g. ``('backbone', 'neck')``.
         """
-        self._momentum_names = tuple(
-            n for n in names if getattr(self, n, None) is not None)
-        self.momentum_encoder = ExponentialMovingAverage(
-            self._online_dict(), momentum=self.momentum)
+        self.momentum_encoder = MomentumTeacher(
+            {
+                n: getattr(self, n)
+                for n in names if getattr(self, n, None) is not None
+            },
+            momentum=self.momentum)
 
     def momentum_module(self, name: str) -> nn.Module:
         """The teacher copy of the online module ``name``."""
-        return self.momentum_encoder.module[name]
+        return self.momentum_encoder[name]
 
-    @torch.no_grad()
     def update_momentum_encoder(self) -> None:
         """One EMA step of the teacher towards the online modules."""
-        self.momentum_encoder.update_parameters(self._online_dict())
+        self.momentum_encoder.update(self)
 
     # ---- features ---------------------------------------------------------
     def extract_feat(self, inputs: Tensor) -> Tuple[Tensor, ...]:
         """Online backbone features (the backbone that is transferred)."""
         return self.backbone(inputs)
 
-    def _forward_encoder(self, inputs: Tensor, momentum: bool
-                         ) -> Tuple[Tuple[Tensor, ...], Tuple[Tensor, ...]]:
+    def _forward_encoder(
+            self, inputs: Tensor,
+            momentum: bool) -> Tuple[Tuple[Tensor, ...], Tuple[Tensor, ...]]:
         """Backbone (+ neck) of the online or the momentum encoder.
 
         Returns:
@@ -164,8 +158,9 @@ class BaseMomentumSelfSupervisor(NonFiniteLossGuardMixin,
         outs = tuple(get('neck')(feats)) if self.with_neck else feats
         return feats, outs
 
-    def forward_momentum(self, inputs: Tensor
-                         ) -> Tuple[Tuple[Tensor, ...], Tuple[Tensor, ...]]:
+    def forward_momentum(
+            self,
+            inputs: Tensor) -> Tuple[Tuple[Tensor, ...], Tuple[Tensor, ...]]:
         """Teacher backbone (+ neck) on ``inputs`` without gradients, with
         shuffle-BN across ranks; outputs are in the input order.
 

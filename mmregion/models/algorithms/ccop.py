@@ -1,5 +1,9 @@
 """CCOP: Contrastive Object-level Pre-training with Spatial Noise Curriculum
-Learning (Yang, Huang, Crowley, arXiv 2111.13651)."""
+Learning (Yang, Huang, Crowley, arXiv 2111.13651).
+
+The algorithm runs the encoders; the objective is :class:`CCOPHead`
+(``models/heads/ccop_head.py``).
+"""
 import math
 from typing import Dict, List, Optional, Union
 
@@ -27,19 +31,12 @@ class CCOP(BaseMomentumSelfSupervisor):
     Online and momentum encoders are ``backbone`` (ResNet) + ``neck`` (FPN,
     P2-P5) + ``img_neck`` (MLP on pooled C5) + ``region_neck``
     (:class:`RoIProjNeck`). Three losses, summed with their ``loss_weight``:
-
-    - ``loss_img``: image-level MoCo v2 InfoNCE (view 1 query, view 2 key,
-      image queue).
-    - ``loss_region``: inter-image object-level InfoNCE: query = online
-      embedding of region r in view 1; positive = the *hardest* valid
-      jittered momentum key of r in view 2 (lowest similarity to the query
-      among the candidates of :class:`CurriculumBoxJitter` whose IoU with the
-      box is >= the current threshold; the un-jittered box is always a
-      candidate); negatives = the region queue. The selected keys are
-      enqueued.
-    - ``loss_intra``: intra-image discrimination (hinge, margin 0.4) between
-      the online region embeddings and the un-jittered momentum keys of the
-      same image, over pairs with IoU < 0.05.
+    ``loss_img`` (image-level MoCo v2), ``loss_region`` (hardest-positive
+    object-level InfoNCE against the region queue) and ``loss_intra``
+    (intra-image discrimination); the objective is written in
+    :class:`CCOPHead`, which the algorithm builds from ``loss_region`` and
+    ``loss_intra`` (no ``head`` key in the config). The selected positive
+    keys are enqueued.
 
     Everything is batched: the regions of all images are pooled with one
     RoIAlign call per FPN level (rois carry their batch index) and the
@@ -62,8 +59,11 @@ class CCOP(BaseMomentumSelfSupervisor):
             (CCOP).
         feat_dim (int): Embedding size of both necks. Defaults to 128.
         loss_img (dict): Image InfoNCE config (tau 0.2, CCOP).
-        loss_region (dict): Region InfoNCE config (tau 0.2, CCOP).
-        loss_intra (dict): Intra-image loss config (margin 0.4, IoU 0.05).
+        loss_region (dict, optional): Region InfoNCE config of
+            :class:`CCOPHead`. Defaults to None (the head's: tau 0.2, CCOP).
+        loss_intra (dict, optional): Intra-image loss config of
+            :class:`CCOPHead`. Defaults to None (the head's: margin 0.4, IoU
+            0.05, CCOP).
         momentum (float): EMA momentum, mmengine convention (0.001 ==
             CCOP's 0.999). Defaults to 0.001.
         shuffle_bn (bool): Shuffle-BN for the momentum encoder. Defaults to
@@ -85,13 +85,8 @@ class CCOP(BaseMomentumSelfSupervisor):
                  feat_dim: int = 128,
                  loss_img: dict = dict(
                      type='InfoNCELoss', temperature=0.2, loss_weight=1.0),
-                 loss_region: dict = dict(
-                     type='InfoNCELoss', temperature=0.2, loss_weight=1.0),
-                 loss_intra: dict = dict(
-                     type='IntraImageDiscriminationLoss',
-                     margin=0.4,
-                     iou_thr=0.05,
-                     loss_weight=1.0),
+                 loss_region: Optional[dict] = None,
+                 loss_intra: Optional[dict] = None,
                  momentum: float = 0.001,
                  shuffle_bn: bool = True,
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
@@ -113,8 +108,9 @@ class CCOP(BaseMomentumSelfSupervisor):
         self.box_jitter = box_jitter if isinstance(
             box_jitter, nn.Module) else TASK_UTILS.build(box_jitter)
         self.region_queue = FeatureQueue(region_queue_len, feat_dim)
-        self.loss_region = _build(loss_region)
-        self.loss_intra = _build(loss_intra)
+        head = dict(
+            type='CCOPHead', loss_region=loss_region, loss_intra=loss_intra)
+        self.head = _build({k: v for k, v in head.items() if v is not None})
         self.init_momentum_encoder(
             ('backbone', 'neck', 'img_neck', 'region_neck'))
 
@@ -142,22 +138,22 @@ class CCOP(BaseMomentumSelfSupervisor):
         im_q, im_k = inputs
         img_h, img_w = im_q.shape[-2:]
         view_size = math.sqrt(img_h * img_w)
+        # boxes (B, 2, K, 4) aligned across views, valid (B, K)
         boxes, valid = stack_regions(data_samples, num_views=2)
         boxes = boxes.to(im_q.device)
         valid = valid.to(im_q.device)
-        num_img, max_regions = valid.shape
 
         # regions of the whole batch, padding dropped: (N,) indices
         b_idx, r_idx = torch.nonzero(valid, as_tuple=True)
         rois_q = torch.cat([b_idx[:, None].float(), boxes[b_idx, 0, r_idx]],
-                           dim=1)
+                           dim=1)  # (N, 5)
         boxes_k = boxes[b_idx, 1, r_idx]  # (N, 4) view-2 boxes
 
-        # online encoder (view 1)
+        # online encoder (view 1): C2-C5, P2-P5, (N, D) region queries
         feats_q = self.backbone(im_q)
         fpn_q = self.neck(feats_q)
         q_region = self._embed_regions(
-            fpn_q, rois_q, view_size, momentum=False)  # (N, D)
+            fpn_q, rois_q, view_size, momentum=False)
 
         # momentum encoder (view 2)
         self.update_momentum_encoder()
@@ -165,37 +161,23 @@ class CCOP(BaseMomentumSelfSupervisor):
         with torch.no_grad():
             # (N, J+1, 4) candidates, the un-jittered box last
             cands, cand_valid = self.box_jitter(boxes_k, (img_h, img_w))
-            num_cand = cands.shape[1]
             # only the valid candidates (IoU >= the current threshold) can
-            # be the positive: embed just those, in one batched call (the
-            # un-jittered box is always valid, so k_orig comes for free)
+            # be the positive: embed just those, in one batched call
             n_idx, c_idx = torch.nonzero(cand_valid, as_tuple=True)
-            rois_k = torch.cat([b_idx[n_idx, None].float(), cands[n_idx,
-                                                                 c_idx]],
-                               dim=1)
+            rois_k = torch.cat(
+                [b_idx[n_idx, None].float(), cands[n_idx, c_idx]], dim=1)
             k_valid = self._embed_regions(
                 fpn_k, rois_k, view_size, momentum=True)  # (N_valid, D)
-            k_cands = k_valid.new_zeros(
-                (cands.shape[0], num_cand, k_valid.shape[1]))
+            k_cands = k_valid.new_zeros(cand_valid.shape +
+                                        k_valid.shape[1:])  # (N, J+1, D)
             k_cands[n_idx, c_idx] = k_valid
-            sim = torch.einsum('nd,njd->nj', q_region.detach(), k_cands)
-            sim = sim.masked_fill(~cand_valid, float('inf'))
-            hardest = sim.argmin(dim=1)
-            k_pos = k_cands[torch.arange(k_cands.shape[0]), hardest]
-            k_orig = k_cands[:, -1]
+            k_pos, k_orig = self.head.select_positives(
+                q_region, k_cands, cand_valid)  # (N, D) each
 
-        losses = dict()
-        losses['loss_img'] = self.image_contrast_loss(feats_q[-1],
-                                                      feats_k[-1])
-        losses['loss_region'] = self.loss_region(
-            q_region, k_pos, self.region_queue.features)
-
-        # back to (B, K, D) with zero padding for the intra-image loss
-        q_pad = q_region.new_zeros((num_img, max_regions, q_region.shape[1]))
-        q_pad = q_pad.index_put((b_idx, r_idx), q_region)
-        k_pad = k_orig.new_zeros(q_pad.shape).index_put((b_idx, r_idx),
-                                                        k_orig)
-        losses['loss_intra'] = self.loss_intra(q_pad, k_pad, boxes[:, 1],
-                                               valid)
+        losses = dict(
+            loss_img=self.image_contrast_loss(feats_q[-1], feats_k[-1]))
+        losses.update(
+            self.head.loss(q_region, k_pos, k_orig, self.region_queue.features,
+                           boxes[:, 1], valid))
         self.region_queue.enqueue(k_pos)
         return losses

@@ -18,13 +18,7 @@ from torch import Tensor
 
 from mmregion.registry import TASK_UTILS
 
-__all__ = ['ProposalHungarianMatcher', 'cxcywh_to_xyxy']
-
-
-def cxcywh_to_xyxy(boxes: Tensor) -> Tensor:
-    """(..., 4) (cx, cy, w, h) -> (..., 4) (x1, y1, x2, y2)."""
-    cx, cy, w, h = boxes.unbind(-1)
-    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1)
+__all__ = ['ProposalHungarianMatcher']
 
 
 @TASK_UTILS.register_module()
@@ -74,20 +68,21 @@ class ProposalHungarianMatcher:
         Returns:
             Tensor: (B, N_t, N_s) cost.
         """
-        from mmdet.structures.bbox import bbox_overlaps
+        from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_overlaps
         tgt_boxes, pred_boxes = tgt_boxes.float(), pred_boxes.float()
         cost = tgt_boxes.new_zeros(tgt_boxes.shape[:2] + pred_boxes.shape[1:2])
         if self.feat_weight:
-            sim = F.normalize(tgt_embeds.float(), dim=-1) @ F.normalize(
-                pred_embeds.float(), dim=-1).transpose(1, 2)
+            sim = F.normalize(
+                tgt_embeds.float(), dim=-1) @ F.normalize(
+                    pred_embeds.float(), dim=-1).transpose(1, 2)
             cost = cost - self.feat_weight * sim
         if self.l1_weight:
             cost = cost + self.l1_weight * torch.cdist(
                 tgt_boxes, pred_boxes, p=1)
         if self.giou_weight:
             if self.box_format == 'cxcywh':
-                tgt_xyxy = cxcywh_to_xyxy(tgt_boxes)
-                pred_xyxy = cxcywh_to_xyxy(pred_boxes)
+                tgt_xyxy = bbox_cxcywh_to_xyxy(tgt_boxes)
+                pred_xyxy = bbox_cxcywh_to_xyxy(pred_boxes)
             else:
                 tgt_xyxy, pred_xyxy = tgt_boxes, pred_boxes
             giou = bbox_overlaps(tgt_xyxy, pred_xyxy, mode='giou')

@@ -5,3 +5,5 @@ from .loss_guard import NonFiniteLossGuardMixin  # noqa
 from .dist_utils import all_gather_rows  # noqa
 from .own_scope import in_mmregion_scope  # noqa
 from .dense_ops import dense_apply, read_upsampled_rows  # noqa
+from .momentum_teacher import MomentumTeacher  # noqa
+from .detr_adapter import det_samples_for_view, run_detector  # noqa

@@ -1,3 +1,5 @@
+import logging
+
 import pytest
 import torch
 
@@ -89,7 +91,7 @@ def tiny_model_cfg(**kwargs) -> dict:
             out_channels=16),
         matcher=dict(type='ProposalHungarianMatcher'),
         contrast_loss=dict(type='LocSCELoss', iou_thr=0.5),
-        teacher_momentum=0.1)
+        momentum=0.1)
     cfg.update(kwargs)
     return cfg
 
@@ -133,7 +135,7 @@ def test_proseco_loss_backward():
     total = sum(losses.values())
     assert torch.isfinite(total)
     total.backward()
-    assert model.embed_head.mlp[0].weight.grad.abs().sum() > 0
+    assert model.embed_head.layers[0].weight.grad.abs().sum() > 0
     assert model.detector.query_embedding.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.teacher.parameters())
     # the teacher stays in eval mode while the student trains
@@ -155,7 +157,7 @@ def test_proseco_no_proposals_and_zero_area_no_nan():
 
 def test_teacher_is_ema_of_student():
     momentum = 0.1
-    model = _build(teacher_momentum=momentum)
+    model = _build(momentum=momentum)
     model.update_teacher()  # first update: a copy
     name = 'detector.query_embedding.weight'
     t_params = dict(model.teacher.module.named_parameters())
@@ -175,6 +177,19 @@ def test_teacher_is_ema_of_student():
     inputs, samples = _batch((2, 2))
     model(inputs, samples, mode='loss')
     assert int(model.teacher.steps) == steps + 1
+
+
+def test_teacher_momentum_is_a_deprecated_alias(monkeypatch):
+    import mmregion.models.algorithms.proseco as proseco
+    logged = []
+    monkeypatch.setattr(proseco, 'print_log',
+                        lambda msg, **kw: logged.append((msg, kw)))
+    model = _build(momentum=0.3, teacher_momentum=0.2)
+    assert model.momentum == model.teacher.momentum == 0.2
+    assert len(logged) == 1 and 'teacher_momentum' in logged[0][0]
+    assert logged[0][1]['level'] == logging.WARNING
+    with pytest.raises(ValueError, match='momentum must be'):
+        _build(momentum=1.0)
 
 
 def test_proposal_topk_and_tensor_mode():
@@ -203,7 +218,7 @@ def test_detreg_baseline_mode():
     assert 'loss_embed' in losses and 'loss_contrast' not in losses
     assert losses['loss_embed'] > 0
     losses['loss_embed'].backward()
-    assert model.embed_head.mlp[0].weight.grad.abs().sum() > 0
+    assert model.embed_head.layers[0].weight.grad.abs().sum() > 0
     inputs, samples = _batch((0, 0))
     assert model(inputs, samples, mode='loss')['loss_embed'] == 0
 
@@ -280,7 +295,7 @@ def _detreg(**kwargs):
 def _capture_embed_pairs(model):
     """Record the (pred, target) pairs and kwargs given to embed_loss."""
     seen = []
-    model.embed_loss.register_forward_hook(
+    model.detreg_head.loss_module.register_forward_hook(
         lambda mod, args, kwargs, out: seen.append((args, kwargs, out)),
         with_kwargs=True)
     return seen
@@ -323,6 +338,7 @@ def test_detreg_target_from_another_view(embed_target):
 
 
 def test_backbone_level_stops_at_its_stage():
+    from mmregion.models.heads import DETRegHead
     model = _detreg()
     bb = model.detector.backbone
     bb.eval()
@@ -331,7 +347,7 @@ def test_backbone_level_stops_at_its_stage():
         full = bb(x)
         for level in range(len(full)):
             torch.testing.assert_close(
-                model._backbone_level(bb, x, level), full[level])
+                DETRegHead.backbone_level(bb, x, level), full[level])
 
 
 def test_frozen_backbone_needs_pretrained_init(tmp_path):
@@ -392,7 +408,7 @@ def test_nonfinite_predictions_reach_the_guard(action):
     with torch.no_grad():
         model.detector.bbox_head.reg_branches[0][0].weight.fill_(
             float('nan'))
-    before = model.embed_head.mlp[0].weight.detach().clone()
+    before = model.embed_head.layers[0].weight.detach().clone()
     inputs, samples = _batch((3, 2))
     data = dict(inputs=inputs, data_samples=samples)
     if action == 'raise':
@@ -404,5 +420,5 @@ def test_nonfinite_predictions_reach_the_guard(action):
         log_vars = model.train_step(data, wrapper)
         assert 'loss_nonfinite_student_bbox_preds' in log_vars
         assert wrapper.num_skipped == 1
-        torch.testing.assert_close(model.embed_head.mlp[0].weight, before)
+        torch.testing.assert_close(model.embed_head.layers[0].weight, before)
     MessageHub.get_current_instance().pop_info('iter')

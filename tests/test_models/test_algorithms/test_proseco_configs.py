@@ -156,4 +156,4 @@ def test_toy_two_stage_path(tmp_path):
     assert torch.isfinite(total)
     total.backward()
     assert all(p.grad is None for p in model.detector.backbone.parameters())
-    assert model.embed_head.mlp[0].weight.grad.abs().sum() > 0
+    assert model.embed_head.layers[0].weight.grad.abs().sum() > 0
