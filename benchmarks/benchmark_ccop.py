@@ -115,8 +115,8 @@ def make_batch(args, device):
     from mmpretrain.structures import DataSample
     g = torch.Generator().manual_seed(0)
     inputs = [
-        torch.randn(args.batch, 3, args.size, args.size, generator=g).to(
-            device) for _ in range(2)
+        torch.randn(args.batch, 3, args.size, args.size,
+                    generator=g).to(device) for _ in range(2)
     ]
     samples = []
     for _ in range(args.batch):
@@ -124,8 +124,8 @@ def make_batch(args, device):
         wh = torch.rand(2, args.regions, 2, generator=g) * args.size * 0.4 \
             + 8
         s = DataSample()
-        s.set_data(dict(boxes=torch.cat([xy, xy + wh], -1).clamp(
-            max=args.size)))
+        s.set_data(
+            dict(boxes=torch.cat([xy, xy + wh], -1).clamp(max=args.size)))
         samples.append(s)
     return inputs, samples
 
@@ -204,11 +204,15 @@ def measure_memory(kind, args):
         trainer.step()
     if device.type == 'cuda':
         peak = torch.cuda.max_memory_allocated()
-        return dict(peak_mib=peak / 2**20, step_mib=(peak - base) / 2**20,
-                    kind='cuda max_memory_allocated')
+        return dict(
+            peak_mib=peak / 2**20,
+            step_mib=(peak - base) / 2**20,
+            kind='cuda max_memory_allocated')
     sampler.stop()
-    return dict(peak_mib=sampler.peak, step_mib=sampler.peak - base,
-                kind='CPU process RSS sampled every 2 ms')
+    return dict(
+        peak_mib=sampler.peak,
+        step_mib=sampler.peak - base,
+        kind='CPU process RSS sampled every 2 ms')
 
 
 def profile_ccop(trainer, args):
@@ -235,8 +239,9 @@ def profile_ccop(trainer, args):
     wrap(model, 'update_momentum_encoder', 'phase/EMA update')
     wrap(model, 'image_contrast_loss', 'phase/image MoCo term')
     wrap(model.region_neck, 'forward', 'phase/online region neck')
-    wrap(model.momentum_module('region_neck'), 'forward',
-         'phase/momentum region neck (jittered keys)')
+    wrap(
+        model.momentum_module('region_neck'), 'forward',
+        'phase/momentum region neck (jittered keys)')
     wrap(model.box_jitter, 'forward', 'phase/box jitter')
     wrap(model.loss_region, 'forward', 'phase/region InfoNCE')
     wrap(model.loss_intra, 'forward', 'phase/intra-image loss')
@@ -267,18 +272,30 @@ def parse_args(argv=None):
     parser.add_argument('--depth', type=int, default=18)
     parser.add_argument('--batch', type=int, default=4)
     parser.add_argument('--size', type=int, default=96)
-    parser.add_argument('--regions', type=int, default=20,
-                        help='boxes per image (CCOP keeps up to 100)')
-    parser.add_argument('--queue', type=int, default=65536,
-                        help='image and region queue length (both: 65536)')
-    parser.add_argument('--progress', type=float, default=0.5,
-                        help='curriculum progress of the box jitter')
+    parser.add_argument(
+        '--regions',
+        type=int,
+        default=20,
+        help='boxes per image (CCOP keeps up to 100)')
+    parser.add_argument(
+        '--queue',
+        type=int,
+        default=65536,
+        help='image and region queue length (both: 65536)')
+    parser.add_argument(
+        '--progress',
+        type=float,
+        default=0.5,
+        help='curriculum progress of the box jitter')
     parser.add_argument('--warmup', type=int, default=2)
-    parser.add_argument('--rounds', type=int, default=3,
-                        help='timed ABBA rounds (2 steps of each per round)')
+    parser.add_argument(
+        '--rounds',
+        type=int,
+        default=3,
+        help='timed ABBA rounds (2 steps of each per round)')
     parser.add_argument('--mem-steps', type=int, default=2)
-    parser.add_argument('--threads', type=int, default=2,
-                        help='torch CPU threads')
+    parser.add_argument(
+        '--threads', type=int, default=2, help='torch CPU threads')
     parser.add_argument('--no-memory', action='store_true')
     parser.add_argument('--profile', action='store_true')
     parser.add_argument(
@@ -302,8 +319,9 @@ def main(argv=None):
                f'{torch.get_num_threads()} torch threads')
     print(f'setting: {setting}', flush=True)
 
-    trainers = dict(mocov2=Trainer('mocov2', args, device),
-                    ccop=Trainer('ccop', args, device))
+    trainers = dict(
+        mocov2=Trainer('mocov2', args, device),
+        ccop=Trainer('ccop', args, device))
     for _ in range(args.warmup):
         for t in trainers.values():
             t.step()
@@ -325,10 +343,12 @@ def main(argv=None):
           f'(min {min(times["mocov2"]) * 1e3:.0f})   '
           f'ccop step: median {c * 1e3:.0f} ms '
           f'(min {min(times["ccop"]) * 1e3:.0f})')
-    print(f'step time ratio ccop/mocov2: median of per-round ratios '
-          f'{statistics.median(ratios):.2f}x (rounds: '
-          f'{", ".join(f"{r:.2f}" for r in ratios)}; ratio of medians '
-          f'{c / m:.2f}x; target <= 1.3x)', flush=True)
+    print(
+        f'step time ratio ccop/mocov2: median of per-round ratios '
+        f'{statistics.median(ratios):.2f}x (rounds: '
+        f'{", ".join(f"{r:.2f}" for r in ratios)}; ratio of medians '
+        f'{c / m:.2f}x; target <= 1.3x)',
+        flush=True)
     if args.profile:
         profile_ccop(trainers['ccop'], args)
     del trainers
@@ -338,7 +358,8 @@ def main(argv=None):
     res = {}
     for kind in ('mocov2', 'ccop'):
         # a fresh process per model: clean peak-memory counters
-        cmd = [sys.executable, osp.abspath(__file__), '--mem-only', kind
+        cmd = [sys.executable,
+               osp.abspath(__file__), '--mem-only', kind
                ] + [a for a in argv if a != '--profile']
         out = subprocess.run(
             cmd, cwd=ROOT, capture_output=True, text=True, check=False)
@@ -346,12 +367,13 @@ def main(argv=None):
             sys.exit(f'benchmark_ccop: {kind} failed:\n{out.stderr[-3000:]}')
         res[kind] = json.loads(out.stdout.strip().splitlines()[-1])
     m, c = res['mocov2'], res['ccop']
-    print(f'memory ({m["kind"]}, {args.mem_steps} steps in a fresh process '
-          f'each): mocov2 peak {m["peak_mib"]:.0f} MiB, ccop peak '
-          f'{c["peak_mib"]:.0f} MiB, ratio {c["peak_mib"] / m["peak_mib"]:.2f}x'
-          f'; above the built model: mocov2 {m["step_mib"]:.0f} MiB, ccop '
-          f'{c["step_mib"]:.0f} MiB, ratio '
-          f'{c["step_mib"] / max(m["step_mib"], 1e-6):.2f}x')
+    print(
+        f'memory ({m["kind"]}, {args.mem_steps} steps in a fresh process '
+        f'each): mocov2 peak {m["peak_mib"]:.0f} MiB, ccop peak '
+        f'{c["peak_mib"]:.0f} MiB, ratio {c["peak_mib"] / m["peak_mib"]:.2f}x'
+        f'; above the built model: mocov2 {m["step_mib"]:.0f} MiB, ccop '
+        f'{c["step_mib"]:.0f} MiB, ratio '
+        f'{c["step_mib"] / max(m["step_mib"], 1e-6):.2f}x')
 
 
 if __name__ == '__main__':

@@ -54,24 +54,38 @@ def parse_args(argv=None):
         '--config',
         default=osp.join(ROOT, 'configs', 'mmregion', 'plrc_r50_coco.py'))
     p.add_argument('--device', default='cpu')
-    p.add_argument('--threads', type=int, default=None,
-                   help='torch CPU threads (default: torch default)')
+    p.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        help='torch CPU threads (default: torch default)')
     p.add_argument('--batch', type=int, default=4)
-    p.add_argument('--size', type=int, default=None,
-                   help='view size (default: the config\'s crop scale)')
-    p.add_argument('--regions', type=int, default=16,
-                   help='grid regions per image (4x4 = 16)')
-    p.add_argument('--points', type=int, default=None,
-                   help='P for the ratio (default: the config\'s)')
-    p.add_argument('--symmetric', action='store_true',
-                   help='PLRC with symmetric=True')
+    p.add_argument(
+        '--size',
+        type=int,
+        default=None,
+        help='view size (default: the config\'s crop scale)')
+    p.add_argument(
+        '--regions',
+        type=int,
+        default=16,
+        help='grid regions per image (4x4 = 16)')
+    p.add_argument(
+        '--points',
+        type=int,
+        default=None,
+        help='P for the ratio (default: the config\'s)')
+    p.add_argument(
+        '--symmetric', action='store_true', help='PLRC with symmetric=True')
     p.add_argument('--iters', type=int, default=5)
     p.add_argument('--warmup', type=int, default=1)
-    p.add_argument('--point-sweep', type=int, nargs='*',
-                   default=[16, 64, 256])
+    p.add_argument('--point-sweep', type=int, nargs='*', default=[16, 64, 256])
     p.add_argument('--no-memory', action='store_true')
-    p.add_argument('--mem-only', choices=['mocov2', 'plrc'], default=None,
-                   help=argparse.SUPPRESS)
+    p.add_argument(
+        '--mem-only',
+        choices=['mocov2', 'plrc'],
+        default=None,
+        help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -130,8 +144,8 @@ def build(kind, args, points=None):
             to_rgb=True)
     model = MODELS.build(cfg).to(args.device).train()
     from mmengine.optim import OptimWrapper
-    ow = OptimWrapper(torch.optim.SGD(model.parameters(), lr=1e-3,
-                                      momentum=0.9))
+    ow = OptimWrapper(
+        torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9))
     return model, ow, size
 
 
@@ -142,8 +156,8 @@ def fake_batch(batch, size, regions, seed=0, views=2):
     from mmpretrain.structures import DataSample
     g = torch.Generator().manual_seed(seed)
     n = max(int(round(regions**0.5)), 1)
-    O = 1.5 * size
-    xs = torch.arange(n + 1).float() * O / n
+    extent = 1.5 * size
+    xs = torch.arange(n + 1).float() * extent / n
     x1, y1 = torch.meshgrid(xs[:-1], xs[:-1], indexing='xy')
     x2, y2 = torch.meshgrid(xs[1:], xs[1:], indexing='xy')
     grid = torch.stack([x1, y1, x2, y2], -1).view(-1, 4)
@@ -151,9 +165,9 @@ def fake_batch(batch, size, regions, seed=0, views=2):
     for _ in range(batch):
         affs, vboxes = [], []
         for _ in range(views):
-            side = (0.6 + 0.4 * float(torch.rand(1, generator=g))) * O
-            x0 = float(torch.rand(1, generator=g)) * (O - side)
-            y0 = float(torch.rand(1, generator=g)) * (O - side)
+            side = (0.6 + 0.4 * float(torch.rand(1, generator=g))) * extent
+            x0 = float(torch.rand(1, generator=g)) * (extent - side)
+            y0 = float(torch.rand(1, generator=g)) * (extent - side)
             s = size / side
             aff = [s, -s * x0, s, -s * y0]
             if float(torch.rand(1, generator=g)) < 0.5:
@@ -177,8 +191,9 @@ def fake_batch(batch, size, regions, seed=0, views=2):
         ds.set_field(torch.stack(affs), 'view_affine')
         samples.append(ds)
     inputs = [
-        torch.randint(0, 255, (batch, 3, size, size), dtype=torch.uint8,
-                      generator=g) for _ in range(views)
+        torch.randint(
+            0, 255, (batch, 3, size, size), dtype=torch.uint8, generator=g)
+        for _ in range(views)
     ]
     return dict(inputs=inputs, data_samples=samples)
 
@@ -306,7 +321,8 @@ def main(argv=None):
           f'P={m.point_sampler.num_points}, distill grid {m.distill_size} '
           f'(num_distill_points={m.num_distill_points}), '
           f'{m.dino_head.num_prototypes} prototypes, symmetric='
-          f'{m.symmetric}, {m.num_views} views, {args.device}, {torch.get_num_threads()} threads, '
+          f'{m.symmetric}, {m.num_views} views, {args.device}, '
+          f'{torch.get_num_threads()} threads, '
           f'{args.iters} interleaved steps (median)')
     t_moco, t_plrc = interleaved([moco[:2], plrc[:2]], data, args)
     print(f'mocov2 step {t_moco * 1e3:.1f} ms | plrc step '
@@ -314,10 +330,12 @@ def main(argv=None):
           '(target <= 1.3x)')
     if not args.no_memory:
         mem = {k: memory_in_subprocess(k, argv) for k in ('mocov2', 'plrc')}
-        print(f'peak memory ({mem["plrc"]["kind"]}): mocov2 '
-              f'{mem["mocov2"]["peak_mb"]:.0f} MB | plrc '
-              f'{mem["plrc"]["peak_mb"]:.0f} MB | plrc/mocov2 = '
-              f'{mem["plrc"]["peak_mb"] / max(mem["mocov2"]["peak_mb"], 1):.2f}x')
+        print(
+            f'peak memory ({mem["plrc"]["kind"]}): mocov2 '
+            f'{mem["mocov2"]["peak_mb"]:.0f} MB | plrc '
+            f'{mem["plrc"]["peak_mb"]:.0f} MB | plrc/mocov2 = '
+            f'{mem["plrc"]["peak_mb"] / max(mem["mocov2"]["peak_mb"], 1):.2f}x'
+        )
     del plrc
     for p in args.point_sweep:
         t_loss, n = time_point_loss(args, args.batch, args.regions, p)

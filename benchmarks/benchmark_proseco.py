@@ -14,7 +14,8 @@ On CPU use a small setting (the default toy config), e.g.::
     python benchmarks/benchmark_proseco.py --batch 2 --img-size 96 \
         --locsce-nb 4 --locsce-n 100
     python benchmarks/benchmark_proseco.py --device cuda --batch 8 \
-        --img-size 512 --config configs/mmregion/proseco_deformable-detr_r50_coco.py
+        --img-size 512 \
+        --config configs/mmregion/proseco_deformable-detr_r50_coco.py
 """
 import argparse
 import copy
@@ -29,14 +30,19 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--config', default=osp.join(
-        REPO, 'configs/mmregion/proseco_deformable-detr_r18_toy.py'))
-    p.add_argument('--device', default='cuda' if torch.cuda.is_available()
-                   else 'cpu')
+    p.add_argument(
+        '--config',
+        default=osp.join(
+            REPO, 'configs/mmregion/proseco_deformable-detr_r18_toy.py'))
+    p.add_argument(
+        '--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--batch', type=int, default=2)
     p.add_argument('--img-size', type=int, default=96)
-    p.add_argument('--num-boxes', type=int, default=10,
-                   help='selective-search boxes per image')
+    p.add_argument(
+        '--num-boxes',
+        type=int,
+        default=10,
+        help='selective-search boxes per image')
     p.add_argument('--iters', type=int, default=5)
     p.add_argument('--warmup', type=int, default=2)
     p.add_argument('--locsce-nb', type=int, default=8)
@@ -64,8 +70,10 @@ def timeit(fn, device, iters, warmup):
 def fake_batch(batch, size, num_boxes, device):
     from mmpretrain.structures import DataSample
     gen = torch.Generator().manual_seed(0)
-    inputs = [torch.randn(batch, 3, size, size, generator=gen).to(device)
-              for _ in range(2)]
+    inputs = [
+        torch.randn(batch, 3, size, size, generator=gen).to(device)
+        for _ in range(2)
+    ]
     samples = []
     for _ in range(batch):
         xy = torch.rand(num_boxes, 2, generator=gen) * size * 0.6
@@ -96,7 +104,6 @@ def build_models(config, device):
 def main():
     args = parse_args()
     import mmregion  # noqa: F401
-
     from mmregion.models.losses.loc_sce_loss import LocSCELoss
     from mmregion.utils import register_all_modules
     register_all_modules()

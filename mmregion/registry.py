@@ -3,9 +3,10 @@
 They are siblings of mmdet's and mmpretrain's registries (the convention of
 mmdet, mmpretrain and mmyolo). Under ``default_scope='mmregion'`` a name
 without a prefix is looked up here and then in mmengine's root; modules of
-other libraries are referenced with their scope, e.g. ``type='mmpretrain.ResNet'``
-or ``type='mmdet.DeformableDETR'``. ``locations`` makes the registries import
-our sub-packages lazily, so a config builds without manual imports.
+other libraries are referenced with their scope, e.g.
+``type='mmpretrain.ResNet'`` or ``type='mmdet.DeformableDETR'``.
+``locations`` makes the registries import our sub-packages lazily, so a
+config builds without manual imports.
 """
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
@@ -80,7 +81,8 @@ TRANSFORMS = Registry(
     parent=MMENGINE_TRANSFORMS,
     locations=['mmregion.datasets.transforms'])
 
-MODELS = Registry('model', parent=MMENGINE_MODELS, locations=['mmregion.models'])
+MODELS = Registry(
+    'model', parent=MMENGINE_MODELS, locations=['mmregion.models'])
 MODEL_WRAPPERS = Registry(
     'model_wrapper',
     parent=MMENGINE_MODEL_WRAPPERS,

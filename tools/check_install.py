@@ -26,8 +26,10 @@ def _mmcv_ops():
 
 
 def _version_of(name: str) -> Callable[[], str]:
+
     def check():
         return importlib.import_module(name).__version__
+
     return check
 
 
@@ -55,8 +57,8 @@ CHECKS: List[Tuple[str, Callable[[], str]]] = [
     ('mmdet', _version_of('mmdet')),
     ('mmpretrain', _version_of('mmpretrain')),
     ('opencv', _ximgproc),
-    ('pycocotools', lambda: (importlib.import_module('pycocotools.coco'),
-                             'OK')[1]),
+    ('pycocotools', lambda:
+     (importlib.import_module('pycocotools.coco'), 'OK')[1]),
     ('scipy', _version_of('scipy')),
     ('mmregion', _mmregion),
 ]
@@ -69,7 +71,8 @@ def run_checks() -> List[str]:
         try:
             print(f'  {name:<12} {check()}')
         except Exception as e:  # noqa: BLE001 - report everything
-            line = f'{name}: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ""}'
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ''
+            line = f'{name}: {type(e).__name__}: {first}'
             print(f'  {name:<12} FAILED ({line})')
             failures.append(line)
     return failures
@@ -78,8 +81,10 @@ def run_checks() -> List[str]:
 def main() -> int:
     failures = run_checks()
     if failures:
-        print('mmregion install check FAILED:\n  - ' + '\n  - '.join(failures) +
-              '\nRe-run `bash tools/install.sh`.', file=sys.stderr)
+        print(
+            'mmregion install check FAILED:\n  - ' + '\n  - '.join(failures) +
+            '\nRe-run `bash tools/install.sh`.',
+            file=sys.stderr)
         return 1
     print('mmregion install check passed')
     return 0

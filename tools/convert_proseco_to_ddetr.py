@@ -78,8 +78,8 @@ def convert(state: Dict[str, torch.Tensor],
         tuple[OrderedDict, list[str]]: the detector state dict and the
         dropped detector keys.
     """
-    det = OrderedDict((k[len(PREFIX):], v) for k, v in state.items()
-                      if k.startswith(PREFIX))
+    det = OrderedDict(
+        (k[len(PREFIX):], v) for k, v in state.items() if k.startswith(PREFIX))
     if not det:
         raise ValueError('no "detector." key in the checkpoint: is it a '
                          'ProSeCo/DETReg pre-training checkpoint?')
@@ -103,11 +103,11 @@ def convert(state: Dict[str, torch.Tensor],
 
 def build_reference(config: str) -> Dict[str, torch.Tensor]:
     """Build the fine-tuning model of an mmdet config (no weights loaded)."""
-    import mmregion  # noqa: F401
+    from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
-    from mmdet.registry import MODELS
+    import mmregion  # noqa: F401
     cfg = Config.fromfile(config)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     model_cfg = cfg.model
@@ -121,8 +121,9 @@ def report(det: Dict[str, torch.Tensor],
     """Missing / unexpected / shape-mismatched keys of ``det`` vs ``ref``."""
     missing = sorted(k for k in ref if k not in det)
     unexpected = sorted(k for k in det if k not in ref)
-    shape = sorted(k for k in det
-                   if k in ref and tuple(det[k].shape) != tuple(ref[k].shape))
+    shape = sorted(
+        k for k in det
+        if k in ref and tuple(det[k].shape) != tuple(ref[k].shape))
     return dict(missing=missing, unexpected=unexpected, shape_mismatch=shape)
 
 
@@ -159,8 +160,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             for k in keys:
                 print(f'  {k}')
         if rep['shape_mismatch']:
-            print('error: shape mismatches remain; they would fail '
-                  'load_from', file=sys.stderr)
+            print(
+                'error: shape mismatches remain; they would fail '
+                'load_from',
+                file=sys.stderr)
             return 1
     save_atomic(
         dict(

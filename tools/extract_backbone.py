@@ -46,9 +46,9 @@ def _is_excluded(key: str, exclude: Iterable[str]) -> bool:
 
 
 def extract_backbone_state_dict(
-        state_dict: Dict[str, torch.Tensor],
-        prefix: str = 'backbone.',
-        exclude: Iterable[str] = DEFAULT_EXCLUDE
+    state_dict: Dict[str, torch.Tensor],
+    prefix: str = 'backbone.',
+    exclude: Iterable[str] = DEFAULT_EXCLUDE
 ) -> Tuple['OrderedDict[str, torch.Tensor]', List[str]]:
     """Select the online backbone's weights and strip their prefix.
 
@@ -74,8 +74,7 @@ def extract_backbone_state_dict(
     skipped = []
     for key, value in state_dict.items():
         k = re.sub(r'^module\.', '', key)
-        if not k.startswith(prefix) or _is_excluded(k[len(prefix):],
-                                                    exclude):
+        if not k.startswith(prefix) or _is_excluded(k[len(prefix):], exclude):
             if _is_excluded(k, exclude):
                 skipped.append(key)
             continue
@@ -83,8 +82,9 @@ def extract_backbone_state_dict(
             continue
         out[k[len(prefix):]] = value.detach().cpu()
     if not out:
-        groups = sorted({re.sub(r'^module\.', '', k).split('.')[0]
-                         for k in state_dict})
+        groups = sorted(
+            {re.sub(r'^module\.', '', k).split('.')[0]
+             for k in state_dict})
         raise KeyError(
             f'no key of the checkpoint starts with the prefix "{prefix}" '
             f'(outside momentum/teacher copies). Top-level key groups found: '
@@ -98,8 +98,7 @@ def _simple_meta(meta: Optional[dict]) -> dict:
         return {}
     keep = {}
     for k, v in meta.items():
-        if isinstance(v, (str, int, float, bool)) and not isinstance(
-                v, bytes):
+        if isinstance(v, (str, int, float, bool)) and not isinstance(v, bytes):
             keep[str(k)] = v
     return keep
 
@@ -134,8 +133,7 @@ def extract_backbone(ckpt_path: str,
     else:
         raise TypeError(f'{ckpt_path}: expected a checkpoint dict with a '
                         f'"state_dict" entry, got {type(ckpt).__name__}')
-    weights, skipped = extract_backbone_state_dict(state_dict, prefix,
-                                                   exclude)
+    weights, skipped = extract_backbone_state_dict(state_dict, prefix, exclude)
     from mmregion import __version__
     meta = dict(
         source=osp.abspath(ckpt_path),

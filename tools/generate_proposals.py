@@ -26,8 +26,9 @@ try:
 except ImportError:  # running from a checkout without `pip install -e`
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     from mmregion.proposals import generate_proposals
-from mmregion.proposals.generate import PRESETS  # noqa: E402
-from mmregion.apis.cli import run_tool  # noqa: E402
+
+from mmregion.apis.cli import run_tool
+from mmregion.proposals.generate import PRESETS
 
 
 def _optional_int(s: str):

@@ -41,10 +41,12 @@ record of percent, seed, source and number of swaps).
 
 Usage::
 
-    python tools/make_mini_coco.py data/coco/annotations/instances_train2017.json \
+    python tools/make_mini_coco.py \
+        data/coco/annotations/instances_train2017.json \
         data/coco/annotations/mini --percent 1 5 10 --seed 0
     # DETReg's own (independent, seed 42) splits
-    python tools/make_mini_coco.py data/coco/annotations/instances_train2017.json \
+    python tools/make_mini_coco.py \
+        data/coco/annotations/instances_train2017.json \
         data/coco/annotations/mini --percent 1 2 5 10 --split-mode detreg
 """
 import argparse
@@ -157,8 +159,8 @@ def nested_splits(image_ids: Sequence[int],
                 f'cannot contain every category: no deterministic swap covers '
                 f'category ids {missing}. Use a larger percent or '
                 '--allow-missing.')
-        result[p] = dict(image_ids=list(order[:n]), missing=missing,
-                         swaps=swaps)
+        result[p] = dict(
+            image_ids=list(order[:n]), missing=missing, swaps=swaps)
         prev = n
     return result
 
@@ -202,8 +204,10 @@ def detreg_splits(image_ids: Sequence[int],
         keep = np.random.default_rng(seed).choice(
             ids, size=n, replace=False).tolist()
         cats = set().union(*(image_cats.get(i, set()) for i in keep))
-        result[p] = dict(image_ids=[int(i) for i in keep],
-                         missing=sorted(all_cats - cats), swaps=0)
+        result[p] = dict(
+            image_ids=[int(i) for i in keep],
+            missing=sorted(all_cats - cats),
+            swaps=0)
     return result
 
 
@@ -247,8 +251,10 @@ def make_mini_coco(ann_file: str,
         anns_by_img[ann['image_id']].append(ann)
         image_cats[ann['image_id']].add(ann['category_id'])
     if skipped:
-        print(f'make_mini_coco: {ann_file}: skipped {skipped} annotations '
-              'whose image_id is not in "images"', file=sys.stderr)
+        print(
+            f'make_mini_coco: {ann_file}: skipped {skipped} annotations '
+            'whose image_id is not in "images"',
+            file=sys.stderr)
     if split_mode == 'nested':
         splits = nested_splits(image_ids, image_cats, percents, seed,
                                allow_missing)
@@ -264,8 +270,10 @@ def make_mini_coco(ann_file: str,
     os.makedirs(out_dir, exist_ok=True)
     stem = osp.splitext(osp.basename(ann_file))[0]
     images_by_id = {img['id']: img for img in coco['images']}
-    cat_names = {c['id']: c.get('name', str(c['id']))
-                 for c in coco['categories']}
+    cat_names = {
+        c['id']: c.get('name', str(c['id']))
+        for c in coco['categories']
+    }
     summary = dict(
         source=osp.abspath(ann_file),
         seed=seed,
@@ -277,8 +285,11 @@ def make_mini_coco(ann_file: str,
         anns = [a for i in keep for a in anns_by_img.get(i, ())]
         info = dict(coco.get('info') or {})
         info['mini_coco'] = dict(
-            percent=p, seed=seed, source=osp.basename(ann_file),
-            num_images=len(keep), swaps=split['swaps'],
+            percent=p,
+            seed=seed,
+            source=osp.basename(ann_file),
+            num_images=len(keep),
+            swaps=split['swaps'],
             split_mode=split_mode)
         sub = dict(coco)
         sub.update(
@@ -315,11 +326,14 @@ def format_summary(summary: dict) -> str:
         return ''
     cats = list(next(iter(splits.values()))['instances_per_category'])
     head = ['split', 'images', 'instances', 'swaps'] + cats
-    lines = ['| ' + ' | '.join(head) + ' |',
-             '|' + '---|' * len(head)]
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for tag, s in splits.items():
-        row = [f'{tag} %', str(s['num_images']), str(s['num_instances']),
-               str(s['swaps'])]
+        row = [
+            f'{tag} %',
+            str(s['num_images']),
+            str(s['num_instances']),
+            str(s['swaps'])
+        ]
         row += [str(s['instances_per_category'][c]) for c in cats]
         lines.append('| ' + ' | '.join(row) + ' |')
     lines.append(f'(source {summary["source"]}: {summary["num_images"]} '
@@ -334,22 +348,32 @@ def parse_args(argv: Optional[List[str]] = None):
     parser.add_argument('ann_file', help='COCO instances json')
     parser.add_argument('out_dir', help='output folder')
     parser.add_argument(
-        '--percent', nargs='+', type=float, default=[1, 5, 10],
+        '--percent',
+        nargs='+',
+        type=float,
+        default=[1, 5, 10],
         help='split sizes in percent of the images (default: 1 5 10)')
     parser.add_argument(
-        '--seed', type=int, default=None,
+        '--seed',
+        type=int,
+        default=None,
         help='permutation seed (default: 0; 42, DETReg\'s, with '
         '--split-mode detreg)')
     parser.add_argument(
-        '--split-mode', choices=['nested', 'detreg'], default='nested',
+        '--split-mode',
+        choices=['nested', 'detreg'],
+        default='nested',
         help='nested: nested, category-covering splits (default); detreg: '
         'DETReg\'s independent default_rng(seed) draws')
     parser.add_argument(
-        '--detreg-order', choices=['sorted', 'file'], default='sorted',
+        '--detreg-order',
+        choices=['sorted', 'file'],
+        default='sorted',
         help='detreg mode: draw over the sorted image ids (DETReg\'s COCO '
         'order, default) or the file\'s images order')
     parser.add_argument(
-        '--allow-missing', action='store_true',
+        '--allow-missing',
+        action='store_true',
         help='warn instead of failing when a split misses a category')
     return parser.parse_args(argv)
 
@@ -360,17 +384,23 @@ def main(argv: Optional[List[str]] = None) -> int:
         seed = args.seed
         if seed is None:
             seed = 42 if args.split_mode == 'detreg' else 0
-        summary = make_mini_coco(args.ann_file, args.out_dir, args.percent,
-                                 seed, args.allow_missing,
-                                 split_mode=args.split_mode,
-                                 detreg_order=args.detreg_order)
+        summary = make_mini_coco(
+            args.ann_file,
+            args.out_dir,
+            args.percent,
+            seed,
+            args.allow_missing,
+            split_mode=args.split_mode,
+            detreg_order=args.detreg_order)
     except (FileNotFoundError, KeyError, ValueError) as e:
         print(e.args[0] if e.args else e, file=sys.stderr)
         return 1
     for tag, s in summary['splits'].items():
         if s['missing_categories']:
-            print(f'WARNING: the {tag} % split misses categories '
-                  f'{s["missing_categories"]}', file=sys.stderr)
+            print(
+                f'WARNING: the {tag} % split misses categories '
+                f'{s["missing_categories"]}',
+                file=sys.stderr)
     return 0
 
 

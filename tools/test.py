@@ -1,7 +1,8 @@
 """Evaluate a checkpoint with a config (mmdet fine-tuning configs).
 
 Examples:
-    python tools/test.py configs/benchmarks/mask-rcnn_r18_fpn_toy.py W/epoch_1.pth
+    python tools/test.py configs/benchmarks/mask-rcnn_r18_fpn_toy.py \
+        W/epoch_1.pth
     python tools/test.py CONFIG CKPT --show-dir vis   # draw predictions
     python tools/test.py CONFIG CKPT --tta            # flip test-time aug.
 """
@@ -13,10 +14,11 @@ import sys
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
 
-import mmregion  # noqa: E402,F401  (safe checkpoint loader, version checks)
-from mmengine.config import ConfigDict  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
-from mmregion.apis.cli import (UserError, add_cfg_options_args,  # noqa: E402
+from mmengine.config import ConfigDict
+from mmengine.runner import Runner
+
+import mmregion  # noqa: F401  (safe checkpoint loader, version checks)
+from mmregion.apis.cli import (UserError, add_cfg_options_args,
                                apply_cfg_options, load_config, run_cli,
                                setup_cpu_distributed)
 
@@ -95,8 +97,10 @@ def enable_tta(cfg) -> None:
                         'model.roi_head.mask_head (set tta_model in the '
                         'config to use another TTA model)')
     if 'tta_model' not in cfg:
-        print('warning: the config has no tta_model: using DetTTAModel '
-              '(NMS 0.5, 100 per image)', file=sys.stderr)
+        print(
+            'warning: the config has no tta_model: using DetTTAModel '
+            '(NMS 0.5, 100 per image)',
+            file=sys.stderr)
         # DetTTAModel and TestTimeAug live in mmengine's root registries
         cfg.tta_model = dict(
             type='DetTTAModel',
@@ -106,8 +110,10 @@ def enable_tta(cfg) -> None:
     while 'dataset' in dataset:  # dataset wrappers
         dataset = dataset['dataset']
     if 'tta_pipeline' not in cfg:
-        print('warning: the config has no tta_pipeline: using the test '
-              'pipeline with a horizontal-flip TTA', file=sys.stderr)
+        print(
+            'warning: the config has no tta_pipeline: using the test '
+            'pipeline with a horizontal-flip TTA',
+            file=sys.stderr)
         pipeline = copy.deepcopy(dataset.pipeline)
         pack = pipeline[-1]
         if 'Pack' not in str(pack.get('type', '')):

@@ -13,9 +13,10 @@ import sys
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
 
-import mmregion  # noqa: E402,F401  (safe checkpoint loader, version checks)
-from mmengine.runner import Runner  # noqa: E402
-from mmregion.apis.cli import (UserError, add_cfg_options_args,  # noqa: E402
+from mmengine.runner import Runner
+
+import mmregion  # noqa: F401  (safe checkpoint loader, version checks)
+from mmregion.apis.cli import (UserError, add_cfg_options_args,
                                apply_cfg_options, load_config, run_cli,
                                setup_cpu_distributed)
 

@@ -22,8 +22,10 @@ embed_dims = 64
 model = dict(
     num_queries=20,
     backbone=dict(depth=18, init_cfg=None),
-    neck=dict(in_channels=[128, 256, 512], out_channels=embed_dims,
-              norm_cfg=dict(type='GN', num_groups=8)),
+    neck=dict(
+        in_channels=[128, 256, 512],
+        out_channels=embed_dims,
+        norm_cfg=dict(type='GN', num_groups=8)),
     encoder=dict(
         num_layers=1,
         layer_cfg=dict(
@@ -92,8 +94,13 @@ train_cfg = dict(
     max_iters=max_iters,
     val_interval=max_iters)
 param_scheduler = [
-    dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iters,
-         milestones=[25], gamma=0.1)
+    dict(
+        type='MultiStepLR',
+        by_epoch=False,
+        begin=0,
+        end=max_iters,
+        milestones=[25],
+        gamma=0.1)
 ]
 # mmregion's CheckpointHook: atomic writes, the previous checkpoint survives
 # a kill during the save (docs/reliability.md sec. 2)

@@ -6,7 +6,7 @@
 # AdamW lr 2e-4, backbone lr 2e-5, wd 1e-4, grad clip 0.1, batch 32, 50 epochs
 # with the lr drop at 40. mmdet's config below has exactly these values.
 # [ASSUMED] that ProSeCo used DETReg's fine-tuning settings unchanged: its code
-# is not public and its appendix could not be read (reference-implementations.md §2.2).
+# is not public and its appendix could not be read (reference-implementations.md §2.2).  # noqa: E501
 #
 #   python tools/train.py configs/benchmarks/deformable-detr_r50_50e_coco.py \
 #       --cfg-options load_from=work_dirs/proseco/detector_mmdet.pth

@@ -9,7 +9,7 @@
 # DETReg's low-data schedules: 1 / 2 / 5 / 10 % = 2000 / 1000 / 500 / 400
 # epochs, no drop.
 # Make the split first (nested, category-covering; the default):
-#   python tools/make_mini_coco.py data/coco/annotations/instances_train2017.json \
+#   python tools/make_mini_coco.py data/coco/annotations/instances_train2017.json \  # noqa: E501
 #       data/coco/annotations/mini --percent 1 5 10 --seed 0
 # or DETReg's own independent draws (default_rng(42)) for comparability with
 # its numbers, then point ann_file to *_10pct_detreg_seed42.json:
@@ -32,8 +32,8 @@ max_epochs = 400
 train_cfg = dict(
     type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=20)
 param_scheduler = [
-    dict(type='ConstantLR', factor=1.0, begin=0, end=max_epochs,
-         by_epoch=True)
+    dict(
+        type='ConstantLR', factor=1.0, begin=0, end=max_epochs, by_epoch=True)
 ]
 # evaluate / checkpoint every 20 epochs instead of every epoch (cost only)
 default_hooks = dict(

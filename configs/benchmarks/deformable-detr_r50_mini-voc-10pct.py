@@ -9,7 +9,7 @@
 # Make the split first (nested with the 5 % one; `--split-mode detreg
 # --detreg-order file` draws DETReg's default_rng(42) subset instead, equal to
 # DETReg's when the file lists the images in its VOC list order):
-#   python tools/make_mini_coco.py data/VOCdevkit/annotations/voc0712_trainval.json \
+#   python tools/make_mini_coco.py data/VOCdevkit/annotations/voc0712_trainval.json \  # noqa: E501
 #       data/VOCdevkit/annotations/mini --percent 5 10 --seed 0
 _base_ = './deformable-detr_r50_voc0712.py'
 
@@ -23,8 +23,13 @@ max_epochs = 200  # DETReg README: --epochs 200 --lr_drop 150
 train_cfg = dict(
     type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=20)
 param_scheduler = [
-    dict(type='MultiStepLR', by_epoch=True, begin=0, end=max_epochs,
-         milestones=[150], gamma=0.1)
+    dict(
+        type='MultiStepLR',
+        by_epoch=True,
+        begin=0,
+        end=max_epochs,
+        milestones=[150],
+        gamma=0.1)
 ]
 default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=20, max_keep_ckpts=3))

@@ -7,5 +7,4 @@
 _base_ = './deformable-detr_r50_mini-voc-10pct.py'
 
 train_dataloader = dict(
-    dataset=dict(
-        ann_file='annotations/mini/voc0712_trainval_5pct_seed0.json'))
+    dataset=dict(ann_file='annotations/mini/voc0712_trainval_5pct_seed0.json'))

@@ -9,7 +9,7 @@
 # unchanged.
 #
 # Annotations in COCO format, written by mmdet's converter:
-#   python $(python -c "import mmdet,os;print(os.path.dirname(mmdet.__file__))")/.mim/tools/dataset_converters/pascal_voc.py \
+#   python $(python -c "import mmdet,os;print(os.path.dirname(mmdet.__file__))")/.mim/tools/dataset_converters/pascal_voc.py \  # noqa: E501
 #       data/VOCdevkit -o data/VOCdevkit/annotations --out-format coco
 # (gives annotations/voc0712_trainval.json and voc07_test.json, as in
 # mmdet::pascal_voc/faster-rcnn_r50-fpn_1x_voc0712-cocofmt.py).
@@ -19,9 +19,8 @@ data_root = 'data/VOCdevkit/'
 # class names and order of mmdet's VOCDataset / the converter
 metainfo = dict(
     classes=('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car',
-             'cat', 'chair', 'cow', 'diningtable', 'dog', 'horse',
-             'motorbike', 'person', 'pottedplant', 'sheep', 'sofa', 'train',
-             'tvmonitor'))
+             'cat', 'chair', 'cow', 'diningtable', 'dog', 'horse', 'motorbike',
+             'person', 'pottedplant', 'sheep', 'sofa', 'train', 'tvmonitor'))
 
 model = dict(bbox_head=dict(num_classes=20))
 
@@ -51,6 +50,11 @@ max_epochs = 100
 train_cfg = dict(
     type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=10)
 param_scheduler = [
-    dict(type='MultiStepLR', by_epoch=True, begin=0, end=max_epochs,
-         milestones=[70], gamma=0.1)
+    dict(
+        type='MultiStepLR',
+        by_epoch=True,
+        begin=0,
+        end=max_epochs,
+        milestones=[70],
+        gamma=0.1)
 ]

@@ -28,10 +28,9 @@ model = dict(
         norm_cfg=norm_cfg,
         norm_eval=False,
         init_cfg=dict(
-            type='Pretrained',
-            checkpoint='work_dirs/demo/ccop_backbone.pth')),
-    neck=dict(in_channels=[64, 128, 256, 512], out_channels=64,
-              norm_cfg=norm_cfg),
+            type='Pretrained', checkpoint='work_dirs/demo/ccop_backbone.pth')),
+    neck=dict(
+        in_channels=[64, 128, 256, 512], out_channels=64, norm_cfg=norm_cfg),
     rpn_head=dict(in_channels=64, feat_channels=64),
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=64),
@@ -53,8 +52,7 @@ model = dict(
         rpn_proposal=dict(nms_pre=200, max_per_img=100),
         rcnn=dict(sampler=dict(num=64))),
     test_cfg=dict(
-        rpn=dict(nms_pre=200, max_per_img=100),
-        rcnn=dict(max_per_img=20)))
+        rpn=dict(nms_pre=200, max_per_img=100), rcnn=dict(max_per_img=20)))
 
 # multi-scale training as in the 640-800 protocol, scaled to 128-px images
 train_pipeline = [
@@ -116,8 +114,13 @@ optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=1e-4))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=10),
-    dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iters,
-         milestones=[30], gamma=0.1)
+    dict(
+        type='MultiStepLR',
+        by_epoch=False,
+        begin=0,
+        end=max_iters,
+        milestones=[30],
+        gamma=0.1)
 ]
 # mmregion's CheckpointHook: atomic writes, the previous checkpoint survives
 # a kill during the save (docs/reliability.md sec. 2)

@@ -4,8 +4,8 @@
 # mmpretrain: configs/byol/benchmarks/mask-rcnn_r50_fpn_ms-1x_coco.py).
 #
 # Initialise the backbone from an mmregion pre-training checkpoint:
-#   python tools/extract_backbone.py work_dirs/ccop/epoch_800.pth ccop_r50_backbone.pth
-#   bash tools/dist_train.sh configs/benchmarks/mask-rcnn_r50_fpn_ms-1x_coco.py 8 \
+#   python tools/extract_backbone.py work_dirs/ccop/epoch_800.pth ccop_r50_backbone.pth  # noqa: E501
+#   bash tools/dist_train.sh configs/benchmarks/mask-rcnn_r50_fpn_ms-1x_coco.py 8 \  # noqa: E501
 #       --cfg-options model.backbone.init_cfg.checkpoint=ccop_r50_backbone.pth
 # (tools/benchmark_finetune.py does both for several checkpoints.) Without the
 # override the inherited torchvision://resnet50 (supervised ImageNet) init is
@@ -30,7 +30,7 @@ model = dict(
         init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50')),
     neck=dict(norm_cfg=norm_cfg),
     roi_head=dict(
-        # InfoMin yaml: ROI_BOX_HEAD NAME FastRCNNConvFCHead, NUM_CONV 4, NUM_FC 1
+        # InfoMin yaml: ROI_BOX_HEAD NAME FastRCNNConvFCHead, NUM_CONV 4, NUM_FC 1  # noqa: E501
         bbox_head=dict(type='Shared4Conv1FCBBoxHead', norm_cfg=norm_cfg),
         mask_head=dict(norm_cfg=norm_cfg)))
 

@@ -3,7 +3,7 @@
 # iterations (~30 s on 2 CPU cores). The queues are short so that they hold
 # only real keys after 2-3 iterations (they start as random noise, easy
 # negatives, so the loss first rises while they fill) and the total loss
-# then falls over the rest of the run. Full settings and their sources: ccop_r50_coco.py.
+# then falls over the rest of the run. Full settings and their sources: ccop_r50_coco.py.  # noqa: E501
 # Data: python tools/make_toy_coco.py data/toy_coco and proposals from
 # tools/generate_proposals.py in data/toy_coco/proposals/train.
 _base_ = [
@@ -74,8 +74,7 @@ train_dataloader = dict(sampler=dict(type='InfiniteSampler', shuffle=True))
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=1),
     checkpoint=dict(
-        type='CheckpointHook', interval=20, by_epoch=False,
-        max_keep_ckpts=2))
+        type='CheckpointHook', interval=20, by_epoch=False, max_keep_ckpts=2))
 log_processor = dict(window_size=1)
 # fixed seed: the e2e test asserts that the total loss falls (checked with
 # seeds 0, 1 and 2; see tests/test_models/test_algorithms/test_ccop_train.py)

@@ -1,6 +1,6 @@
 # MoCo v2 (mmpretrain's implementation) on the toy set: the image-level
 # baseline the region-level methods are compared with, in the toy setting.
-# Also the smallest config that exercises the whole training loop (resume tests).
+# Also the smallest config that exercises the whole training loop (resume tests).  # noqa: E501
 _base_ = ['../_base_/default_runtime.py']
 
 data_root = 'data/toy_coco/'

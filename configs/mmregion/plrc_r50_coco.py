@@ -140,7 +140,8 @@ view_pipeline = [
         magnitude_range=(0.1, 2.0),  # [data] GaussianBlurSimple([0.1, 2.0])
         magnitude_std='inf',
         prob=0.5),  # [data] p=0.5
-    dict(type='RegionRandomFlip', prob=0.5),  # [data] RandomHorizontalFlipCoord
+    dict(type='RegionRandomFlip',
+         prob=0.5),  # [data] RandomHorizontalFlipCoord
 ]
 train_pipeline = [
     dict(type='LoadImageFromFileSafe'),  # skips bad images (counted, logged)
@@ -173,9 +174,8 @@ optim_wrapper = dict(
     # turns NaN/inf (on_nonfinite='skip' skips the step instead, counted)
     type='FiniteCheckOptimWrapper',
     on_nonfinite='raise',
-    optimizer=dict(
-        type='SGD', lr=0.03, momentum=0.9,
-        weight_decay=1e-4))  # [main] lr 0.03, momentum 0.9, wd 1e-4
+    optimizer=dict(type='SGD', lr=0.03, momentum=0.9,
+                   weight_decay=1e-4))  # [main] lr 0.03, momentum 0.9, wd 1e-4
 param_scheduler = [
     dict(
         type='CosineAnnealingLR',

@@ -16,9 +16,12 @@ num_ss_boxes = 10
 model = dict(
     detector=dict(
         num_queries=num_queries,
-        backbone=dict(depth=18, frozen_stages=-1, norm_eval=False,
-                      norm_cfg=dict(type='BN', requires_grad=True),
-                      init_cfg=None),
+        backbone=dict(
+            depth=18,
+            frozen_stages=-1,
+            norm_eval=False,
+            norm_cfg=dict(type='BN', requires_grad=True),
+            init_cfg=None),
         neck=dict(
             in_channels=[128, 256, 512],
             out_channels=embed_dims,
@@ -26,8 +29,8 @@ model = dict(
         encoder=dict(
             num_layers=1,
             layer_cfg=dict(
-                self_attn_cfg=dict(embed_dims=embed_dims, num_heads=4,
-                                   num_points=2),
+                self_attn_cfg=dict(
+                    embed_dims=embed_dims, num_heads=4, num_points=2),
                 ffn_cfg=dict(
                     embed_dims=embed_dims,
                     feedforward_channels=128,
@@ -37,16 +40,15 @@ model = dict(
             layer_cfg=dict(
                 self_attn_cfg=dict(
                     embed_dims=embed_dims, num_heads=4, dropout=0.0),
-                cross_attn_cfg=dict(embed_dims=embed_dims, num_heads=4,
-                                    num_points=2),
+                cross_attn_cfg=dict(
+                    embed_dims=embed_dims, num_heads=4, num_points=2),
                 ffn_cfg=dict(
                     embed_dims=embed_dims,
                     feedforward_channels=128,
                     ffn_drop=0.0))),
         positional_encoding=dict(num_feats=embed_dims // 2),
         bbox_head=dict(embed_dims=embed_dims, sync_cls_avg_factor=False)),
-    embed_head=dict(
-        in_channels=embed_dims, hid_channels=64, out_channels=64),
+    embed_head=dict(in_channels=embed_dims, hid_channels=64, out_channels=64),
     # a faster-moving teacher for runs of a few hundred iterations
     momentum=0.01)
 

@@ -12,7 +12,7 @@ _base_ = [
 num_queries = 300  # DETReg; ProSeCo paper (unverified)
 embed_dims = 256  # mmdet / Deformable DETR
 data_root = 'data/coco/'
-proposal_file = data_root + 'proposals/train2017'  # tools/generate_proposals.py
+proposal_file = data_root + 'proposals/train2017'  # tools/generate_proposals.py  # noqa: E501
 img_size = 512  # assumed: views must share one size for default_collate
 # K random selective-search boxes per image and iteration (ProSeCo: "K
 # random boxes"; DETReg --max_prop 30): LoadProposals keeps every stored box

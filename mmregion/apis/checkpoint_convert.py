@@ -22,7 +22,7 @@ import torch
 
 from mmregion.utils.atomic_io import atomic_save
 from mmregion.utils.checkpoint import (UnsafeCheckpointError,
-                                      load_checkpoint_safely)
+                                       load_checkpoint_safely)
 
 __all__ = [
     'Rule', 'ConversionReport', 'read_official_state_dict', 'convert_keys',
@@ -89,8 +89,8 @@ def _to_tensor(value: Any) -> Any:
 
 
 def read_official_state_dict(
-        path: str,
-        extra_safe_globals: Sequence[Any] = ()) -> Dict[str, torch.Tensor]:
+    path: str, extra_safe_globals: Sequence[Any] = ()
+) -> Dict[str, torch.Tensor]:  # noqa: E125
     """Load a checkpoint safely and return its flat model state dict.
 
     Accepts ``{'state_dict': ...}`` (OpenSelfSup / mmengine / PLRC),
@@ -143,9 +143,9 @@ def read_official_state_dict(
     return out
 
 
-def convert_keys(state: Dict[str, torch.Tensor],
-                 rules: Iterable[Rule]) -> Tuple[Dict[str, torch.Tensor],
-                                                 ConversionReport]:
+def convert_keys(
+        state: Dict[str, torch.Tensor], rules: Iterable[Rule]
+) -> Tuple[Dict[str, torch.Tensor], ConversionReport]:
     """Apply ``rules`` to every key of ``state``.
 
     Returns:
@@ -163,8 +163,7 @@ def convert_keys(state: Dict[str, torch.Tensor],
             if m is None:
                 continue
             if rule.repl is None:
-                report.skipped.setdefault(rule.why or 'unused',
-                                          []).append(key)
+                report.skipped.setdefault(rule.why or 'unused', []).append(key)
                 break
             new = rule.repl(m) if callable(rule.repl) else m.expand(rule.repl)
             if new in out:
@@ -195,8 +194,8 @@ def d2_resnet_rules(src: str, dst: str) -> List[Rule]:
 
     def in_block(fmt: str) -> Callable[[re.Match], str]:
         # ``fmt`` is formatted with the groups after stage and block
-        return lambda m: (f'{dst}layer{_stage(m, 1)}.{m.group(2)}.' +
-                          fmt.format(*m.groups()[2:]))
+        return lambda m: (f'{dst}layer{_stage(m, 1)}.{m.group(2)}.' + fmt.
+                          format(*m.groups()[2:]))
 
     return [
         Rule(src + r'stem\.conv1\.norm\.(\w+)', dst + r'bn1.\1'),
@@ -260,18 +259,21 @@ def add_num_batches_tracked(
     return out
 
 
-def save_converted(state: Dict[str, torch.Tensor], path: str,
+def save_converted(state: Dict[str, torch.Tensor],
+                   path: str,
                    meta: Optional[dict] = None) -> None:
     """Write ``{'state_dict': state, 'meta': meta}`` atomically."""
     atomic_save(dict(state_dict=state, meta=dict(meta or {})), path)
 
 
-def run_conversion(in_file: str,
-                   out_file: str,
-                   rules: Iterable[Rule],
-                   name: str,
-                   extra: Optional[Dict[str, torch.Tensor]] = None,
-                   extra_safe_globals: Sequence[Any] = ()) -> ConversionReport:
+def run_conversion(
+    in_file: str,
+    out_file: str,
+    rules: Iterable[Rule],
+    name: str,
+    extra: Optional[Dict[str, torch.Tensor]] = None,
+    extra_safe_globals: Sequence[Any] = ()
+) -> ConversionReport:
     """Read ``in_file``, rename its keys with ``rules``, write ``out_file``.
 
     Args:
@@ -303,9 +305,11 @@ def run_conversion(in_file: str,
         out.setdefault(key, value)
     save_converted(
         out, out_file,
-        dict(converted_from=in_file, conversion=name,
-             num_converted=len(report.converted),
-             num_unknown=len(report.unknown)))
+        dict(
+            converted_from=in_file,
+            conversion=name,
+            num_converted=len(report.converted),
+            num_unknown=len(report.unknown)))
     print(f'{report.summary(name)} -> {out_file}')
     return report
 

@@ -156,7 +156,8 @@ def _scoped_alternatives(obj_type: str) -> List[str]:
 
 
 def explain_exception(exc: BaseException) -> Optional[str]:
-    """One line for a user error raised while building or running, else None."""
+    """One line for a user error raised while building or running, else
+    None."""
     if isinstance(exc, UserError):
         return str(exc)
     text = str(exc).strip().strip('"').strip("'")
@@ -233,8 +234,7 @@ def _first_slurm_host(nodelist: str) -> str:
     return first
 
 
-def slurm_dist_env(environ: Optional[Dict[str, str]] = None
-                   ) -> Dict[str, str]:
+def slurm_dist_env(environ: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     """The torch ``env://`` variables of a task started by ``srun``.
 
     mmengine derives them the same way for ``--launcher slurm`` but then
@@ -267,8 +267,8 @@ def slurm_dist_env(environ: Optional[Dict[str, str]] = None
         RANK=env['SLURM_PROCID'],
         WORLD_SIZE=env['SLURM_NTASKS'],
         LOCAL_RANK=env.get('SLURM_LOCALID', '0'),
-        MASTER_ADDR=env.get('MASTER_ADDR') or _first_slurm_host(
-            env['SLURM_NODELIST']),
+        MASTER_ADDR=env.get('MASTER_ADDR')
+        or _first_slurm_host(env['SLURM_NODELIST']),
         MASTER_PORT=env.get('MASTER_PORT') or '29500')
 
 

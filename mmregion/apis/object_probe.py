@@ -62,14 +62,17 @@ def build_resnet(depth: int = 18,
     return model
 
 
-def load_gt_boxes(ann_file: str, img_dir: str
-                  ) -> List[Tuple[str, np.ndarray, np.ndarray]]:
+def load_gt_boxes(ann_file: str,
+                  img_dir: str) -> List[Tuple[str, np.ndarray, np.ndarray]]:
     """``[(image path, (N, 4) x1y1x2y2 float32 boxes, (N, ) labels)]`` of a
     COCO json; labels are 0-based indices in the sorted category ids."""
     with open(ann_file) as f:
         coco = json.load(f)
-    cat_index = {c['id']: i for i, c in enumerate(
-        sorted(coco['categories'], key=lambda c: c['id']))}
+    cat_index = {
+        c['id']: i
+        for i, c in enumerate(
+            sorted(coco['categories'], key=lambda c: c['id']))
+    }
     per_img: Dict[int, list] = {im['id']: [] for im in coco['images']}
     for a in coco['annotations']:
         if a.get('iscrowd', 0) or a['image_id'] not in per_img:
@@ -111,16 +114,21 @@ def roi_features(model: torch.nn.Module,
         img = cv2.imread(path)
         if img is None:
             raise OSError(f'object probe: cannot read image {path}')
-        img = cv2.resize(img, None, fx=scale, fy=scale,
-                         interpolation=cv2.INTER_LINEAR)
+        img = cv2.resize(
+            img, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
         x = (img[..., ::-1].astype(np.float32) - _MEAN) / _STD
         x = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
         rois = torch.from_numpy(boxes * scale)
         rois = torch.cat([rois.new_zeros(len(rois), 1), rois], 1)
         levels = []
         for level, stride in zip(model(x[None]), (8, 16, 32)):
-            pooled = roi_align(level, rois, roi_size, 1.0 / stride,
-                               sampling_ratio=2, aligned=True)
+            pooled = roi_align(
+                level,
+                rois,
+                roi_size,
+                1.0 / stride,
+                sampling_ratio=2,
+                aligned=True)
             levels.append(F.normalize(pooled.mean((2, 3)), dim=1))
         feats.append(torch.cat(levels, 1))
         labels.append(torch.from_numpy(cats))
@@ -170,10 +178,12 @@ def object_probe(checkpoint: Optional[str],
         dict: ``knn_top1`` (%), ``num_bank``, ``num_query``.
     """
     model = build_resnet(depth, checkpoint)
-    bank, bank_labels = roi_features(
-        model, load_gt_boxes(bank_ann, bank_img_dir), scale)
-    query, query_labels = roi_features(
-        model, load_gt_boxes(query_ann, query_img_dir), scale)
+    bank, bank_labels = roi_features(model,
+                                     load_gt_boxes(bank_ann, bank_img_dir),
+                                     scale)
+    query, query_labels = roi_features(model,
+                                       load_gt_boxes(query_ann, query_img_dir),
+                                       scale)
     return dict(
         knn_top1=round(
             knn_accuracy(bank, bank_labels, query, query_labels, k), 2),

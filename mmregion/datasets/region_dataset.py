@@ -106,8 +106,7 @@ class RegionDataset(BaseDataset):
                 proposal_key=img['file_name'])
             if 'height' in img and 'width' in img:
                 try:
-                    info['ori_shape'] = (int(img['height']),
-                                         int(img['width']))
+                    info['ori_shape'] = (int(img['height']), int(img['width']))
                 except (TypeError, ValueError):
                     raise ValueError(
                         f'RegionDataset: images[{i}] of "{self.ann_file}" '

@@ -202,9 +202,8 @@ def _process_chunk(
     return [_process(t) for t in tasks]
 
 
-def _parallel_map(tasks: Sequence[Tuple[str, str]], workers: int,
-                  params: dict, start_method: Optional[str],
-                  chunksize: int) -> Iterator:
+def _parallel_map(tasks: Sequence[Tuple[str, str]], workers: int, params: dict,
+                  start_method: Optional[str], chunksize: int) -> Iterator:
     """``map(_process, tasks)`` on ``workers`` processes, results in order.
 
     At most ``4 * workers`` chunks are in flight (memory stays flat on
@@ -215,8 +214,7 @@ def _parallel_map(tasks: Sequence[Tuple[str, str]], workers: int,
     if start_method is None:
         start_method = 'fork' if 'fork' in mp.get_all_start_methods() \
             else 'spawn'
-    chunks = (tasks[i:i + chunksize]
-              for i in range(0, len(tasks), chunksize))
+    chunks = (tasks[i:i + chunksize] for i in range(0, len(tasks), chunksize))
     with ProcessPoolExecutor(
             workers,
             mp_context=mp.get_context(start_method),

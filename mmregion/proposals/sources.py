@@ -193,7 +193,8 @@ def selective_search(img: np.ndarray,
 
 
 def grid_proposals(
-    img_shape: Sequence[int], grid_sizes: Sequence[int] = (4, )) -> np.ndarray:
+    img_shape: Sequence[int], grid_sizes: Sequence[int] = (4, )
+) -> np.ndarray:  # noqa: E125
     """PLRC-style regular grid regions.
 
     Args:

@@ -262,10 +262,12 @@ class ProposalWriter:
         return sorted([str(k)
                        for k in shard.keys] + failed) == self.shard_keys(i)
 
-    def write_shard(self,
-                    i: int,
-                    boxes_of: Dict[str, np.ndarray],
-                    failed: Iterable[str] = ()) -> None:
+    def write_shard(
+        self,
+        i: int,
+        boxes_of: Dict[str, np.ndarray],
+        failed: Iterable[str] = ()
+    ) -> None:  # noqa: E125
         """Atomically write shard ``i``.
 
         Args:

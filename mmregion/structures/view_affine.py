@@ -97,7 +97,8 @@ def map_xy(x: Array,
     return sx * x + tx, sy * y + ty
 
 
-def affine_points(points: Array, affine: Array,
+def affine_points(points: Array,
+                  affine: Array,
                   inverse: bool = False) -> Array:
     """Map ``(..., 2)`` xy points (see :func:`map_xy`).
 
@@ -111,8 +112,8 @@ def affine_points(points: Array, affine: Array,
         np.ndarray | Tensor: ``(..., 2)`` mapped points.
     """
     xp = torch if isinstance(points, Tensor) else np
-    return xp.stack(map_xy(points[..., 0], points[..., 1], affine, inverse),
-                    -1)
+    return xp.stack(
+        map_xy(points[..., 0], points[..., 1], affine, inverse), -1)
 
 
 def affine_boxes(boxes: Array, affine: Array, inverse: bool = False) -> Array:

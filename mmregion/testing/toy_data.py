@@ -150,8 +150,7 @@ def _polygons(mask: np.ndarray) -> List[List[float]]:
     return polys
 
 
-def visible_annotations(owner: np.ndarray,
-                        cats: List[int]) -> List[dict]:
+def visible_annotations(owner: np.ndarray, cats: List[int]) -> List[dict]:
     """COCO annotations (without ids) of the visible part of every object.
 
     Args:
@@ -192,9 +191,9 @@ def visible_annotations(owner: np.ndarray,
 def place_objects(rng: np.random.Generator, img: np.ndarray, num: int,
                   num_categories: int,
                   draw_mask: Callable[[np.random.Generator, int], np.ndarray],
-                  paint: Callable[[np.random.Generator, np.ndarray,
-                                   np.ndarray, int], None],
-                  min_visible: float) -> List[dict]:
+                  paint: Callable[
+                      [np.random.Generator, np.ndarray, np.ndarray, int],
+                      None], min_visible: float) -> List[dict]:
     """Draw ``num`` objects (occluding each other) onto ``img`` in place.
 
     An object whose placement would leave an earlier one less than
@@ -310,7 +309,7 @@ def write_train_val(out_dir: str, num_train: int, num_val: int,
     """
     paths = dict(root=out_dir, annotations=osp.join(out_dir, 'annotations'))
     for split_idx, (split, num) in enumerate(
-        (('train', num_train), ('val', num_val))):
+        (('train', num_train), ('val', num_val))):  # noqa: E125
         paths.update(
             write_coco_split(
                 out_dir, split, num, make_scene, split_idx=split_idx,
@@ -355,8 +354,8 @@ def make_toy_coco(out_dir: str,
         out_dir,
         num_train,
         num_val,
-        lambda rng: _make_scene(rng, size, min_objects, max_objects,
-                                min_scale, max_scale, min_visible),
+        lambda rng: _make_scene(rng, size, min_objects, max_objects, min_scale,
+                                max_scale, min_visible),
         seed=seed,
         categories=CATEGORIES,
         description='mmregion toy COCO set',

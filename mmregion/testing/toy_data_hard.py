@@ -40,16 +40,14 @@ PATTERNS = ('stripes', 'dots', 'checker', 'rings', 'grid')
 # (mod 5) (k >= 5): a Latin pairing, every shape and pattern twice
 _PAIRS = [(k % 5, (k % 5 + 2 * (k // 5)) % 5) for k in range(10)]
 HARD_CATEGORIES = [
-    dict(
-        id=k + 1,
-        name=f'{SHAPES[s]}_{PATTERNS[p]}',
-        supercategory=SHAPES[s]) for k, (s, p) in enumerate(_PAIRS)
+    dict(id=k + 1, name=f'{SHAPES[s]}_{PATTERNS[p]}', supercategory=SHAPES[s])
+    for k, (s, p) in enumerate(_PAIRS)
 ]
 HARD_CLASSES = tuple(c['name'] for c in HARD_CATEGORIES)
 
 
-def _pattern(kind: int, xx: np.ndarray, yy: np.ndarray, cx: float,
-             cy: float, angle: float, period: float) -> np.ndarray:
+def _pattern(kind: int, xx: np.ndarray, yy: np.ndarray, cx: float, cy: float,
+             angle: float, period: float) -> np.ndarray:
     """A binary {0, 1} float32 pattern on the grid ``(xx, yy)``.
 
     Coordinates are taken relative to ``(cx, cy)`` and rotated by ``angle``
@@ -69,8 +67,8 @@ def _pattern(kind: int, xx: np.ndarray, yy: np.ndarray, cx: float,
     elif kind == 3:  # concentric rings (around the centre)
         t = np.sin(2 * np.pi * np.hypot(u, v) / period) > 0
     else:  # grid lines
-        t = (np.mod(u, period) < 0.3 * period) | (np.mod(v, period) <
-                                                  0.3 * period)
+        t = (np.mod(u, period) < 0.3 * period) | (
+            np.mod(v, period) < 0.3 * period)
     return t.astype(np.float32)
 
 
@@ -117,8 +115,7 @@ def _background(rng: np.random.Generator, size: int,
     # distractor fragments: irregular blobs, patterned like the objects
     for _ in range(int(rng.integers(3, 8))):
         n = int(rng.integers(5, 10))
-        radius = rng.uniform(0.04, 0.15) * size * rng.uniform(
-            0.5, 1.0, size=n)
+        radius = rng.uniform(0.04, 0.15) * size * rng.uniform(0.5, 1.0, size=n)
         theta = np.sort(rng.uniform(0, 2 * np.pi, size=n))
         cx, cy = rng.uniform(0, size, size=2)
         pts = np.stack(
@@ -163,8 +160,7 @@ def _shape_mask(rng: np.random.Generator, shape: int, size: int,
     else:  # cross: two bars of a third of the side
         polys = [
             cv2.boxPoints((centre, (float(w), float(w) / 3), float(angle))),
-            cv2.boxPoints(
-                (centre, (float(h) / 3, float(h)), float(angle))),
+            cv2.boxPoints((centre, (float(h) / 3, float(h)), float(angle))),
         ]
     for pts in polys:
         pts = np.clip(pts, 0, size - 1)

@@ -44,9 +44,8 @@ from mmengine.logging import print_log
 
 __all__ = [
     'AtomicFile', 'atomic_write', 'atomic_write_json', 'atomic_save',
-    'fsync_dir',
-    'AtomicLocalBackend', 'AtomicHardDiskBackend', 'ATOMIC_BACKEND',
-    'register_atomic_backends', 'atomic_backend_args',
+    'fsync_dir', 'AtomicLocalBackend', 'AtomicHardDiskBackend',
+    'ATOMIC_BACKEND', 'register_atomic_backends', 'atomic_backend_args',
     'install_atomic_file_backend', 'is_atomic_tmp_file',
     'remove_stale_tmp_files'
 ]
@@ -124,8 +123,7 @@ def remove_stale_tmp_files(dirname: Union[str, Path],
     removed = []
     for name in names:
         m = _TMP_RE.match(name)
-        if m is None or (basename is not None
-                         and m.group('name') != basename):
+        if m is None or (basename is not None and m.group('name') != basename):
             continue
         pid = int(m.group('pid'))
         if m.group('host') != _HOST:
@@ -347,8 +345,7 @@ def register_atomic_backends() -> None:
     if ATOMIC_BACKEND not in backends:
         register_backend(ATOMIC_BACKEND, AtomicLocalBackend)
     if ATOMIC_DISK_BACKEND not in FileClient._backends:
-        FileClient.register_backend(ATOMIC_DISK_BACKEND,
-                                    AtomicHardDiskBackend)
+        FileClient.register_backend(ATOMIC_DISK_BACKEND, AtomicHardDiskBackend)
 
 
 def atomic_backend_args() -> dict:

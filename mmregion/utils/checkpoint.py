@@ -74,9 +74,8 @@ def safe_checkpoint_globals() -> List[Any]:
             obj = getattr(dtypes_mod, name)
             if isinstance(obj, type) and issubclass(obj, np.dtype):
                 allowed.append(obj)
-    for name in ('bool_', 'int8', 'int16', 'int32', 'int64', 'uint8',
-                 'uint16', 'uint32', 'uint64', 'float16', 'float32',
-                 'float64', 'str_'):
+    for name in ('bool_', 'int8', 'int16', 'int32', 'int64', 'uint8', 'uint16',
+                 'uint32', 'uint64', 'float16', 'float32', 'float64', 'str_'):
         allowed.append(getattr(np, name))
     from mmengine.logging.history_buffer import HistoryBuffer
     allowed.append(HistoryBuffer)
@@ -90,7 +89,8 @@ _HISTORY_BUFFER_METHODS = ('min', 'max', 'current', 'mean')
 
 
 def _history_buffer_getattr(obj: Any, name: str) -> Any:
-    """The only ``getattr`` a checkpoint may call: a HistoryBuffer statistic."""
+    """The only ``getattr`` a checkpoint may call: a HistoryBuffer
+    statistic."""
     from mmengine.logging.history_buffer import HistoryBuffer
     allowed = set(_HISTORY_BUFFER_METHODS) | set(
         HistoryBuffer._statistics_methods)
@@ -140,14 +140,17 @@ def load_checkpoint_safely(filename: str,
         if not zipfile.is_zipfile(filename) and 'GLOBAL' not in str(e):
             _raise_corrupt(filename, st.st_size, e)  # raw bytes, no archive
         first = str(e).strip().splitlines()
-        detail = next((ln for ln in first if 'GLOBAL' in ln or
-                       'Unsupported' in ln), first[0] if first else '')
+        detail = next(
+            (ln for ln in first if 'GLOBAL' in ln or 'Unsupported' in ln),
+            first[0] if first else '')
         detail = detail.split('. Please use')[0]
         raise UnsafeCheckpointError(
             f'Refused to load checkpoint {filename}: it contains a pickled '
-            f'object that is not on the weights-only allow-list ({detail.strip()}). '
+            'object that is not on the weights-only allow-list '
+            f'({detail.strip()}). '
             'Loading it could execute arbitrary code. If you trust the file, '
-            'add the type with torch.serialization.add_safe_globals.') from None
+            'add the type with torch.serialization.add_safe_globals.'
+        ) from None
     except _CORRUPT_ERRORS as e:
         if zipfile.is_zipfile(filename) and not isinstance(
                 e, (EOFError, KeyError)) and not _is_zip_read_error(e):

@@ -145,10 +145,10 @@ def read_regular_file(path: str, max_bytes: int) -> bytes:
         if stat.S_ISDIR(st.st_mode):
             raise IsADirectoryError(f'{path} is a directory')
         if not stat.S_ISREG(st.st_mode):
-            kind = ('a FIFO' if stat.S_ISFIFO(st.st_mode) else 'a socket'
-                    if stat.S_ISSOCK(st.st_mode) else 'a device'
-                    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
-                    else 'not a regular file')
+            kind = ('a FIFO' if stat.S_ISFIFO(
+                st.st_mode) else 'a socket' if stat.S_ISSOCK(
+                    st.st_mode) else 'a device' if stat.S_ISCHR(st.st_mode)
+                    or stat.S_ISBLK(st.st_mode) else 'not a regular file')
             raise OSError(f'not a regular file ({kind})')
         if st.st_size > max_bytes:
             raise OSError(f'file too large ({st.st_size} bytes > max_file_'

@@ -12,11 +12,11 @@ whose ``find_class`` resolves only torch's own weights-only allow-list
 :func:`~mmregion.utils.checkpoint.safe_checkpoint_globals`. Every callable a
 pickle can invoke comes through ``find_class``, so anything else is refused.
 """
-import _compat_pickle
 import pickle
 import types
 from typing import Any, Dict, Optional
 
+import _compat_pickle
 import torch
 
 __all__ = ['torch_has_tuple_safe_globals', 'restricted_torch_load']

@@ -1,4 +1,5 @@
-"""Moved to :mod:`mmregion.apis.object_probe`; this old path is an alias of it."""
+"""Moved to :mod:`mmregion.apis.object_probe`; this old path is an alias of
+it."""
 import sys
 
 from mmregion.apis import object_probe as _moved

@@ -10,8 +10,9 @@ ALL_CONFIGS = sorted(glob.glob(osp.join(BENCH, '*.py')))
 
 @pytest.fixture(scope='module')
 def det_scope():
-    import mmregion  # noqa: F401
     from mmdet.utils import register_all_modules
+
+    import mmregion  # noqa: F401
     register_all_modules(init_default_scope=True)
 
 
@@ -46,10 +47,11 @@ def test_mask_rcnn_protocol():
                      m.roi_head.mask_head.norm_cfg):
             assert norm.type == 'SyncBN'
         assert m.roi_head.bbox_head.type == 'Shared4Conv1FCBBoxHead'
-        resize = [t for t in cfg.train_dataloader.dataset.pipeline
-                  if t.type == 'RandomChoiceResize'][0]
-        assert sorted(s[1] for s in resize.scales) == list(
-            range(640, 801, 32))
+        resize = [
+            t for t in cfg.train_dataloader.dataset.pipeline
+            if t.type == 'RandomChoiceResize'
+        ][0]
+        assert sorted(s[1] for s in resize.scales) == list(range(640, 801, 32))
         assert cfg.train_cfg.max_epochs == epochs
         assert m.backbone.init_cfg.type == 'Pretrained'
 
@@ -90,9 +92,8 @@ def test_deformable_detr_protocol():
         'voc0712_trainval_5pct_seed0.json')
 
 
-@pytest.mark.parametrize('name', [
-    'mask-rcnn_r18_fpn_toy.py', 'deformable-detr_r18_toy.py'
-])
+@pytest.mark.parametrize(
+    'name', ['mask-rcnn_r18_fpn_toy.py', 'deformable-detr_r18_toy.py'])
 def test_toy_models_build_and_run(name, det_scope, toy_coco):
     import torch
     from mmdet.registry import MODELS
@@ -108,16 +109,18 @@ def test_toy_models_build_and_run(name, det_scope, toy_coco):
     assert head.num_classes == 4
     # one forward in loss mode on a fake batch
     from mmdet.structures import DetDataSample
-    from mmengine.structures import InstanceData
     from mmengine.model.utils import revert_sync_batchnorm
+    from mmengine.structures import InstanceData
     model = revert_sync_batchnorm(model)
     sample = DetDataSample(
-        metainfo=dict(img_shape=(96, 128), pad_shape=(96, 128),
-                      ori_shape=(96, 128), scale_factor=(1., 1.),
-                      batch_input_shape=(96, 128)))
+        metainfo=dict(
+            img_shape=(96, 128),
+            pad_shape=(96, 128),
+            ori_shape=(96, 128),
+            scale_factor=(1., 1.),
+            batch_input_shape=(96, 128)))
     gt = InstanceData(
-        bboxes=torch.tensor([[10., 10., 60., 50.]]),
-        labels=torch.tensor([2]))
+        bboxes=torch.tensor([[10., 10., 60., 50.]]), labels=torch.tensor([2]))
     if 'mask' in name:
         import numpy as np
         from mmdet.structures.mask import BitmapMasks

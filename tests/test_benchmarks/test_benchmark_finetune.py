@@ -35,20 +35,44 @@ def test_parse_final_metrics_takes_the_last_eval_of_the_latest_run(tmp_path):
     wd = str(tmp_path / 'w')
     _write_scalars(wd, '20260101_000000', [{'coco/bbox_mAP': 0.9}])
     _write_scalars(wd, '20260102_000000', [
-        {'loss': 1.0, 'step': 1},
-        {'coco/bbox_mAP': 0.1, 'coco/bbox_mAP_50': 0.2, 'step': 1},
-        {'loss': 0.5, 'step': 2},
-        {'coco/bbox_mAP': 0.301, 'coco/bbox_mAP_50': 0.5,
-         'coco/bbox_mAP_75': 0.32, 'coco/segm_mAP': 0.27,
-         'coco/segm_mAP_50': 0.45, 'coco/segm_mAP_75': 0.28, 'step': 2},
+        {
+            'loss': 1.0,
+            'step': 1
+        },
+        {
+            'coco/bbox_mAP': 0.1,
+            'coco/bbox_mAP_50': 0.2,
+            'step': 1
+        },
+        {
+            'loss': 0.5,
+            'step': 2
+        },
+        {
+            'coco/bbox_mAP': 0.301,
+            'coco/bbox_mAP_50': 0.5,
+            'coco/bbox_mAP_75': 0.32,
+            'coco/segm_mAP': 0.27,
+            'coco/segm_mAP_50': 0.45,
+            'coco/segm_mAP_75': 0.28,
+            'step': 2
+        },
     ])
     m = bf.parse_final_metrics(wd)
-    assert m == dict(bbox_AP=30.1, bbox_AP50=50.0, bbox_AP75=32.0,
-                     segm_AP=27.0, segm_AP50=45.0, segm_AP75=28.0)
+    assert m == dict(
+        bbox_AP=30.1,
+        bbox_AP50=50.0,
+        bbox_AP75=32.0,
+        segm_AP=27.0,
+        segm_AP50=45.0,
+        segm_AP75=28.0)
     assert bf.parse_final_metrics(str(tmp_path / 'nothing')) == {}
     # VOC metric names
-    _write_scalars(str(tmp_path / 'v'), 't', [{'pascal_voc/mAP': 0.8,
-                                                'pascal_voc/AP50': 0.8}])
+    _write_scalars(
+        str(tmp_path / 'v'), 't', [{
+            'pascal_voc/mAP': 0.8,
+            'pascal_voc/AP50': 0.8
+        }])
     assert bf.parse_final_metrics(str(tmp_path / 'v'))['bbox_AP50'] == 80.0
 
 
@@ -86,8 +110,10 @@ def _fresh_pretrain_checkpoint(path):
     from mmpretrain.models import ResNet
     online, momentum = ResNet(depth=18), ResNet(depth=18)
     state = {f'backbone.{k}': v for k, v in online.state_dict().items()}
-    state.update({f'momentum_encoder.module.0.{k}': torch.zeros_like(v)
-                  for k, v in momentum.state_dict().items()})
+    state.update({
+        f'momentum_encoder.module.0.{k}': torch.zeros_like(v)
+        for k, v in momentum.state_dict().items()
+    })
     save_checkpoint(dict(state_dict=state, meta=dict(epoch=1)), str(path))
     return online
 
@@ -123,7 +149,8 @@ def test_finetune_mask_rcnn_toy_from_extracted_backbone(toy_coco, tmp_path):
     rc = bf.main([
         '--ckpt', f'ccop={ckpt}', '--config',
         osp.join(BENCH, 'mask-rcnn_r18_fpn_toy.py'), '--work-dir',
-        str(tmp_path / 'w'), '--out', str(out), '--cfg-options', *opts
+        str(tmp_path / 'w'), '--out',
+        str(out), '--cfg-options', *opts
     ])
     work_dir = str(tmp_path / 'w' / 'ccop' / 'mask-rcnn_r18_fpn_toy')
     assert rc == 0, _log_text(work_dir)[-3000:]
@@ -148,12 +175,13 @@ def test_finetune_mask_rcnn_toy_from_extracted_backbone(toy_coco, tmp_path):
 def test_finetune_deformable_detr_toy_load_from(toy_coco, tmp_path):
     """Deformable DETR initialised from a whole-detector checkpoint."""
     import numpy as np
-    import mmregion  # noqa: F401
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     from mmengine.config import Config
     from mmengine.runner import Runner
     from mmengine.runner.checkpoint import save_checkpoint
+
+    import mmregion  # noqa: F401
 
     register_all_modules()
     cfg = Config.fromfile(osp.join(BENCH, 'deformable-detr_r18_toy.py'))
@@ -163,8 +191,9 @@ def test_finetune_deformable_detr_toy_load_from(toy_coco, tmp_path):
     ckpt = tmp_path / 'proseco_detector.pth'
     # numpy in meta: exercises mmregion's safe loader on load_from
     save_checkpoint(
-        dict(state_dict=detector.state_dict(),
-             meta=dict(epoch=1, seed=np.int64(3))), str(ckpt))
+        dict(
+            state_dict=detector.state_dict(),
+            meta=dict(epoch=1, seed=np.int64(3))), str(ckpt))
 
     cfg.merge_from_dict({
         k: v

@@ -29,7 +29,7 @@ class FakeStore:
 
 @pytest.fixture(autouse=True)
 def _reset_counters():
-    from mmregion.datasets.transforms import (LoadProposals, MultiViewRegions)
+    from mmregion.datasets.transforms import LoadProposals, MultiViewRegions
     LoadProposals.reset_counters()
     MultiViewRegions.reset_counters()
     yield

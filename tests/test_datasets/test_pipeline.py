@@ -57,8 +57,9 @@ def _check_batch(cfg, batch, batch_size, size):
 
 
 def test_toy_config_with_fake_store(tiny_coco, helpers, monkeypatch):
-    import mmregion.proposals as proposals
     from mmengine.runner import Runner
+
+    import mmregion.proposals as proposals
     root, boxes = tiny_coco
     monkeypatch.setattr(proposals, 'load_proposal_store',
                         lambda path: helpers.FakeStore(boxes))

@@ -28,8 +28,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _entry(rank: int, world_size: int, port: int, fn: Callable,
-           args: Sequence, out_dir: str, timeout_s: float) -> None:
+def _entry(rank: int, world_size: int, port: int, fn: Callable, args: Sequence,
+           out_dir: str, timeout_s: float) -> None:
     import torch.distributed as tdist
     torch.set_num_threads(1)
     os.environ.update(
@@ -74,7 +74,6 @@ def run_on_ranks(fn: Callable,
             join=True,
             start_method='fork')
         return [
-            torch.load(
-                osp.join(out_dir, f'rank{r}.pt'), weights_only=False)
+            torch.load(osp.join(out_dir, f'rank{r}.pt'), weights_only=False)
             for r in range(world_size)
         ]

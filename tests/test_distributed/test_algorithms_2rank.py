@@ -26,7 +26,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn as nn
-
 from distributed_helpers import run_on_ranks
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -55,8 +54,7 @@ def _per_sample_points(sampler):
         pts, vals = [], []
         for i in range(boxes.shape[0]):
             seed = int(boxes[i].abs().sum() * 100) % 2**31
-            p, v = sample(boxes[i:i + 1], valid[i:i + 1],
-                          view_affine[i:i + 1],
+            p, v = sample(boxes[i:i + 1], valid[i:i + 1], view_affine[i:i + 1],
                           torch.Generator().manual_seed(seed))
             pts.append(p)
             vals.append(v)
@@ -165,7 +163,10 @@ def test_two_ranks_match_one_process(runs, name):
     for key, ref in full['state'].items():
         for r in range(2):
             torch.testing.assert_close(
-                ranks[r]['state'][key], ref, rtol=1e-4, atol=1e-5,
+                ranks[r]['state'][key],
+                ref,
+                rtol=1e-4,
+                atol=1e-5,
                 msg=lambda m: f'{name} rank {r} {key}: {m}')
     # every term of rank r = a 1-process run on rank r's samples
     for r in range(2):

@@ -18,7 +18,8 @@ def _check_gpu():
 def test_check_gpu_cpu_tiny(tmp_path, capsys):
     out = tmp_path / 'check.json'
     rc = _check_gpu().main(
-        ['--device', 'cpu', '--tiny', '--iters', '1', '--json', str(out)])
+        ['--device', 'cpu', '--tiny', '--iters', '1', '--json',
+         str(out)])
     text = capsys.readouterr().out
     assert rc == 0, text
     assert 'ops: skipped (--device cpu' in text
@@ -27,9 +28,10 @@ def test_check_gpu_cpu_tiny(tmp_path, capsys):
     for name in MODELS:  # model, batch, images/s, step ms, n/a n/a
         assert re.search(rf'^{name}\s+2\s+\d+\.\d+\s+\d+\.\d\s+n/a\s+n/a$',
                          text, re.M), name
-    assert re.search(r'^step-time ratios: ccop/mocov2 \d+\.\d\dx, '
-                     r'plrc/mocov2 \d+\.\d\dx, proseco/deformable_detr '
-                     r'\d+\.\d\dx$', text, re.M)
+    assert re.search(
+        r'^step-time ratios: ccop/mocov2 \d+\.\d\dx, '
+        r'plrc/mocov2 \d+\.\d\dx, proseco/deformable_detr '
+        r'\d+\.\d\dx$', text, re.M)
     assert text.rstrip().endswith('result: OK')
     res = json.loads(out.read_text())
     fp32 = res['precisions']['fp32']
@@ -37,8 +39,8 @@ def test_check_gpu_cpu_tiny(tmp_path, capsys):
     assert set(fp32['models']) == set(MODELS)
     for row in fp32['models'].values():
         assert row['step_ms'] > 0 and row['peak_mib'] is None
-        assert row['images_per_s'] == pytest.approx(
-            row['batch'] / row['step_ms'] * 1e3)
+        assert row['images_per_s'] == pytest.approx(row['batch'] /
+                                                    row['step_ms'] * 1e3)
     ratio = fp32['ratios']['ccop/mocov2']
     assert ratio == pytest.approx(fp32['models']['ccop']['step_ms'] /
                                   fp32['models']['mocov2']['step_ms'])

@@ -11,8 +11,8 @@ import time
 
 import pytest
 import torch
-
 from distributed_helpers import free_port
+
 from mmregion.apis import cli
 from mmregion.apis.cli import UserError, slurm_dist_env
 
@@ -84,14 +84,13 @@ def test_slurm_dist_env(monkeypatch):
 @pytest.mark.slow
 def test_launcher_slurm_on_cpu_one_task():
     """Failed before with 'environment variable RANK expected'."""
-    code = (
-        'from mmengine.config import Config\n'
-        'import torch.distributed as d\n'
-        'from mmregion.apis.cli import setup_cpu_distributed\n'
-        'cfg = Config(dict())\n'
-        'setup_cpu_distributed(cfg, "slurm")\n'
-        'print(d.get_rank(), d.get_world_size(), d.get_backend(),\n'
-        '      cfg.model_wrapper_cfg.device_ids)\n')
+    code = ('from mmengine.config import Config\n'
+            'import torch.distributed as d\n'
+            'from mmregion.apis.cli import setup_cpu_distributed\n'
+            'cfg = Config(dict())\n'
+            'setup_cpu_distributed(cfg, "slurm")\n'
+            'print(d.get_rank(), d.get_world_size(), d.get_backend(),\n'
+            '      cfg.model_wrapper_cfg.device_ids)\n')
     env = _clean_env(
         SLURM_PROCID='0',
         SLURM_NTASKS='1',
@@ -125,11 +124,17 @@ def test_two_rank_slurm_run_killed_and_resumed(toy_coco, toy_proposals,
     config = osp.join(ROOT, 'configs', 'mmregion', 'ccop_r18_toy.py')
     opts = _train_opts(toy_coco, toy_proposals)
     ref = tmp_path / 'ref'
-    out = subprocess.run(
-        ['bash', osp.join(TOOLS, 'dist_train.sh'), config, '2',
-         '--work-dir', str(ref), *opts],
-        env=_clean_env(PORT=str(free_port()), PYTHON=sys.executable),
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    out = subprocess.run([
+        'bash',
+        osp.join(TOOLS, 'dist_train.sh'), config, '2', '--work-dir',
+        str(ref), *opts
+    ],
+                         env=_clean_env(
+                             PORT=str(free_port()), PYTHON=sys.executable),
+                         cwd=ROOT,
+                         capture_output=True,
+                         text=True,
+                         timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
 
     bin_dir = tmp_path / 'bin'
@@ -139,15 +144,26 @@ def test_two_rank_slurm_run_killed_and_resumed(toy_coco, toy_proposals,
     srun_log = tmp_path / 'srun_args.txt'
     env = _clean_env(
         PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}',
-        FAKE_SRUN_LOG=str(srun_log), GPUS='2', GPUS_PER_NODE='0',
-        TASKS_PER_NODE='2', MASTER_PORT=str(free_port()),
+        FAKE_SRUN_LOG=str(srun_log),
+        GPUS='2',
+        GPUS_PER_NODE='0',
+        TASKS_PER_NODE='2',
+        MASTER_PORT=str(free_port()),
         PYTHON=sys.executable)
     work = tmp_path / 'slurm'
-    cmd = ['bash', osp.join(TOOLS, 'slurm_train.sh'), 'cpu', 'ccop', config,
-           str(work), *opts]
+    cmd = [
+        'bash',
+        osp.join(TOOLS, 'slurm_train.sh'), 'cpu', 'ccop', config,
+        str(work), *opts
+    ]
     log = open(tmp_path / 'killed.log', 'w')
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True)
     deadline = time.time() + 600
     while not (work / 'last_checkpoint').exists():
         assert proc.poll() is None, (tmp_path / 'killed.log').read_text()
@@ -160,8 +176,13 @@ def test_two_rank_slurm_run_killed_and_resumed(toy_coco, toy_proposals,
     args = srun_log.read_text()
     assert '--gres' not in args and '--ntasks=2' in args
 
-    out = subprocess.run(cmd + ['--resume'], env=env, cwd=ROOT,
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        cmd + ['--resume'],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert 'resumed epoch' in out.stdout + out.stderr
 

@@ -30,11 +30,12 @@ def _run(*args, timeout=600):
 
 
 def _pretrain(config, work, toy_coco, toy_proposals, proposal_index):
-    _run('tools/train.py', config, '--work-dir', str(work), '--cfg-options',
-         f'train_dataloader.dataset.data_root={toy_coco}/',
-         f'train_dataloader.dataset.pipeline.{proposal_index}.proposal_file='
-         f'{toy_proposals}', 'train_cfg.max_iters=2',
-         'default_hooks.checkpoint.interval=2')
+    _run(
+        'tools/train.py', config, '--work-dir', str(work), '--cfg-options',
+        f'train_dataloader.dataset.data_root={toy_coco}/',
+        f'train_dataloader.dataset.pipeline.{proposal_index}.proposal_file='
+        f'{toy_proposals}', 'train_cfg.max_iters=2',
+        'default_hooks.checkpoint.interval=2')
     ckpt = work / 'iter_2.pth'
     assert ckpt.is_file()
     return ckpt
@@ -54,8 +55,8 @@ def _finetune_options(toy_coco):
 
 def _final_bbox_map(work):
     metrics = {}
-    for path in sorted(glob.glob(str(work / '*' / 'vis_data' /
-                                     'scalars.json'))):
+    for path in sorted(
+            glob.glob(str(work / '*' / 'vis_data' / 'scalars.json'))):
         for line in open(path):
             metrics.update(json.loads(line))
     assert 'coco/bbox_mAP' in metrics, metrics
@@ -79,8 +80,10 @@ def test_ccop_to_mask_rcnn(toy_coco, toy_proposals, tmp_path):
 
     pre = load_checkpoint_safely(str(ckpt))['state_dict']
     out = load_checkpoint_safely(str(backbone))['state_dict']
-    online = {k[len('backbone.'):]: v for k, v in pre.items()
-              if k.startswith('backbone.')}
+    online = {
+        k[len('backbone.'):]: v
+        for k, v in pre.items() if k.startswith('backbone.')
+    }
     assert out.keys() == online.keys()
     assert all(torch.equal(out[k], online[k]) for k in out)
 
@@ -112,8 +115,8 @@ def test_proseco_to_deformable_detr(toy_coco, toy_proposals, tmp_path):
     assert not any('teacher' in k for k in converted)
 
     work = tmp_path / 'ft'
-    log = _run('tools/train.py', ft_config, '--work-dir', str(work),
-               '--cfg-options', f'load_from={det}',
+    log = _run('tools/train.py', ft_config, '--work-dir',
+               str(work), '--cfg-options', f'load_from={det}',
                *_finetune_options(toy_coco))
     assert f'Load checkpoint from {det}' in log
     # only the new classification branch (4 toy classes vs. 1

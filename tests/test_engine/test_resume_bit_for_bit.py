@@ -1,4 +1,5 @@
-"""Train straight vs. SIGKILL mid-run + ``--resume``: same losses, same weights.
+"""Train straight vs. SIGKILL mid-run + ``--resume``: same losses, same
+weights.
 
 For every algorithm's tiny config. The final checkpoints are compared key by
 key, which covers the online and momentum encoders, the queues, the EMA
@@ -88,7 +89,8 @@ def test_resume_is_bit_for_bit(config, toy_coco, toy_proposals, tmp_path):
     # mmengine writes `last_checkpoint` right after the checkpoint itself;
     # --resume finds the checkpoint through it
     while not (killed / 'last_checkpoint').exists():
-        assert proc.poll() is None, (tmp_path / 'killed.log').read_text()[-3000:]
+        assert proc.poll() is None, (tmp_path /
+                                     'killed.log').read_text()[-3000:]
         assert time.time() < deadline
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
@@ -112,10 +114,10 @@ def test_resume_is_bit_for_bit(config, toy_coco, toy_proposals, tmp_path):
         assert a[it] == pytest.approx(b[it], rel=1e-5, abs=1e-6), it
 
     # the final weights, buffers (queues, momentum/EMA copies, curriculum)
-    sd_a = load_checkpoint_safely(str(straight / f'iter_{MAX_ITERS}.pth'),
-                                  'cpu')['state_dict']
-    sd_b = load_checkpoint_safely(str(killed / f'iter_{MAX_ITERS}.pth'),
-                                  'cpu')['state_dict']
+    sd_a = load_checkpoint_safely(
+        str(straight / f'iter_{MAX_ITERS}.pth'), 'cpu')['state_dict']
+    sd_b = load_checkpoint_safely(
+        str(killed / f'iter_{MAX_ITERS}.pth'), 'cpu')['state_dict']
     assert sd_a.keys() == sd_b.keys()
     for key in sd_a:
         ta, tb = sd_a[key], sd_b[key]

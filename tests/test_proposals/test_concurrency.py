@@ -92,8 +92,8 @@ def test_shard_of_other_settings_is_detected(toy_coco, tmp_path):
         load_proposal_store(str(a))
     with pytest.raises(InputError, match='shard-00001.npz.*--overwrite'):
         generate_proposals(src, str(a), **KW)
-    s = generate_proposals(src, str(a), overwrite=True,
-                           **dict(KW, grid_sizes=(3, )))
+    s = generate_proposals(
+        src, str(a), overwrite=True, **dict(KW, grid_sizes=(3, )))
     assert s['done'] == 8 and s['skipped'] == 0  # b's settings now
     assert len(load_proposal_store(str(a)).get('000000.jpg')) == 9
 
@@ -103,8 +103,9 @@ def test_corrupt_shard_is_named_at_load(toy_coco, tmp_path):
     generate_proposals(str(toy_coco / 'train'), str(out), **KW)
     data = (out / 'shard-00002.npz').read_bytes()
     (out / 'shard-00002.npz').write_bytes(data[:len(data) // 2])
-    with pytest.raises(InputError, match='Corrupt proposal shard .*'
-                       'shard-00002.npz'):
+    with pytest.raises(
+            InputError, match='Corrupt proposal shard .*'
+            'shard-00002.npz'):
         load_proposal_store(str(out))
     os.remove(out / 'shard-00002.npz')
     os.mkfifo(out / 'shard-00002.npz')  # would block a reader
@@ -152,8 +153,7 @@ def _alive(pid):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not sys.platform.startswith('linux'), reason='reads /proc')
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='reads /proc')
 def test_workers_die_with_killed_parent(tmp_path):
     import cv2
     imgs = tmp_path / 'imgs'

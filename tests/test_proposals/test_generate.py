@@ -144,8 +144,7 @@ def test_dead_worker_raises_and_run_resumes(toy_coco, tmp_path, monkeypatch):
     monkeypatch.setattr(gen, '_process', dies_on_image_5)
     with pytest.raises(RuntimeError, match='worker process died'):
         generate_proposals(
-            src, str(tmp_path / 'part'), workers=2, start_method='fork',
-            **kw)
+            src, str(tmp_path / 'part'), workers=2, start_method='fork', **kw)
     monkeypatch.setattr(gen, '_process', process)
     s = generate_proposals(src, str(tmp_path / 'part'), workers=2, **kw)
     assert s['done'] + s['skipped'] == 8 and s['failed'] == 0

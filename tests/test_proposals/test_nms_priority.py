@@ -13,11 +13,10 @@ from mmregion.proposals.filters import random_priority
 REPO_ROOT = __file__.rsplit('/tests/', 1)[0]
 
 
-
-
 def test_filter_boxes_follows_scores():
-    boxes = np.array([[0, 0, 30, 30], [1, 1, 31, 31], [50, 50, 80, 80],
-                      [0, 50, 30, 80]], np.float32)
+    boxes = np.array(
+        [[0, 0, 30, 30], [1, 1, 31, 31], [50, 50, 80, 80], [0, 50, 30, 80]],
+        np.float32)
     # input order: box 0 suppresses box 1
     np.testing.assert_array_equal(
         filter_boxes(boxes, (100, 100), min_size=0, return_inds=True)[1],
@@ -28,8 +27,7 @@ def test_filter_boxes_follows_scores():
         boxes, (100, 100), min_size=0, scores=scores, return_inds=True)
     np.testing.assert_array_equal(inds, [1, 3, 2])
     _, inds = filter_boxes(
-        boxes, (100, 100), min_size=0, scores=scores, topk=2,
-        return_inds=True)
+        boxes, (100, 100), min_size=0, scores=scores, topk=2, return_inds=True)
     np.testing.assert_array_equal(inds, [1, 3])
     with pytest.raises(ValueError, match='scores'):
         filter_boxes(boxes, (100, 100), scores=scores[:2])
@@ -78,10 +76,9 @@ def test_random_order_does_not_depend_on_workers(toy_coco, tmp_path):
     kw = dict(mode='single', shard_size=3, progress=False)
     generate_proposals(src, str(tmp_path / 'w1'), workers=1, **kw)
     generate_proposals(src, str(tmp_path / 'w2'), workers=2, **kw)
-    generate_proposals(
-        src, str(tmp_path / 'cv'), nms_priority='opencv', **kw)
-    a, b, c = (load_proposal_store(str(tmp_path / n))
-               for n in ('w1', 'w2', 'cv'))
+    generate_proposals(src, str(tmp_path / 'cv'), nms_priority='opencv', **kw)
+    a, b, c = (
+        load_proposal_store(str(tmp_path / n)) for n in ('w1', 'w2', 'cv'))
     assert a.meta['params']['nms_priority'] == 'random'
     assert c.meta['params']['nms_priority'] == 'opencv'
     differ = 0

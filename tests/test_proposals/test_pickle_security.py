@@ -43,8 +43,9 @@ def _shell(tmp_path) -> str:
 
 def test_dotted_name_to_eval_is_refused(tmp_path):
     """numpy.dtypes + '__builtins__.get' reached eval -> os.system before."""
-    payload = (b'\x80\x04' + _stack_global('numpy.dtypes', '__builtins__.get')
-               + _u('eval') + b'\x85R' + _u(_shell(tmp_path)) + b'\x85R.')
+    payload = (b'\x80\x04' +
+               _stack_global('numpy.dtypes', '__builtins__.get') + _u('eval') +
+               b'\x85R' + _u(_shell(tmp_path)) + b'\x85R.')
     msg = _refused(tmp_path, 'dtypes.pkl', payload)
     assert 'refusing to unpickle' in msg and '__builtins__.get' in msg
     # the same through a GLOBAL opcode (protocols 0-3) and a dotted name
@@ -58,27 +59,26 @@ def test_dotted_name_to_eval_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize(
-    'module', sorted({m
-                      for m, _ in _ProposalUnpickler._ALLOWED} |
-                     {'numpy.dtypes', 'torch.storage', '_codecs'}))
+    'module',
+    sorted({m
+            for m, _ in _ProposalUnpickler._ALLOWED}
+           | {'numpy.dtypes', 'torch.storage', '_codecs'}))
 def test_allowed_modules_with_other_names_are_refused(tmp_path, module):
-    for name in ('eval', 'system', '__builtins__', '__builtins__.get',
-                 'exec', 'load', '_load_from_bytes.__globals__'):
+    for name in ('eval', 'system', '__builtins__', '__builtins__.get', 'exec',
+                 'load', '_load_from_bytes.__globals__'):
         payload = (b'\x80\x04' + _stack_global(module, name) +
                    _u(_shell(tmp_path)) + b'\x85R.')
         _refused(tmp_path, 'other.pkl', payload)
 
 
 @pytest.mark.parametrize('module,name', [('builtins', 'eval'),
-                                         ('os', 'system'),
-                                         ('posix', 'system'),
+                                         ('os', 'system'), ('posix', 'system'),
                                          ('subprocess', 'Popen'),
-                                         ('numpy', 'load'),
-                                         ('torch', 'load'),
+                                         ('numpy', 'load'), ('torch', 'load'),
                                          ('copyreg', '_reconstructor')])
 def test_dangerous_globals_are_refused(tmp_path, module, name):
-    payload = (b'\x80\x02c' + module.encode() + b'\n' + name.encode() +
-               b'\n' + _u(_shell(tmp_path)) + b'\x85R.')
+    payload = (b'\x80\x02c' + module.encode() + b'\n' + name.encode() + b'\n' +
+               _u(_shell(tmp_path)) + b'\x85R.')
     _refused(tmp_path, 'danger.pkl', payload)
 
 
@@ -132,8 +132,9 @@ def test_legit_numpy_pickles_still_load(tmp_path):
     boxes = np.array([[0, 0, 10, 10], [1, 2, 5, 6]], np.float32)
     for proto in (2, 4, 5):
         path = tmp_path / f'p{proto}.pkl'
-        data = collections.OrderedDict(
-            [('a.jpg', boxes), ('b/c.jpg', boxes[:1].astype(np.float64))])
+        data = collections.OrderedDict([('a.jpg', boxes),
+                                        ('b/c.jpg',
+                                         boxes[:1].astype(np.float64))])
         path.write_bytes(pickle.dumps(data, protocol=proto))
         store = load_proposal_store(str(path))
         np.testing.assert_array_equal(store.get('a.jpg'), boxes)

@@ -114,7 +114,9 @@ def build_runner(work_dir,
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
         default_hooks=dict(
             checkpoint=dict(
-                type='CheckpointHook', interval=1, by_epoch=False,
+                type='CheckpointHook',
+                interval=1,
+                by_epoch=False,
                 **(checkpoint or {})),
             logger=dict(type='LoggerHook', interval=1)),
         custom_hooks=[record, *hooks],

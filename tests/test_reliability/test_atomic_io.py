@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import mmregion  # noqa: F401
-from mmregion.utils import load_checkpoint_safely
 from mmregion.engine.hooks.checkpoint_hook import write_last_checkpoint
+from mmregion.utils import load_checkpoint_safely
 from mmregion.utils.atomic_io import (AtomicFile, AtomicHardDiskBackend,
                                       AtomicLocalBackend, atomic_backend_args,
                                       atomic_save, atomic_write,
@@ -69,9 +69,10 @@ def test_mmengine_writes_go_through_atomic_backend(tmp_path):
     args = atomic_backend_args()
     assert type(fileio.get_file_backend(
         str(tmp_path), backend_args=args)) is AtomicLocalBackend
-    assert type(fileio.get_file_backend(
-        str(tmp_path), backend_args=args,
-        enable_singleton=True)) is AtomicLocalBackend
+    assert type(
+        fileio.get_file_backend(
+            str(tmp_path), backend_args=args,
+            enable_singleton=True)) is AtomicLocalBackend
     assert type(FileClient(
         backend='mmregion_atomic_disk').client) is AtomicHardDiskBackend
     # no import-time patching: 'local' is mmengine's, open is the builtin

@@ -19,8 +19,8 @@ import mmregion  # noqa: F401
 from mmregion.engine.hooks import SafeCheckpointHook
 from mmregion.registry import HOOKS
 from mmregion.utils import load_checkpoint_safely
-from mmregion.utils.atomic_io import AtomicFile, AtomicLocalBackend, \
-    is_atomic_tmp_file
+from mmregion.utils.atomic_io import (AtomicFile, AtomicLocalBackend,
+                                      is_atomic_tmp_file)
 
 
 class _FilesAtStart(Hook):
@@ -163,5 +163,6 @@ def test_nonfinite_state_is_not_saved(toy, tmp_path):
     ]
     assert _last(tmp_path) == str(tmp_path / 'iter_2.pth')
     state = load_checkpoint_safely(_last(tmp_path))['state_dict']
-    assert all(torch.isfinite(v).all() for v in state.values()
-               if v.is_floating_point())
+    assert all(
+        torch.isfinite(v).all() for v in state.values()
+        if v.is_floating_point())

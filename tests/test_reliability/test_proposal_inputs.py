@@ -87,8 +87,7 @@ def test_unsafe_names_refused_everywhere(toy_coco, tmp_path, bad, capsys):
 
 @pytest.mark.parametrize(
     'text,what',
-    [('{"images": [', 'not valid json'),
-     ('[1, 2]', 'no "images" list'),
+    [('{"images": [', 'not valid json'), ('[1, 2]', 'no "images" list'),
      ('{"images": {"a": 1}}', 'no "images" list'),
      ('{"images": [5]}', 'images[0] of .* is not an object'),
      ('{"images": [{"id": 1}]}', 'images[0] of .* has no "file_name"'),
@@ -113,8 +112,9 @@ def test_malformed_coco_proposal_json(tmp_path, text, what):
     assert re.search(what.replace('[0] of', '\\[0\\] of'), msg), msg
 
 
-@pytest.mark.parametrize('text', ['{"images": [', '{"images": 3}',
-                                  '{"images": [{"file_name": null}]}'])
+@pytest.mark.parametrize(
+    'text',
+    ['{"images": [', '{"images": 3}', '{"images": [{"file_name": null}]}'])
 def test_malformed_coco_dataset_json(tmp_path, text):
     path = tmp_path / 'ann.json'
     path.write_text(text)
@@ -151,7 +151,9 @@ def test_browse_refuses_unsafe_keys(toy_coco, tmp_path, capsys):
         load_proposal_store(str(pkl))
     tool = _tool('browse_proposals')
     with pytest.raises(SystemExit):
-        tool.run_tool(tool.main, [str(pkl), str(toy_coco / 'train'),
-                                  str(tmp_path / 'b')])
+        tool.run_tool(
+            tool.main,
+            [str(pkl), str(toy_coco / 'train'),
+             str(tmp_path / 'b')])
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(pkl) in err[0]

@@ -75,8 +75,9 @@ def _check_skip_changes_nothing(model, data, poisoned, restore=True):
     assert not torch.isfinite(log_vars['loss'])
     assert wrapper.num_skipped == 1
     after = _state(model, wrapper)
-    return [k for k in before[0] if not torch.equal(before[0][k], after[0][k])
-            ], before, after
+    return [
+        k for k in before[0] if not torch.equal(before[0][k], after[0][k])
+    ], before, after
 
 
 def _ccop():
@@ -108,13 +109,12 @@ def _proseco():
         model.contrast_head.loss_module
 
 
-@pytest.mark.parametrize('build', [_ccop, _plrc, _proseco],
-                         ids=['ccop', 'plrc', 'proseco'])
+@pytest.mark.parametrize(
+    'build', [_ccop, _plrc, _proseco], ids=['ccop', 'plrc', 'proseco'])
 def test_skipped_step_changes_no_state(build):
     register_all_modules()
     model, data, poisoned = build()
-    changed, before, after = _check_skip_changes_nothing(
-        model, data, poisoned)
+    changed, before, after = _check_skip_changes_nothing(model, data, poisoned)
     _assert_same(before, after)
     assert not changed
 
@@ -128,8 +128,9 @@ def test_without_restore_the_forward_changes_state():
         model, data, poisoned, restore=False)
     assert any('queue' in k for k in changed), changed
     assert any('running_var' in k for k in changed), changed
-    assert any(k.startswith('momentum_encoder.module.') and 'weight' in k
-               for k in changed), changed
+    assert any(
+        k.startswith('momentum_encoder.module.') and 'weight' in k
+        for k in changed), changed
 
 
 def test_snapshot_restores_replaced_and_frozen_tensors():

@@ -18,13 +18,13 @@ import torch
 from tool_utils import load_tool
 
 import mmregion  # noqa: F401
+from mmregion.apis.cli import explain_exception
 from mmregion.datasets.transforms import LoadImageFromFileSafe
 from mmregion.utils import (CheckpointError, CorruptCheckpointError,
                             UnsafeCheckpointError, load_checkpoint_safely)
-from mmregion.apis.cli import explain_exception
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+ROOT = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 fifo_only = pytest.mark.skipif(
     not hasattr(os, 'mkfifo'), reason='needs os.mkfifo')
 
@@ -101,8 +101,7 @@ def _checkpoints(tmp_path):
     ('garbage.pth', CorruptCheckpointError, 'truncated or not a checkpoint'),
     ('evil.pth', UnsafeCheckpointError, 'Refused to load'),
 ])
-def test_bad_checkpoint_is_one_line_naming_the_file(tmp_path, name, cls,
-                                                    text):
+def test_bad_checkpoint_is_one_line_naming_the_file(tmp_path, name, cls, text):
     from mmengine.runner.checkpoint import _load_checkpoint
     _checkpoints(tmp_path)
     path = str(tmp_path / name)

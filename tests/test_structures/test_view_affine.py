@@ -28,7 +28,10 @@ def _old_map_boxes(boxes, sx, tx, sy, ty):
     xs = boxes[:, 0::2] * np.float32(sx) + np.float32(tx)
     ys = boxes[:, 1::2] * np.float32(sy) + np.float32(ty)
     return np.stack(
-        [xs.min(axis=1), ys.min(axis=1), xs.max(axis=1), ys.max(axis=1)],
+        [xs.min(axis=1),
+         ys.min(axis=1),
+         xs.max(axis=1),
+         ys.max(axis=1)],
         axis=1).astype(np.float32)
 
 
@@ -73,7 +76,9 @@ def test_round_trip_numpy_and_torch(aff):
     # the inverse affine is the inverse map
     np.testing.assert_allclose(
         affine_boxes(boxes, invert_affine(a)),
-        affine_boxes(boxes, a, inverse=True), rtol=1e-12, atol=1e-12)
+        affine_boxes(boxes, a, inverse=True),
+        rtol=1e-12,
+        atol=1e-12)
 
 
 def test_flip_swaps_the_corners():
@@ -93,7 +98,8 @@ def test_compose_follows_first_then_second():
     pts = np.array([[3., 4.], [50., -2.]])
     np.testing.assert_allclose(
         affine_points(pts, composed.astype(np.float64)),
-        affine_points(affine_points(pts, first), then), rtol=1e-6)
+        affine_points(affine_points(pts, first), then),
+        rtol=1e-6)
     # the old formula (box_utils.compose_affine before the move)
     sx, tx, sy, ty = then
     a = first
@@ -110,7 +116,9 @@ def test_relative_affine_maps_between_views():
     in_src = affine_boxes(boxes, src)
     np.testing.assert_allclose(
         affine_boxes(in_src, relative_affine(src, dst)),
-        affine_boxes(boxes, dst), rtol=1e-9, atol=1e-9)
+        affine_boxes(boxes, dst),
+        rtol=1e-9,
+        atol=1e-9)
     np.testing.assert_allclose(
         relative_affine(src, src), identity_affine(), atol=1e-12)
 

@@ -16,7 +16,6 @@ from mmregion.apis.cli import UserError
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CCOP_TOY = osp.join(ROOT, 'configs', 'mmregion', 'ccop_r18_toy.py')
 
-
 _load_tool = load_tool
 
 
@@ -25,8 +24,9 @@ def test_draw_views_matched_regions_share_colours():
     bv = _load_tool('analysis_tools/browse_views')
     from mmregion.apis.visualization import region_colours
     views = [np.zeros((40, 50, 3), np.uint8), np.zeros((30, 40, 3), np.uint8)]
-    boxes = np.array([[[2, 2, 20, 20], [25, 5, 45, 30]],
-                      [[10, 8, 30, 25], [1, 1, 12, 12]]], np.float32)
+    boxes = np.array(
+        [[[2, 2, 20, 20], [25, 5, 45, 30]], [[10, 8, 30, 25], [1, 1, 12, 12]]],
+        np.float32)
     canvas = bv.draw_views(views, boxes)
     assert canvas.shape == (40, 50 + bv.GAP + 40, 3)
     colours = region_colours(2)
@@ -77,8 +77,15 @@ def test_get_flops_tiny_input(capsys):
 def _write_log(path, n=6):
     with open(path, 'w') as f:
         for i in range(1, n + 1):
-            f.write(json.dumps(dict(loss=5. / i, loss_img=3. / i, lr=0.1,
-                                    time=0.5, iter=i, step=i)) + '\n')
+            f.write(
+                json.dumps(
+                    dict(
+                        loss=5. / i,
+                        loss_img=3. / i,
+                        lr=0.1,
+                        time=0.5,
+                        iter=i,
+                        step=i)) + '\n')
         f.write('{not json\n')
         f.write(json.dumps({'coco/bbox_mAP': 0.1, 'step': 1}) + '\n')
 
@@ -91,15 +98,21 @@ def test_analyze_logs_plot_curve_and_time(tmp_path, capsys):
     assert [s for s, _ in parsed['loss']] == [1., 2., 3., 4., 5., 6.]
     assert 'skipped 1 line' in capsys.readouterr().err
     png = tmp_path / 'curves.png'
-    al.main(['plot_curve', str(log), '--keys', 'loss', 'loss_img', '--out',
-             str(png)])
+    al.main([
+        'plot_curve',
+        str(log), '--keys', 'loss', 'loss_img', '--out',
+        str(png)
+    ])
     img = cv2.imread(str(png))
     assert img is not None and img.shape[0] > 100
     al.main(['cal_train_time', str(log)])
     assert 'average 0.5000 s/iter' in capsys.readouterr().out
     with pytest.raises(UserError, match='none of the keys'):
-        al.main(['plot_curve', str(log), '--keys', 'loss_typo', '--out',
-                 str(tmp_path / 'x.png')])
+        al.main([
+            'plot_curve',
+            str(log), '--keys', 'loss_typo', '--out',
+            str(tmp_path / 'x.png')
+        ])
     assert not (tmp_path / 'x.png').exists()
 
 

@@ -21,8 +21,9 @@ def _tool():
 def test_plan_covers_protocol(capsys):
     bt = _tool()
     assert bt.main(['--quick', '--dry-run', '--seeds', '3']) == 0
-    names = [ln.split('] ', 1)[1] for ln in
-             capsys.readouterr().out.splitlines()]
+    names = [
+        ln.split('] ', 1)[1] for ln in capsys.readouterr().out.splitlines()
+    ]
     for m in ('mocov2', 'ccop', 'plrc', 'detreg', 'proseco'):
         assert f'pretrain/{m}' in names and f'export/{m}' in names
         assert f'probe/{m}' in names
@@ -41,15 +42,29 @@ def test_plan_covers_protocol(capsys):
 
 def test_rescaled_schedule():
     bt = _tool()
-    ccop = [dict(type='LinearLR', start_factor=0.1, by_epoch=False,
-                 begin=0, end=5),
-            dict(type='CosineAnnealingLR', T_max=35, eta_min=0.,
-                 by_epoch=False, begin=5, end=40)]
+    ccop = [
+        dict(
+            type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=5),
+        dict(
+            type='CosineAnnealingLR',
+            T_max=35,
+            eta_min=0.,
+            by_epoch=False,
+            begin=5,
+            end=40)
+    ]
     out = bt.rescaled_schedule(ccop, 40, 400)
     assert out[0]['end'] == 5
     assert (out[1]['begin'], out[1]['end'], out[1]['T_max']) == (5, 400, 395)
-    step = [dict(type='MultiStepLR', by_epoch=False, begin=0, end=40,
-                 milestones=[30], gamma=0.1)]
+    step = [
+        dict(
+            type='MultiStepLR',
+            by_epoch=False,
+            begin=0,
+            end=40,
+            milestones=[30],
+            gamma=0.1)
+    ]
     assert bt.rescaled_schedule(step, 40, 400)[0]['milestones'] == [300]
     epoch = [dict(type='MultiStepLR', by_epoch=True, milestones=[8, 11])]
     assert bt.rescaled_schedule(epoch, 40, 400) == epoch
@@ -61,11 +76,13 @@ def test_resume_skips_finished_stages(tmp_path):
     calls = []
 
     def make(name, fail=False):
+
         def fn():
             calls.append(name)
             if fail:
                 raise RuntimeError('killed')
             return dict(value=len(calls))
+
         return bt.Stage(name, fn, 1.0)
 
     bench = bt.Benchmark(args)
@@ -77,22 +94,25 @@ def test_resume_skips_finished_stages(tmp_path):
     assert calls == ['a', 'b', 'b']  # 'a' was not redone
     assert bench.results['a']['value'] == 1
     # a finished stage of another budget is refused, not reused
-    other = bt.parse_args(['--quick', '--work-dir', str(tmp_path),
-                           '--finetune-iters', '7'])
+    other = bt.parse_args(
+        ['--quick', '--work-dir',
+         str(tmp_path), '--finetune-iters', '7'])
     with pytest.raises(RuntimeError, match='budget'):
         bt.Benchmark(other).run([make('a')])
 
 
 def _fake_results():
-    res = {'probe/scratch': dict(knn_top1=20.0, num_bank=50, num_query=80),
-           'probe/ccop': dict(knn_top1=35.0, num_bank=50, num_query=80)}
-    for init, maps in (('scratch', (1.0, 2.0, 3.0)),
-                       ('ccop', (10.0, 11.0, 12.0))):
+    res = {
+        'probe/scratch': dict(knn_top1=20.0, num_bank=50, num_query=80),
+        'probe/ccop': dict(knn_top1=35.0, num_bank=50, num_query=80)
+    }
+    for init, maps in (('scratch', (1.0, 2.0, 3.0)), ('ccop', (10.0, 11.0,
+                                                               12.0))):
         for seed, m in enumerate(maps):
-            curve = [dict(iter=5, bbox_mAP=m / 2, bbox_mAP_50=m,
-                          segm_mAP=m / 3),
-                     dict(iter=10, bbox_mAP=m, bbox_mAP_50=2 * m,
-                          segm_mAP=m / 2)]
+            curve = [
+                dict(iter=5, bbox_mAP=m / 2, bbox_mAP_50=m, segm_mAP=m / 3),
+                dict(iter=10, bbox_mAP=m, bbox_mAP_50=2 * m, segm_mAP=m / 2)
+            ]
             res[f'finetune/rcnn/{init}/seed{seed}'] = dict(
                 curve=curve, final=curve[-1])
     return res
@@ -100,8 +120,8 @@ def _fake_results():
 
 def test_report_table_and_plot(tmp_path):
     bt = _tool()
-    args = bt.parse_args(['--quick', '--tracks', 'rcnn', '--methods',
-                          'ccop', '--seeds', '3'])
+    args = bt.parse_args(
+        ['--quick', '--tracks', 'rcnn', '--methods', 'ccop', '--seeds', '3'])
     report = bt.summarise(_fake_results(), args, 12.0)
     rcnn = report['tracks']['rcnn']
     assert rcnn['scratch']['bbox_mAP'] == (2.0, 1.0)
@@ -124,15 +144,22 @@ def test_read_eval_curve(tmp_path):
     run = tmp_path / '20260101_000000' / 'vis_data'
     run.mkdir(parents=True)
     # as mmengine writes them: validation of an iteration loop at step 0
-    lines = [dict(iter=5, step=5, loss=1.0),
-             dict(step=0, **{'coco/bbox_mAP': 0.1, 'coco/segm_mAP': 0.05}),
-             dict(iter=10, step=10, loss=0.5),
-             dict(step=0, **{'coco/bbox_mAP': 0.2})]
-    (run / 'scalars.json').write_text(
-        '\n'.join(json.dumps(x) for x in lines) + '\n{broken\n')
+    lines = [
+        dict(iter=5, step=5, loss=1.0),
+        dict(step=0, **{
+            'coco/bbox_mAP': 0.1,
+            'coco/segm_mAP': 0.05
+        }),
+        dict(iter=10, step=10, loss=0.5),
+        dict(step=0, **{'coco/bbox_mAP': 0.2})
+    ]
+    (run / 'scalars.json').write_text('\n'.join(json.dumps(x) for x in lines) +
+                                      '\n{broken\n')
     curve = bt.read_eval_curve(str(tmp_path))
-    assert curve == [dict(iter=5, bbox_mAP=10.0, segm_mAP=5.0),
-                     dict(iter=10, bbox_mAP=20.0)]
+    assert curve == [
+        dict(iter=5, bbox_mAP=10.0, segm_mAP=5.0),
+        dict(iter=10, bbox_mAP=20.0)
+    ]
 
 
 def test_knn_accuracy():
@@ -156,15 +183,17 @@ def test_reduced_quick_run_end_to_end(tmp_path):
     probe -> fine-tune x 2 seeds -> table + plot) at a tiny budget; the
     numbers mean nothing, the table must be there and well-formed."""
     out = tmp_path / 'out'
-    cmd = [sys.executable, 'tools/benchmark_transfer.py', '--quick',
-           '--work-dir', str(tmp_path / 'work'), '--out', str(out),
-           '--tracks', 'rcnn', '--methods', 'ccop', '--num-train', '16',
-           '--num-val', '4', '--labeled-frac', '0.5', '--pretrain-iters', '2',
-           '--batch', '4', '--finetune-iters', '2', '--eval-points', '1',
-           '--proposal-workers', '1']
+    cmd = [
+        sys.executable, 'tools/benchmark_transfer.py', '--quick', '--work-dir',
+        str(tmp_path / 'work'), '--out',
+        str(out), '--tracks', 'rcnn', '--methods', 'ccop', '--num-train', '16',
+        '--num-val', '4', '--labeled-frac', '0.5', '--pretrain-iters', '2',
+        '--batch', '4', '--finetune-iters', '2', '--eval-points', '1',
+        '--proposal-workers', '1'
+    ]
     env = dict(__import__('os').environ, PYTHONPATH=ROOT)
-    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
-                         timeout=900, env=env)
+    run = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
     assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
     report = json.loads((out / 'transfer_quick.json').read_text())
     rcnn = report['tracks']['rcnn']
@@ -178,8 +207,8 @@ def test_reduced_quick_run_end_to_end(tmp_path):
     assert '| scratch |' in md and '| ccop |' in md
     assert (out / 'transfer_quick.png').read_bytes()[:4] == b'\x89PNG'
     # a second run finds every stage done and only rebuilds the table
-    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
-                           timeout=300, env=env)
+    again = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert again.returncode == 0
     assert 'pretrain/ccop: done earlier (skipped)' in again.stdout
 

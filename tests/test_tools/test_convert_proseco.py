@@ -28,9 +28,11 @@ def test_convert_proseco_checkpoint(tmp_path, capsys):
 
     def strip(cfg):  # mmdet-scope names for the fine-tuning config
         if isinstance(cfg, dict):
-            return {k: (v.replace('mmdet.', '') if k == 'type' and
-                        isinstance(v, str) else strip(v))
-                    for k, v in cfg.items()}
+            return {
+                k: (v.replace('mmdet.', '')
+                    if k == 'type' and isinstance(v, str) else strip(v))
+                for k, v in cfg.items()
+            }
         if isinstance(cfg, list):
             return [strip(c) for c in cfg]
         return cfg
@@ -45,8 +47,8 @@ def test_convert_proseco_checkpoint(tmp_path, capsys):
     assert 'unexpected: 0' in text and 'shape_mismatch: 0' in text
     conv = torch.load(out, map_location='cpu', weights_only=True)
     sd = conv['state_dict']
-    assert not any(k.startswith(('teacher', 'embed_head', 'detector.'))
-                   for k in sd)
+    assert not any(
+        k.startswith(('teacher', 'embed_head', 'detector.')) for k in sd)
     assert not any('cls_branches' in k for k in sd)
     ref = model.detector.state_dict()
     torch.testing.assert_close(sd['query_embedding.weight'],
@@ -58,7 +60,8 @@ def test_convert_proseco_checkpoint(tmp_path, capsys):
     ft = MMDET_MODELS.build(copy.deepcopy(strip(det)))
     res = ft.load_state_dict(sd, strict=False)
     assert set(res.missing_keys) == {
-        'bbox_head.cls_branches.0.weight', 'bbox_head.cls_branches.0.bias'}
+        'bbox_head.cls_branches.0.weight', 'bbox_head.cls_branches.0.bias'
+    }
     assert not res.unexpected_keys
 
     # without a config, --num-classes decides; 1 class keeps the branch

@@ -73,8 +73,7 @@ def test_extract_and_load_into_mmdet_resnet(tmp_path, capsys):
     assert ckpt['meta']['source_meta']['epoch'] == 3
 
     det = DetResNet(
-        depth=18,
-        init_cfg=dict(type='Pretrained', checkpoint=str(out)))
+        depth=18, init_cfg=dict(type='Pretrained', checkpoint=str(out)))
     # no missing / unexpected keys: identical key sets ...
     assert set(det.state_dict()) == set(ckpt['state_dict'])
     det.init_weights()
@@ -87,8 +86,8 @@ def test_no_prefix_is_a_clear_error(tmp_path, capsys):
     from mmengine.runner.checkpoint import save_checkpoint
     tool = _load_tool()
     src = tmp_path / 'x.pth'
-    save_checkpoint(dict(state_dict={'encoder.w': torch.ones(2)}, meta={}),
-                    str(src))
+    save_checkpoint(
+        dict(state_dict={'encoder.w': torch.ones(2)}, meta={}), str(src))
     out = tmp_path / 'y.pth'
     assert tool.main([str(src), str(out), '--prefix', 'backbone']) == 1
     err = capsys.readouterr().err

@@ -13,7 +13,6 @@ from mmregion.proposals import generate_proposals, load_proposal_store
 REPO_ROOT = __file__.rsplit('/tests/', 1)[0]
 TOOL = f'{REPO_ROOT}/tools/generate_proposals.py'
 
-
 _load_tool = load_tool
 
 

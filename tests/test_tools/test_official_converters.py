@@ -21,8 +21,8 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from tool_utils import load_tool
 
-from mmregion.registry import MODELS
 from mmregion.apis.cli import UserError
+from mmregion.registry import MODELS
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CFG = osp.join(ROOT, 'configs', 'mmregion')
@@ -115,21 +115,22 @@ def _d2_resnet(ours, d2):
         (ours + r'layer(\d)\.(\d+)\.bn(\d)\.(\w+)', lambda m:
          f'{d2}res{int(m.group(1)) + 1}.{m.group(2)}.conv{m.group(3)}.norm.'
          f'{m.group(4)}'),
-        (ours + r'layer(\d)\.(\d+)\.downsample\.0\.weight', lambda m:
-         f'{d2}res{int(m.group(1)) + 1}.{m.group(2)}.shortcut.weight'),
-        (ours + r'layer(\d)\.(\d+)\.downsample\.1\.(\w+)', lambda m:
-         f'{d2}res{int(m.group(1)) + 1}.{m.group(2)}.shortcut.norm.'
+        (ours + r'layer(\d)\.(\d+)\.downsample\.0\.weight',
+         lambda m: f'{d2}res{int(m.group(1)) + 1}.{m.group(2)}.shortcut.weight'
+         ),
+        (ours + r'layer(\d)\.(\d+)\.downsample\.1\.(\w+)',
+         lambda m: f'{d2}res{int(m.group(1)) + 1}.{m.group(2)}.shortcut.norm.'
          f'{m.group(3)}'),
     ]
 
 
 def _d2_fpn(ours, d2):
     rules = []
-    for mine, theirs in (('lateral_convs', 'fpn_lateral'),
-                         ('fpn_convs', 'fpn_output')):
+    for mine, theirs in (('lateral_convs', 'fpn_lateral'), ('fpn_convs',
+                                                            'fpn_output')):
         rules += [
-            (ours + mine + r'\.(\d)\.conv\.(\w+)', lambda m, t=theirs:
-             f'{d2}{t}{int(m.group(1)) + 2}.{m.group(2)}'),
+            (ours + mine + r'\.(\d)\.conv\.(\w+)',
+             lambda m, t=theirs: f'{d2}{t}{int(m.group(1)) + 2}.{m.group(2)}'),
             (ours + mine + r'\.(\d)\.bn\.(\w+)', lambda m, t=theirs:
              f'{d2}{t}{int(m.group(1)) + 2}.norm.{m.group(2)}'),
         ]
@@ -142,8 +143,8 @@ def _ccop_official(model):
         rules += _d2_resnet(ours + r'backbone\.',
                             f'backbone_{side}.bottom_up.')
         rules += _d2_fpn(ours + r'neck\.', f'backbone_{side}.')
-        for mine, theirs in (('img_neck', 'img_neck'),
-                             (r'region_neck\.mlp', 'roi_neck')):
+        for mine, theirs in (('img_neck', 'img_neck'), (r'region_neck\.mlp',
+                                                        'roi_neck')):
             rules += [
                 (ours + mine + r'\.mlp\.0\.(\w+)',
                  f'{theirs}_{side}.mlp.linear_1.0.' + r'\1'),
@@ -185,8 +186,7 @@ def test_ccop_converter_round_trip(tmp_path, capsys):
 
     state, line = _run(tool, src, tmp_path / 'det.pth', 'detector', capsys)
     ours = {f'backbone.{k}': v for k, v in model.backbone.state_dict().items()}
-    ours.update(
-        {f'neck.{k}': v for k, v in model.neck.state_dict().items()})
+    ours.update({f'neck.{k}': v for k, v in model.neck.state_dict().items()})
     assert set(state) == set(ours)
     assert all(torch.equal(state[k], v) for k, v in ours.items())
 
@@ -235,12 +235,18 @@ def _plrc_official(model):
     state = _rename(model.state_dict(), rules, drop)
     center = state['module.plrc_loss.self_distillation.center']
     state.update({
-        'module.plrc_loss.ptr': torch.zeros(1),
-        'module.plrc_loss.queue_x': torch.rand(64, 32),
-        'module.plrc_loss_image.ptr': torch.zeros(1),
-        'module.plrc_loss_image.queue_x': torch.rand(64, 32),
-        'module.plrc_loss_image.self_distillation.center': center.clone(),
-        'module.some_new_buffer': torch.zeros(1),
+        'module.plrc_loss.ptr':
+        torch.zeros(1),
+        'module.plrc_loss.queue_x':
+        torch.rand(64, 32),
+        'module.plrc_loss_image.ptr':
+        torch.zeros(1),
+        'module.plrc_loss_image.queue_x':
+        torch.rand(64, 32),
+        'module.plrc_loss_image.self_distillation.center':
+        center.clone(),
+        'module.some_new_buffer':
+        torch.zeros(1),
     })
     return state
 
@@ -309,8 +315,8 @@ def _ddetr_official(model):
          dec + r'\1.norm3.\2'),
         (r'detector\.bbox_head\.cls_branches\.(\d+)\.(\w+)',
          r'class_embed.\1.\2'),
-        (r'detector\.bbox_head\.reg_branches\.(\d+)\.(\d)\.(\w+)', lambda m:
-         f'bbox_embed.{m.group(1)}.layers.{int(m.group(2)) // 2}.'
+        (r'detector\.bbox_head\.reg_branches\.(\d+)\.(\d)\.(\w+)',
+         lambda m: f'bbox_embed.{m.group(1)}.layers.{int(m.group(2)) // 2}.'
          f'{m.group(3)}'),
         (r'embed_head\.layers\.(\d)\.(\w+)', r'feature_embed.layers.\1.\2'),
     ]
@@ -319,7 +325,8 @@ def _ddetr_official(model):
             rules.append((rf'detector\.{side}\.layers\.(\d+)\.' + pattern,
                           prefix + r'\1.' + name + r'.\2'))
     # the official frozen BN has no num_batches_tracked
-    return _rename(model.state_dict(), rules, drop=(r'.*num_batches_tracked',))
+    return _rename(
+        model.state_dict(), rules, drop=(r'.*num_batches_tracked', ))
 
 
 def test_detreg_converter_round_trip(tmp_path, capsys):

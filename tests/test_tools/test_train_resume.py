@@ -17,7 +17,8 @@ CONFIG = osp.join(ROOT, 'configs', 'mmregion', 'mocov2_r18_toy.py')
 def _cmd(work, data_root, *extra):
     return [
         sys.executable, TRAIN, CONFIG, '--work-dir',
-        str(work), '--cfg-options', f'train_dataloader.dataset.data_root={data_root}',
+        str(work), '--cfg-options',
+        f'train_dataloader.dataset.data_root={data_root}',
         'train_cfg.max_iters=12', 'default_hooks.checkpoint.interval=4',
         'param_scheduler.0.T_max=12', *extra
     ]
@@ -57,7 +58,9 @@ def test_sigkill_then_resume_continues(toy_coco, tmp_path):
     assert int(m.group(1)) >= 4
     assert (work / 'iter_12.pth').exists()
     # the resumed run logged only the remaining iterations
-    iters = [int(i) for i in re.findall(r'Iter\(train\)\s+\[\s*(\d+)/12\]', log)]
+    iters = [
+        int(i) for i in re.findall(r'Iter\(train\)\s+\[\s*(\d+)/12\]', log)
+    ]
     assert iters and min(iters) > int(m.group(1)) and max(iters) == 12
 
 

@@ -13,15 +13,14 @@ from mmregion.apis.cli import UserError, apply_cfg_options, check_cfg_options
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-
 _load_tool = load_tool
 
 
 def test_unknown_key_warns_and_is_added(capsys):
     cfg = Config(dict(optim_wrapper=dict(optimizer=dict(lr=0.1))))
-    args = _load_tool('train').parse_args(
-        ['cfg.py', '--cfg-options', 'optim_wraper.optimizer.lr=0.2',
-         'new_key=3'])
+    args = _load_tool('train').parse_args([
+        'cfg.py', '--cfg-options', 'optim_wraper.optimizer.lr=0.2', 'new_key=3'
+    ])
     apply_cfg_options(cfg, args)
     out = capsys.readouterr()
     text = out.out + out.err
@@ -35,9 +34,9 @@ def test_unknown_key_warns_and_is_added(capsys):
 
 def test_strict_cfg_options_refuses_unknown_key():
     cfg = Config(dict(a=dict(b=1)))
-    args = _load_tool('test').parse_args(
-        ['cfg.py', 'ckpt.pth', '--cfg-options', 'a.c=2',
-         '--strict-cfg-options'])
+    args = _load_tool('test').parse_args([
+        'cfg.py', 'ckpt.pth', '--cfg-options', 'a.c=2', '--strict-cfg-options'
+    ])
     with pytest.raises(UserError, match='no "c" under a'):
         apply_cfg_options(cfg, args)
     assert 'c' not in cfg.a
@@ -100,13 +99,19 @@ def test_test_py_show_dir_and_tta(toy_coco, tmp_path):
         '--cfg-options', f'test_dataloader.dataset.data_root={root}',
         f'test_evaluator.ann_file={root}annotations/instances_val.json',
         'model.backbone.init_cfg=None'
-    ], capture_output=True, text=True, env=env, timeout=600)
+    ],
+                          capture_output=True,
+                          text=True,
+                          env=env,
+                          timeout=600)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     assert 'tta_model' in log and 'tta_pipeline' in log  # default TTA
     assert 'bbox_mAP' in log
-    pngs = [f for _, _, fs in os.walk(work) for f in fs if f.endswith('.jpg')
-            or f.endswith('.png')]
+    pngs = [
+        f for _, _, fs in os.walk(work) for f in fs
+        if f.endswith('.jpg') or f.endswith('.png')
+    ]
     assert len(pngs) == 4, pngs  # one drawn image per val image
 
 

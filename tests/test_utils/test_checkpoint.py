@@ -51,8 +51,7 @@ def _runner(work_dir, max_iters, resume=False, load_from=None):
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
         default_hooks=dict(
-            checkpoint=dict(
-                type='CheckpointHook', interval=2, by_epoch=False),
+            checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False),
             logger=dict(type='LoggerHook', interval=1)),
         randomness=dict(seed=0),
         resume=resume,
@@ -125,7 +124,8 @@ def test_numpy_meta_loads(tmp_path):
 
 
 def test_getattr_is_restricted_to_history_buffer(tmp_path):
-    """Only getattr(HistoryBuffer, <statistic>) is allowed, not e.g. os.system."""
+    """Only getattr(HistoryBuffer, <statistic>) is allowed, not e.g.
+    os.system."""
     import pickle
 
     class _GetattrEvil:

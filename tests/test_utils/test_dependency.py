@@ -11,7 +11,10 @@ def test_out_of_range_version_is_reported(monkeypatch):
     real = dependency._installed
 
     def fake(name):
-        return {'mmcv': '2.2.0', 'transformers': '4.57.0'}.get(name, real(name))
+        return {
+            'mmcv': '2.2.0',
+            'transformers': '4.57.0'
+        }.get(name, real(name))
 
     monkeypatch.setattr(dependency, '_installed', fake)
     problems = dependency.find_dependency_problems()
@@ -23,7 +26,7 @@ def test_out_of_range_version_is_reported(monkeypatch):
 
 def test_missing_package_is_reported(monkeypatch):
     real = dependency._installed
-    monkeypatch.setattr(dependency, '_installed',
-                        lambda n: None if n == 'mmdet' else real(n))
+    monkeypatch.setattr(dependency, '_installed', lambda n: None
+                        if n == 'mmdet' else real(n))
     assert any('mmdet is not installed' in p
                for p in dependency.find_dependency_problems())

@@ -24,11 +24,9 @@ def test_scan_image_folder_lists_what_the_readers_must_refuse(tmp_path):
         expected = ['a.png', 'b.JPG', 'fifo.jpg', 'sub/c.webp']
     assert keys == expected
     # relative to another root, '/'-separated
-    assert scan_image_folder(str(tmp_path / 'sub'),
-                             root=str(tmp_path)) == ['sub/c.webp']
-    assert scan_image_folder(str(tmp_path), extensions=('.png', )) == [
-        'a.png'
-    ]
+    assert scan_image_folder(
+        str(tmp_path / 'sub'), root=str(tmp_path)) == ['sub/c.webp']
+    assert scan_image_folder(str(tmp_path), extensions=('.png', )) == ['a.png']
     assert '.jpg' in IMG_EXTENSIONS and '.webp' in IMG_EXTENSIONS
 
 
@@ -42,8 +40,8 @@ def test_read_coco_images_names_the_file(tmp_path):
 
 def test_to_bgr_shapes():
     gray = np.arange(12, dtype=np.uint8).reshape(3, 4)
-    for img in (gray, gray[..., None],
-                cv2.cvtColor(gray, cv2.COLOR_GRAY2BGRA)):
+    for img in (gray, gray[..., None], cv2.cvtColor(gray,
+                                                    cv2.COLOR_GRAY2BGRA)):
         out = to_bgr(img)
         assert out.shape == (3, 4, 3)
         assert (out == gray[..., None]).all()
@@ -71,8 +69,8 @@ def test_atomic_write_json_and_stale_files_of_other_hosts(tmp_path):
     assert atomic_io.remove_stale_tmp_files(tmp_path) == []
     assert sorted(
         atomic_io.remove_stale_tmp_files(
-            tmp_path, other_hosts=True, own_pid=True)) == sorted(
-                [other.name, mine.name])
+            tmp_path, other_hosts=True,
+            own_pid=True)) == sorted([other.name, mine.name])
 
 
 def test_shard_api_round_trip(tmp_path):
@@ -109,5 +107,5 @@ def test_shard_api_round_trip(tmp_path):
     ('mmregion.utils.input_checks', 'mmregion.apis.cli', 'run_tool'),
 ])
 def test_old_import_paths_keep_working(old, new, name):
-    assert getattr(importlib.import_module(old), name) is getattr(
-        importlib.import_module(new), name)
+    assert getattr(importlib.import_module(old),
+                   name) is getattr(importlib.import_module(new), name)

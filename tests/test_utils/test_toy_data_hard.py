@@ -88,8 +88,11 @@ def test_layout_and_labeled_split(tmp_path):
     assert len(labeled['images']) == 4
     ids = {im['id'] for im in labeled['images']}
     assert ids <= {im['id'] for im in train['images']}
-    assert {a['id'] for a in labeled['annotations']} == {
-        a['id'] for a in train['annotations'] if a['image_id'] in ids}
+    assert {a['id']
+            for a in labeled['annotations']} == {
+                a['id']
+                for a in train['annotations'] if a['image_id'] in ids
+            }
     assert {c['id'] for c in train['categories']} == set(range(1, 11))
     assert len(train['annotations']) >= 2 * 40
     for a in train['annotations']:
@@ -112,8 +115,8 @@ def _same_tree(a, b):
 def test_deterministic(tmp_path):
     a, b, c = tmp_path / 'a', tmp_path / 'b', tmp_path / 'c'
     for root, seed in ((a, 1), (b, 1), (c, 2)):
-        make_hard_toy_coco(str(root), num_train=4, num_val=2, size=64,
-                           seed=seed)
+        make_hard_toy_coco(
+            str(root), num_train=4, num_val=2, size=64, seed=seed)
     assert _same_tree(a, b)
     assert not _same_tree(a, c)
 

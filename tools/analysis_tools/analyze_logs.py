@@ -26,8 +26,8 @@ import numpy as np
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
-from mmregion.utils.atomic_io import atomic_write  # noqa: E402
-from mmregion.apis.cli import UserError, run_cli  # noqa: E402
+from mmregion.apis.cli import UserError, run_cli
+from mmregion.utils.atomic_io import atomic_write
 
 Log = Dict[str, List[tuple]]  # key -> [(step, value), ...]
 
@@ -60,8 +60,10 @@ def load_json_log(path: str) -> Log:
                 if isinstance(value, (int, float)):
                     log[key].append((step, float(value)))
     if bad:
-        print(f'warning: {path}: skipped {bad} line(s) that are not json '
-              'log entries', file=sys.stderr)
+        print(
+            f'warning: {path}: skipped {bad} line(s) that are not json '
+            'log entries',
+            file=sys.stderr)
     return dict(log)
 
 
@@ -86,12 +88,17 @@ def plot_curve(logs: List[Log], args) -> None:
     for i, (path, log) in enumerate(zip(args.json_logs, logs)):
         for j, key in enumerate(args.keys):
             if key not in log:
-                print(f'warning: {path} has no "{key}"; keys: '
-                      f'{", ".join(sorted(log))}', file=sys.stderr)
+                print(
+                    f'warning: {path} has no "{key}"; keys: '
+                    f'{", ".join(sorted(log))}',
+                    file=sys.stderr)
                 continue
             pts = np.array(log[key])
-            plt.plot(pts[:, 0], pts[:, 1], label=legends[i * len(args.keys) +
-                                                         j], linewidth=1)
+            plt.plot(
+                pts[:, 0],
+                pts[:, 1],
+                label=legends[i * len(args.keys) + j],
+                linewidth=1)
             drawn += 1
     if not drawn:
         plt.close(fig)

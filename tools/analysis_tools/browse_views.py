@@ -21,11 +21,10 @@ import numpy as np
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
-import mmregion  # noqa: E402,F401  (registers the modules)
-from mmregion.apis.cli import (UserError, add_cfg_options_args,  # noqa: E402
+import mmregion  # noqa: F401  (registers the modules)
+from mmregion.apis.cli import (UserError, add_cfg_options_args,
                                apply_cfg_options, load_config, run_cli)
-from mmregion.apis.visualization import (draw_boxes,  # noqa: E402
-                                         region_colours, write_image)
+from mmregion.apis.visualization import draw_boxes, region_colours, write_image
 
 GAP = 8  # pixels between two views
 
@@ -85,8 +84,9 @@ def draw_views(views, boxes=None, labels=None, scale=1.) -> np.ndarray:
     colours = region_colours(num_regions)
     if scale != 1:
         views = [
-            cv2.resize(v, None, fx=scale, fy=scale,
-                       interpolation=cv2.INTER_NEAREST) for v in views
+            cv2.resize(
+                v, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+            for v in views
         ]
         boxes = None if boxes is None else boxes * scale
     height = max(v.shape[0] for v in views)
@@ -123,8 +123,11 @@ def main(argv=None):
     for idx in range(num):
         sample = dataset[idx]
         inputs = sample['inputs']
-        views = [to_image(v) for v in (
-            inputs if isinstance(inputs, (list, tuple)) else [inputs])]
+        views = [
+            to_image(v)
+            for v in (inputs if isinstance(inputs, (list,
+                                                    tuple)) else [inputs])
+        ]
         data_sample = sample.get('data_samples')
         boxes = getattr(data_sample, 'boxes', None)
         labels = None
@@ -136,8 +139,9 @@ def main(argv=None):
             if ids is not None:
                 labels = [int(i) for i in ids]
         canvas = draw_views(views, boxes, labels, args.scale)
-        img_path = (data_sample.metainfo.get('img_path', '')
-                    if data_sample is not None else '')
+        img_path = (
+            data_sample.metainfo.get('img_path', '')
+            if data_sample is not None else '')
         stem = osp.splitext(osp.basename(img_path))[0] or 'sample'
         out = osp.join(args.output_dir, f'{idx:04d}_{stem}.png')
         write_image(canvas, out)

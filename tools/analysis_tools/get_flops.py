@@ -20,8 +20,8 @@ import torch.nn as nn
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
-import mmregion  # noqa: E402,F401  (registers the modules)
-from mmregion.apis.cli import (UserError, add_cfg_options_args,  # noqa: E402
+import mmregion  # noqa: F401  (registers the modules)
+from mmregion.apis.cli import (UserError, add_cfg_options_args,
                                apply_cfg_options, load_config, run_cli)
 
 

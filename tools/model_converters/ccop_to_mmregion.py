@@ -32,9 +32,10 @@ from typing import List
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
-from mmregion.apis.checkpoint_convert import (  # noqa: E402
-   Rule, converter_arg_parser, d2_fpn_rules, d2_resnet_rules, run_conversion)
-from mmregion.apis.cli import run_cli  # noqa: E402
+from mmregion.apis.checkpoint_convert import (Rule, converter_arg_parser,
+                                              d2_fpn_rules, d2_resnet_rules,
+                                              run_conversion)
+from mmregion.apis.cli import run_cli
 
 TARGETS = ('backbone', 'detector', 'algorithm')
 # source prefixes of the query encoder: training checkpoint, to_d2_backbone

@@ -42,9 +42,10 @@ from typing import List
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
-from mmregion.apis.checkpoint_convert import (  # noqa: E402
-   Rule, converter_arg_parser, run_conversion, torchvision_resnet_rules)
-from mmregion.apis.cli import run_cli  # noqa: E402
+from mmregion.apis.checkpoint_convert import (Rule, converter_arg_parser,
+                                              run_conversion,
+                                              torchvision_resnet_rules)
+from mmregion.apis.cli import run_cli
 
 TARGETS = ('backbone', 'detector', 'algorithm')
 NUM_BACKBONE_LEVELS = 3  # input_proj 0-2 read C3-C5, 3 is the extra level
@@ -106,8 +107,8 @@ def _detector_rules(p: str, keep_bias: bool = False) -> List[Rule]:
         Rule(r'class_embed\.(\d+)\.(weight|bias)',
              p + r'bbox_head.cls_branches.\1.\2'),
         Rule(
-            r'bbox_embed\.(\d+)\.layers\.(\d+)\.(weight|bias)', lambda m:
-            f'{p}bbox_head.reg_branches.{m.group(1)}.'
+            r'bbox_embed\.(\d+)\.layers\.(\d+)\.(weight|bias)',
+            lambda m: f'{p}bbox_head.reg_branches.{m.group(1)}.'
             f'{2 * int(m.group(2))}.{m.group(3)}'),
         Rule(r'transformer\.decoder\.(?:bbox|class)_embed\..+', None,
              'decoder copies of the heads (box refinement)'),

@@ -33,10 +33,10 @@ import torch
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
-from mmregion.apis.checkpoint_convert import (  # noqa: E402
-   Rule, converter_arg_parser, d2_resnet_rules, run_conversion,
-   torchvision_resnet_rules)
-from mmregion.apis.cli import run_cli  # noqa: E402
+from mmregion.apis.checkpoint_convert import (Rule, converter_arg_parser,
+                                              d2_resnet_rules, run_conversion,
+                                              torchvision_resnet_rules)
+from mmregion.apis.cli import run_cli
 
 TARGETS = ('backbone', 'algorithm')
 _MOMENTUM = 'momentum_encoder.module.'
@@ -76,14 +76,13 @@ def plrc_rules(target: str) -> List[Rule]:
                     Rule(r'encoder_k\..+', None, 'momentum encoder'),
                     Rule(r'plrc_loss.*', None, 'loss buffers'),
                 ])
-    return (torchvision_resnet_rules(r'encoder_q\.enc\.', 'backbone.') +
-            torchvision_resnet_rules(r'encoder_k\.enc\.',
-                                     _MOMENTUM + 'backbone.') +
-            _heads(r'encoder_q\.enc\.', '') +
-            _heads(r'encoder_k\.enc\.', _MOMENTUM) + [
-                Rule(r'plrc_loss\.self_distillation\.center',
-                     'loss_distill.center')
-            ] + loss_skips)
+    return (
+        torchvision_resnet_rules(r'encoder_q\.enc\.', 'backbone.') +
+        torchvision_resnet_rules(r'encoder_k\.enc\.', _MOMENTUM + 'backbone.')
+        + _heads(r'encoder_q\.enc\.', '') +
+        _heads(r'encoder_k\.enc\.', _MOMENTUM) +
+        [Rule(r'plrc_loss\.self_distillation\.center', 'loss_distill.center')
+         ] + loss_skips)
 
 
 def main(argv=None):
@@ -96,8 +95,12 @@ def main(argv=None):
     extra = dict() if args.target == 'backbone' else {
         'momentum_encoder.steps': torch.tensor(1)
     }
-    run_conversion(args.in_file, args.out_file, plrc_rules(args.target),
-                   f'PLRC -> {args.target}', extra=extra)
+    run_conversion(
+        args.in_file,
+        args.out_file,
+        plrc_rules(args.target),
+        f'PLRC -> {args.target}',
+        extra=extra)
 
 
 if __name__ == '__main__':

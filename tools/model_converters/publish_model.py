@@ -23,10 +23,9 @@ import torch
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
-from mmregion.utils import (UnsafeCheckpointError,  # noqa: E402
-                            load_checkpoint_safely)
-from mmregion.utils.atomic_io import atomic_write  # noqa: E402
-from mmregion.apis.cli import UserError, run_cli  # noqa: E402
+from mmregion.apis.cli import UserError, run_cli
+from mmregion.utils import UnsafeCheckpointError, load_checkpoint_safely
+from mmregion.utils.atomic_io import atomic_write
 
 
 def parse_args(argv=None):
@@ -60,8 +59,8 @@ def publish(in_file: str, out_file: str, save_keys=('meta', 'state_dict')):
             from None
     if not isinstance(ckpt, dict):
         raise UserError(f'{in_file}: not a checkpoint dict')
-    if 'state_dict' not in ckpt and all(torch.is_tensor(v)
-                                        for v in ckpt.values()):
+    if 'state_dict' not in ckpt and all(
+            torch.is_tensor(v) for v in ckpt.values()):
         ckpt = dict(state_dict=ckpt)  # a bare state dict
     kept = {k: ckpt[k] for k in save_keys if k in ckpt}
     if 'state_dict' not in kept:

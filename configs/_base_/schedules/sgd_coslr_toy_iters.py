@@ -9,12 +9,7 @@ optim_wrapper = dict(
     on_nonfinite='raise',
     optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=1e-4))
 param_scheduler = [
-    dict(
-        type='LinearLR',
-        start_factor=0.1,
-        by_epoch=False,
-        begin=0,
-        end=5),
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=5),
     dict(
         type='CosineAnnealingLR',
         T_max=max_iters - 5,

@@ -1,7 +1,7 @@
 # Each module adds its own import line below.
-from .loading import LoadProposals  # noqa
-from .geometric import (RegionRandomFlip, RegionRandomResizedCrop,  # noqa
-                        RegionResize)
-from .wrappers import MultiViewRegions  # noqa
 from .formatting import PackRegionInputs  # noqa
+from .geometric import RegionRandomResizedCrop  # noqa
+from .geometric import RegionRandomFlip, RegionResize
+from .loading import LoadProposals  # noqa
 from .safe_loading import LoadImageFromFileSafe  # noqa
+from .wrappers import MultiViewRegions  # noqa

@@ -20,7 +20,8 @@ class PackRegionInputs(BaseTransform):
     """Pack the output of :class:`MultiViewRegions` into model inputs.
 
     Returns ``dict(inputs=[V tensors (3, H, W) uint8],
-    data_samples=DataSample)`` where the ``mmpretrain.structures.DataSample`` holds the data fields
+    data_samples=DataSample)`` where the
+    ``mmpretrain.structures.DataSample`` holds the data fields
     ``boxes`` (V, K, 4) float32, ``region_ids`` (K,) long and
     ``view_affine`` (V, 4) float32, and the metainfo ``meta_keys`` present in
     the results (``img_shape`` is a list of V ``(h, w)``).

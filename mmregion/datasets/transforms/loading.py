@@ -169,8 +169,7 @@ class LoadProposals(BaseTransform):
                 return key
         return rooted or parts[-1]  # absent: named in the messages
 
-    def _check_missing(self, key: str, absent: bool,
-                       results: dict) -> None:
+    def _check_missing(self, key: str, absent: bool, results: dict) -> None:
         """Count the lookup; raise when too many images are absent."""
         self._lookups += 1
         if absent:

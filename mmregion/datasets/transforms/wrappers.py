@@ -49,8 +49,10 @@ def crop_overlap(view_a: dict, view_b: dict) -> float:
                 np.asarray(view['view_affine'], dtype=np.float64),
                 inverse=True).tolist())
     (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = rects
-    inter = max(0., min(ax1, bx1) - max(ax0, bx0)) * max(
-        0., min(ay1, by1) - max(ay0, by0))
+    inter = max(0.,
+                min(ax1, bx1) - max(ax0, bx0)) * max(
+                    0.,
+                    min(ay1, by1) - max(ay0, by0))
     larger = max((ax1 - ax0) * (ay1 - ay0), (bx1 - bx0) * (by1 - by0))
     return inter / larger if larger > 0 else 0.
 
@@ -162,10 +164,9 @@ class MultiViewRegions(BaseTransform):
         self.max_tries = max_tries
         self.max_regions = max_regions
         views = range(num_views)
-        self.region_views = tuple(views if region_views is None else
-                                  (int(v) for v in region_views))
-        self.overlap_pairs = tuple(
-            (int(a), int(c)) for a, c in overlap_pairs)
+        self.region_views = tuple(
+            views if region_views is None else (int(v) for v in region_views))
+        self.overlap_pairs = tuple((int(a), int(c)) for a, c in overlap_pairs)
         paired = [v for pair in self.overlap_pairs for v in pair]
         if not self.region_views or \
                 any(v not in views for v in self.region_views + tuple(paired)):
@@ -323,8 +324,8 @@ class MultiViewRegions(BaseTransform):
             np.ndarray: (K, 4) float32 xyxy in the view's pixels.
         """
         idx = _index_of(np.asarray(results['region_ids'], dtype=np.int64), ids)
-        boxes = np.asarray(results['proposals'],
-                           dtype=np.float32).reshape(-1, 4)[idx]
+        boxes = np.asarray(
+            results['proposals'], dtype=np.float32).reshape(-1, 4)[idx]
         # input coords -> original -> view: the view's affine after the
         # inverse of the input's
         rel = relative_affine(results['view_affine'], view['view_affine'])

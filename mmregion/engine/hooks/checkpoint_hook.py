@@ -167,10 +167,10 @@ class SafeCheckpointHook(CheckpointHook):
         last = runner.message_hub.get_info('last_ckpt')
         where = (f'last_checkpoint still names {last}, the last checkpoint '
                  'with a finite state: resume from it (e.g. with a lower '
-                 'learning rate)' if last else
-                 'no checkpoint was written before')
-        shown = ', '.join(bad[:5]) + (f' and {len(bad) - 5} more'
-                                      if len(bad) > 5 else '')
+                 'learning rate)'
+                 if last else 'no checkpoint was written before')
+        shown = ', '.join(
+            bad[:5]) + (f' and {len(bad) - 5} more' if len(bad) > 5 else '')
         raise FloatingPointError(
             f'Non-finite training state at iteration {runner.iter} '
             f'(epoch {runner.epoch}): {len(bad)} tensor(s) hold NaN/inf: '
@@ -187,9 +187,8 @@ class SafeCheckpointHook(CheckpointHook):
         if self.check_finite:
             self._check_finite(runner, step)
         evicted = []
-        if self.max_keep_ckpts > 0 and not (
-                len(self.keep_ckpt_ids) > 0
-                and self.keep_ckpt_ids[-1] == step):
+        if self.max_keep_ckpts > 0 and not (len(self.keep_ckpt_ids) > 0 and
+                                            self.keep_ckpt_ids[-1] == step):
             if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
                 # mmengine deletes it now, before the save
                 evicted.append(self.keep_ckpt_ids.popleft())

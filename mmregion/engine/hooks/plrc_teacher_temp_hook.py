@@ -35,8 +35,7 @@ class PLRCTeacherTempHook(Hook):
     def before_train_iter(self,
                           runner,
                           batch_idx: int,
-                          data_batch: Optional[Sequence[dict]] = None
-                          ) -> None:
+                          data_batch: Optional[Sequence[dict]] = None) -> None:
         model = runner.model
         if is_model_wrapper(model):
             model = model.module
@@ -44,6 +43,7 @@ class PLRCTeacherTempHook(Hook):
         if loss is None or not hasattr(loss, 'progress'):
             raise AttributeError(
                 f'PLRCTeacherTempHook: the model has no `{self.loss_name}` '
-                'with a `progress` attribute (a PointAffinityDistillationLoss)')
+                'with a `progress` attribute (a PointAffinityDistillationLoss)'
+            )
         per_epoch = self.iters_per_epoch or len(runner.train_dataloader)
         loss.progress = runner.iter / max(per_epoch, 1)

@@ -30,10 +30,10 @@ from mmpretrain.models.utils import batch_shuffle_ddp, batch_unshuffle_ddp
 from torch import Tensor
 
 from mmregion.registry import MODELS
+from ..heads.plrc_head import legacy_head_keys_hook
 from ..utils import check_views, stack_regions, stack_view_affine
 from ..utils.dense_ops import dense_apply
 from ..utils.feature_queue import FeatureQueue
-from ..heads.plrc_head import legacy_head_keys_hook
 from ..utils.own_scope import in_mmregion_scope
 from .base_momentum import BaseMomentumSelfSupervisor, _build
 
@@ -146,7 +146,9 @@ class PLRC(BaseMomentumSelfSupervisor):
         return 2 if self.num_views == 3 and s == 0 else t
 
     # ---- per-view features ------------------------------------------------
-    def _encode(self, c5: Tensor, momentum: bool,
+    def _encode(self,
+                c5: Tensor,
+                momentum: bool,
                 with_point: bool = True) -> Dict[str, Tensor]:
         """Dense per-location heads of one view's C5 ``(B, C, h, w)``.
 
@@ -165,7 +167,8 @@ class PLRC(BaseMomentumSelfSupervisor):
         return out
 
     @torch.no_grad()
-    def _encode_teacher(self, inputs: Tensor,
+    def _encode_teacher(self,
+                        inputs: Tensor,
                         with_point: bool = True) -> Dict[str, Tensor]:
         """:meth:`_encode` of the teacher with shuffle-BN (the backbone and,
         with ``teacher_heads_in_shuffle``, the heads run on the shuffled
@@ -179,8 +182,10 @@ class PLRC(BaseMomentumSelfSupervisor):
             return self._encode(
                 batch_unshuffle_ddp(c5, idx_unshuffle), True, with_point)
         enc = self._encode(c5, True, with_point)
-        return {k: batch_unshuffle_ddp(v, idx_unshuffle)
-                for k, v in enc.items()}
+        return {
+            k: batch_unshuffle_ddp(v, idx_unshuffle)
+            for k, v in enc.items()
+        }
 
     def _points(self, enc: Dict[str, Tensor], points: Tensor,
                 img_shape: Tuple[int, int], momentum: bool) -> Tensor:
@@ -218,9 +223,10 @@ class PLRC(BaseMomentumSelfSupervisor):
             dict[str, Tensor]: ``loss_img``, ``loss_point``, ``loss_distill``.
         """
         V = self.num_views
-        check_views(inputs, V, 'PLRC.loss', f' (num_views={V}); 3 views need'
-                    ' MultiViewRegions(num_views=3, region_views=(0, 1), '
-                    'overlap_pairs=[(0, 2)]).')
+        check_views(
+            inputs, V, 'PLRC.loss', f' (num_views={V}); 3 views need'
+            ' MultiViewRegions(num_views=3, region_views=(0, 1), '
+            'overlap_pairs=[(0, 2)]).')
         img_shape = tuple(inputs[0].shape[-2:])
         device = inputs[0].device
         boxes, valid = stack_regions(data_samples, V)  # (B, V, K, 4), (B, K)
@@ -236,7 +242,8 @@ class PLRC(BaseMomentumSelfSupervisor):
         # one backbone pass per view and encoder, shared by all terms
         online = {
             s: self._encode(self.backbone(inputs[s])[-1], False)
-            for s in sorted({s for s, _ in directions})
+            for s in sorted({s
+                             for s, _ in directions})
         }
         keys = {t for _, t in directions}
         teacher = {
@@ -259,7 +266,12 @@ class PLRC(BaseMomentumSelfSupervisor):
                 for _, t in directions
             ]
         return self.head.loss(
-            img_q, img_k, img_queue, q_pts, k_pts, valid,
+            img_q,
+            img_k,
+            img_queue,
+            q_pts,
+            k_pts,
+            valid,
             online=[online[s] for s, _ in directions],
             target=[teacher[d] for d in targets],
             reference=[teacher[t] for _, t in directions],

@@ -40,17 +40,18 @@ class DINOProjHead(BaseModule):
             the Linear layers (official ``_init_weights``).
     """
 
-    def __init__(self,
-                 in_channels: int,
-                 hid_channels: int = 2048,
-                 bottleneck_channels: int = 256,
-                 num_prototypes: int = 4096,
-                 num_layers: int = 3,
-                 with_bn: bool = True,
-                 norm_last_layer: bool = True,
-                 init_cfg: Optional[Union[dict, list]] = dict(
-                     type='TruncNormal', layer='Linear', std=0.02, bias=0.)
-                 ) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        hid_channels: int = 2048,
+        bottleneck_channels: int = 256,
+        num_prototypes: int = 4096,
+        num_layers: int = 3,
+        with_bn: bool = True,
+        norm_last_layer: bool = True,
+        init_cfg: Optional[Union[dict, list]] = dict(
+            type='TruncNormal', layer='Linear', std=0.02, bias=0.)
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         self.mlp = build_mlp(in_channels, hid_channels, bottleneck_channels,
                              max(num_layers, 1), with_bn)

@@ -223,8 +223,9 @@ class PLRCHead(BaseModule):
         labels = torch.arange(B * K, device=valid.device).view(B, K, 1, 1)
         labels = labels.expand(B, K, 2, P).reshape(-1)
         pvalid = valid[:, :, None, None].expand(B, K, 2, P).reshape(-1)
-        view_ids = torch.arange(2, device=valid.device).view(
-            1, 1, 2, 1).expand(B, K, 2, P).reshape(-1)
+        view_ids = torch.arange(
+            2, device=valid.device).view(1, 1, 2, 1).expand(B, K, 2,
+                                                            P).reshape(-1)
         losses = []
         for q_d, k_d in zip(q, k):
             feats = torch.stack([q_d, k_d.detach()], 2).reshape(-1, D)
@@ -265,14 +266,14 @@ class PLRCHead(BaseModule):
             read_upsampled_rows(enc['dino_logits'], idx, S)
         ], -1)
 
-    def distill_loss(self,
-                     online: Sequence[Dict[str, Tensor]],
-                     target: Sequence[Dict[str, Tensor]],
-                     pairs: Sequence[Tuple[int, int]],
-                     view_affine: Tensor,
-                     img_shape: Tuple[int, int],
-                     reference: Optional[Sequence[Dict[str, Tensor]]] = None
-                     ) -> Tensor:
+    def distill_loss(
+            self,
+            online: Sequence[Dict[str, Tensor]],
+            target: Sequence[Dict[str, Tensor]],
+            pairs: Sequence[Tuple[int, int]],
+            view_affine: Tensor,
+            img_shape: Tuple[int, int],
+            reference: Optional[Sequence[Dict[str, Tensor]]] = None) -> Tensor:
         """Point-affinity distillation, all directions in one loss call.
 
         Args:
@@ -315,8 +316,9 @@ class PLRCHead(BaseModule):
     def loss(self, img_q: Tensor, img_k: Tensor, img_queue: Tensor,
              point_q: Sequence[Tensor], point_k: Sequence[Tensor],
              valid: Tensor, online: Sequence[Dict[str, Tensor]],
-             target: Sequence[Dict[str, Tensor]],
-             reference: Sequence[Dict[str, Tensor]],
+             target: Sequence[Dict[str,
+                                   Tensor]], reference: Sequence[Dict[str,
+                                                                      Tensor]],
              pairs: Sequence[Tuple[int, int]], view_affine: Tensor,
              img_shape: Tuple[int, int]) -> Dict[str, Tensor]:
         """The PLRC losses of one step.
@@ -339,8 +341,8 @@ class PLRCHead(BaseModule):
         return dict(
             loss_img=self.loss_img(img_q, img_k, img_queue),
             loss_point=self.point_contrast_loss(point_q, point_k, valid),
-            loss_distill=self.distill_loss(online, target, pairs,
-                                           view_affine, img_shape, reference))
+            loss_distill=self.distill_loss(online, target, pairs, view_affine,
+                                           img_shape, reference))
 
 
 def legacy_head_keys_hook(state_dict: dict, prefix: str, *args) -> None:

@@ -33,15 +33,16 @@ class LinearProjNeck(BaseModule):
             on the linear layers (OpenSelfSup's ``init_linear='normal'``).
     """
 
-    def __init__(self,
-                 in_channels: int,
-                 hid_channels: int,
-                 out_channels: int,
-                 with_avg_pool: bool = True,
-                 dropout: float = 0.,
-                 init_cfg: Optional[Union[dict, list]] = dict(
-                     type='Normal', std=0.01, bias=0., layer='Linear')
-                 ) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        hid_channels: int,
+        out_channels: int,
+        with_avg_pool: bool = True,
+        dropout: float = 0.,
+        init_cfg: Optional[Union[dict, list]] = dict(
+            type='Normal', std=0.01, bias=0., layer='Linear')
+    ) -> None:
         super().__init__(init_cfg)
         self.with_avg_pool = with_avg_pool
         self.in_channels = in_channels

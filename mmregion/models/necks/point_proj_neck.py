@@ -38,8 +38,13 @@ class PointProjNeck(BaseModule):
                  with_bn: bool = False,
                  init_cfg: Optional[Union[dict, list]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        self.mlp = build_mlp(in_channels, hid_channels, out_channels,
-                             num_layers, with_bn, inplace=True)
+        self.mlp = build_mlp(
+            in_channels,
+            hid_channels,
+            out_channels,
+            num_layers,
+            with_bn,
+            inplace=True)
         self.out_channels = out_channels
 
     def forward(self, x: Tuple[Tensor]) -> Tuple[Tensor]:

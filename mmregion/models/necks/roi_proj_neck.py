@@ -143,7 +143,8 @@ class RoIProjNeck(BaseModule):
             raise ValueError(f'RoIProjNeck: got {len(feats)} feature maps, '
                              f'configured for strides {self.featmap_strides}.')
         scale = view_size / self.ref_size
-        levels = soco_level_assign(rois, [s * scale for s in self.assign_sizes],
+        levels = soco_level_assign(rois,
+                                   [s * scale for s in self.assign_sizes],
                                    len(feats))
         order = torch.argsort(levels, stable=True)
         counts = torch.bincount(levels, minlength=len(feats)).tolist()
@@ -152,16 +153,16 @@ class RoIProjNeck(BaseModule):
         start = 0
         for feat, layer, num in zip(feats, self.roi_layers, counts):
             if num > 0:
-                chunks.append(self._roi_align(layer, feat,
-                                              rois[start:start + num]))
+                chunks.append(
+                    self._roi_align(layer, feat, rois[start:start + num]))
             elif torch.is_grad_enabled():  # keep every level in the graph
                 # (DDP without find_unused_parameters)
                 chunks.append(feat.sum().mul(0.).expand(
                     0, feat.shape[1], *layer.output_size))
             start += num
         if not chunks:  # no rois and no grad
-            return feats[0].new_zeros((0, feats[0].shape[1],
-                                       *self.roi_layers[0].output_size)), order
+            return feats[0].new_zeros(
+                (0, feats[0].shape[1], *self.roi_layers[0].output_size)), order
         return torch.cat(chunks, dim=0), order
 
     def pool(self, feats: Sequence[Tensor], rois: Tensor,

@@ -1,4 +1,4 @@
 # Each module adds its own import line below.
-from .proposal_matcher import ProposalHungarianMatcher  # noqa
-from .point_sampler import RegionPointSampler  # noqa
 from .box_jitter import CurriculumBoxJitter  # noqa
+from .point_sampler import RegionPointSampler  # noqa
+from .proposal_matcher import ProposalHungarianMatcher  # noqa

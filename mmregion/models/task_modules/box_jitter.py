@@ -54,14 +54,16 @@ class CurriculumBoxJitter(nn.Module):
         (torch.Size([1, 5, 4]), torch.Size([1, 5]))
     """
 
-    def __init__(self,
-                 n_jitter: int = 10,
-                 iou_thr: Sequence[float] = (0.8, 0.4),
-                 mag_xy: Sequence[float] = (0.15, 0.6),
-                 mag_wh: Sequence[float] = (0.35, 1.4)) -> None:
+    def __init__(
+        self,
+        n_jitter: int = 10,
+        iou_thr: Sequence[float] = (0.8, 0.4),
+        mag_xy: Sequence[float] = (0.15, 0.6),
+        mag_wh: Sequence[float] = (0.35, 1.4)
+    ) -> None:
         super().__init__()
-        for name, span in (('iou_thr', iou_thr), ('mag_xy', mag_xy),
-                           ('mag_wh', mag_wh)):
+        for name, span in (('iou_thr', iou_thr), ('mag_xy', mag_xy), ('mag_wh',
+                                                                      mag_wh)):
             if len(span) != 2:
                 raise ValueError(f'CurriculumBoxJitter: {name} must be a '
                                  f'(start, end) pair, got {span}.')

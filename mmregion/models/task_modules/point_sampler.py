@@ -25,7 +25,8 @@ from mmregion.registry import TASK_UTILS
 from mmregion.structures import affine_boxes, affine_points
 
 
-def affine_to_original(boxes: Tensor, view_affine: Tensor,
+def affine_to_original(boxes: Tensor,
+                       view_affine: Tensor,
                        eps: float = 1e-6) -> Tensor:
     """Map xyxy boxes from view pixels back to original-image pixels.
 
@@ -69,8 +70,7 @@ def sample_common_region_points(
         view_affine: Tensor,
         num_points: int,
         min_size: float = 1.0,
-        generator: Optional[torch.Generator] = None
-) -> Tuple[Tensor, Tensor]:
+        generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
     """Sample points of each region at the same image location in all views.
 
     Vectorised over batch x regions x points.
@@ -101,8 +101,8 @@ def sample_common_region_points(
     orig = affine_to_original(boxes, view_affine.float())  # (B, V, K, 4)
     common = torch.cat([orig[..., :2].amax(1), orig[..., 2:].amin(1)], -1)
     wh = common[..., 2:] - common[..., :2]  # (B, K, 2)
-    valid = valid.bool() & (wh >= min_size).all(-1) & torch.isfinite(
-        common).all(-1)
+    valid = valid.bool() & (
+        wh >= min_size).all(-1) & torch.isfinite(common).all(-1)
     wh = wh.clamp(min=0)
     u = torch.rand((B, K, num_points, 2),
                    generator=generator,
@@ -182,12 +182,13 @@ class RegionPointSampler:
         self.min_size = min_size
         self.align_corners = align_corners
 
-    def sample(self,
-               boxes: Tensor,
-               valid: Tensor,
-               view_affine: Tensor,
-               generator: Optional[torch.Generator] = None
-               ) -> Tuple[Tensor, Tensor]:
+    def sample(
+            self,
+            boxes: Tensor,
+            valid: Tensor,
+            view_affine: Tensor,
+            generator: Optional[torch.Generator] = None
+    ) -> Tuple[Tensor, Tensor]:
         """See :func:`sample_common_region_points`.
 
         Returns:

@@ -18,7 +18,9 @@ __all__ = [
 ]
 
 
-def bilinear_matrix(n_in: int, n_out: int, device=None,
+def bilinear_matrix(n_in: int,
+                    n_out: int,
+                    device=None,
                     dtype=torch.float32) -> Tensor:
     """The ``(n_out, n_in)`` matrix of 1-D linear upsampling.
 

@@ -99,8 +99,8 @@ class FeatureQueue(nn.Module):
         if num > self.length:  # only the newest `length` keys survive
             keys = keys[-self.length:]
         ptr = int(self.ptr.item())
-        idx = (ptr + torch.arange(
-            keys.shape[0], device=self.queue.device)) % self.length
+        idx = (ptr + torch.arange(keys.shape[0],
+                                  device=self.queue.device)) % self.length
         self.queue[idx] = keys
         self.ptr[0] = (ptr + keys.shape[0]) % self.length
 

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from mmregion.datasets.transforms import LoadProposals, MultiViewRegions
-from mmregion.structures import affine_boxes, clip_boxes
 from mmregion.datasets.transforms.wrappers import crop_overlap
+from mmregion.structures import affine_boxes, clip_boxes
 
 VIEW = [
     dict(
@@ -17,14 +17,17 @@ VIEW = [
 
 
 def _view(h, w, affine):
-    return dict(img=np.zeros((h, w, 3), np.uint8),
-                view_affine=np.asarray(affine, np.float32))
+    return dict(
+        img=np.zeros((h, w, 3), np.uint8),
+        view_affine=np.asarray(affine, np.float32))
 
 
 def _loaded(helpers, rng, h=80, w=100):
     store = helpers.FakeStore({'i.jpg': helpers.random_boxes(rng, 16, h, w)})
-    res = dict(img=helpers.coord_image(h, w), img_path='/d/i.jpg',
-               proposal_key='i.jpg')
+    res = dict(
+        img=helpers.coord_image(h, w),
+        img_path='/d/i.jpg',
+        proposal_key='i.jpg')
     return LoadProposals(store).transform(res)
 
 
@@ -42,8 +45,11 @@ def test_crop_overlap_known_values():
 
 
 def test_companion_view_overlaps_and_takes_no_part_in_regions(helpers):
-    mv = MultiViewRegions([VIEW], num_views=3, region_views=(0, 1),
-                          overlap_pairs=[(0, 2)], min_overlap=0.5)
+    mv = MultiViewRegions([VIEW],
+                          num_views=3,
+                          region_views=(0, 1),
+                          overlap_pairs=[(0, 2)],
+                          min_overlap=0.5)
     overlaps = []
     for seed in range(40):
         np.random.seed(seed)
@@ -53,8 +59,7 @@ def test_companion_view_overlaps_and_takes_no_part_in_regions(helpers):
         boxes, ids, aff = out['boxes'], out['region_ids'], out['view_affine']
         assert len(out['img']) == 3 and aff.shape == (3, 4)
         assert boxes.shape == (3, len(ids), 4)
-        views = [dict(img=im, view_affine=a)
-                 for im, a in zip(out['img'], aff)]
+        views = [dict(img=im, view_affine=a) for im, a in zip(out['img'], aff)]
         overlaps.append(crop_overlap(views[0], views[2]))
         # every row of every view is the region mapped in and clipped; the
         # companion view's rows may be empty (a region outside it is kept)
@@ -72,19 +77,30 @@ def test_unconstrained_views_overlap_less_often(helpers):
     for seed in range(40):
         np.random.seed(seed)
         out = mv.transform(_loaded(helpers, np.random.default_rng(seed)))
-        views = [dict(img=im, view_affine=a)
-                 for im, a in zip(out['img'], out['view_affine'])]
+        views = [
+            dict(img=im, view_affine=a)
+            for im, a in zip(out['img'], out['view_affine'])
+        ]
         low += crop_overlap(views[0], views[2]) < 0.5
     assert low > 0
 
 
 def test_impossible_overlap_is_counted_not_a_hang(helpers):
     # crops of at most 1 % of the image rarely overlap by 99 %
-    view = [dict(type='RegionRandomResizedCrop', scale=16,
-                 crop_ratio_range=(0.005, 0.01), min_area=0)]
-    mv = MultiViewRegions([view], num_views=3, region_views=(0, 1),
-                          overlap_pairs=[(0, 2)], min_overlap=0.99,
-                          overlap_tries=3, min_regions=0)
+    view = [
+        dict(
+            type='RegionRandomResizedCrop',
+            scale=16,
+            crop_ratio_range=(0.005, 0.01),
+            min_area=0)
+    ]
+    mv = MultiViewRegions([view],
+                          num_views=3,
+                          region_views=(0, 1),
+                          overlap_pairs=[(0, 2)],
+                          min_overlap=0.99,
+                          overlap_tries=3,
+                          min_regions=0)
     np.random.seed(0)
     out = mv.transform(_loaded(helpers, np.random.default_rng(0)))
     assert len(out['img']) == 3

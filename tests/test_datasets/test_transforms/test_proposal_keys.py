@@ -34,12 +34,11 @@ def test_custom_dataset_keys_relative_to_data_root(nested):
     root, store = nested
     ds = CustomDataset(data_root=str(root), with_label=True)
     assert len(ds) == 6
-    t = LoadProposals(str(store), max_missing_ratio=0.0,
-                      missing_check_after=1)
+    t = LoadProposals(str(store), max_missing_ratio=0.0, missing_check_after=1)
     seen = set()
     for i in range(len(ds)):
-        out = t(dict(ds.get_data_info(i), img=np.zeros((128, 128, 3),
-                                                        np.uint8)))
+        out = t(
+            dict(ds.get_data_info(i), img=np.zeros((128, 128, 3), np.uint8)))
         np.testing.assert_array_equal(
             out['proposals'],
             t.store.get(t._key_of(ds.get_data_info(i)['img_path'])))
@@ -57,8 +56,7 @@ def test_custom_dataset_keys_relative_to_data_root(nested):
 
 def test_too_many_missing_fails_loudly(nested, tmp_path):
     root, store = nested
-    t = LoadProposals(str(store), max_missing_ratio=0.2,
-                      missing_check_after=5)
+    t = LoadProposals(str(store), max_missing_ratio=0.2, missing_check_after=5)
     other = tmp_path / 'other'
     for i in range(4):  # found: fine
         t(_results(root / 'n01' / f'{i % 3}.jpg'))

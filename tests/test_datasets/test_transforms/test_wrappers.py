@@ -20,8 +20,8 @@ def _loaded(helpers, boxes, h=90, w=120):
 
 def _inverse(boxes, affine):
     sx, tx, sy, ty = (float(a) for a in affine)
-    return affine_boxes(boxes,
-                        np.float32([1 / sx, -tx / sx, 1 / sy, -ty / sy]))
+    return affine_boxes(boxes, np.float32([1 / sx, -tx / sx, 1 / sy,
+                                           -ty / sy]))
 
 
 def _clip(boxes, shape):

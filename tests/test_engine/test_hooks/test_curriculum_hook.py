@@ -24,8 +24,9 @@ def test_hook_moves_difficulty_linearly_and_logs():
     for it in range(0, 10):
         runner.iter = it
         hook.before_train_iter(runner, batch_idx=it)
-        iou.append(runner.message_hub.get_scalar(
-            'train/curriculum/iou_thr').current())
+        iou.append(
+            runner.message_hub.get_scalar(
+                'train/curriculum/iou_thr').current())
     steps = [b - a for a, b in zip(iou, iou[1:])]
     assert iou[0] == pytest.approx(0.8)
     assert steps == pytest.approx([-0.04] * 9)  # (0.4 - 0.8) / 10 per iter

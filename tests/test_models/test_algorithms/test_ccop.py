@@ -31,7 +31,9 @@ def _cfg():
             out_channels=8,
             dropout=0.1),
         region_neck=dict(
-            type='RoIProjNeck', in_channels=16, hid_channels=32,
+            type='RoIProjNeck',
+            in_channels=16,
+            hid_channels=32,
             out_channels=8),
         box_jitter=dict(type='CurriculumBoxJitter', n_jitter=4),
         img_queue_len=16,
@@ -117,8 +119,8 @@ def test_ccop_picks_hardest_valid_candidate(model, monkeypatch):
     boxes = samples[0].boxes[1]
     cands = torch.stack([boxes + d for d in (0., 2., 4., 6., 0.)], dim=1)
     valid = torch.tensor([[True, False, True, True, True]] * 3)
-    monkeypatch.setattr(model.box_jitter, 'forward',
-                        lambda b, shape: (cands, valid))
+    monkeypatch.setattr(model.box_jitter, 'forward', lambda b, shape:
+                        (cands, valid))
     inputs = _inputs(1)
     model.loss(inputs, samples)
     enqueued = model.region_queue.queue[:3].clone()

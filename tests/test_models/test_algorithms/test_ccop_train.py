@@ -6,10 +6,9 @@ import sys
 
 import pytest
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
+ROOT = osp.dirname(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 CONFIG = osp.join(ROOT, 'configs', 'mmregion', 'ccop_r18_toy.py')
-
 
 # Loss windows (1-based iterations of the 40-iteration toy run). The queues
 # start as random noise, an easy set of negatives, so the first logged

@@ -129,8 +129,10 @@ def test_plrc_loss_grads_only_online():
     sum(losses.values()).backward()
     assert int(model.img_queue.ptr) == ptr0 + 3
     for name in ('backbone', 'point_neck', 'dino_head'):
-        grads = [p.grad for p in getattr(model, name).parameters()
-                 if p.requires_grad]
+        grads = [
+            p.grad for p in getattr(model, name).parameters()
+            if p.requires_grad
+        ]
         assert any(g is not None and g.abs().sum() > 0 for g in grads), name
     for p in model.momentum_encoder.parameters():
         assert not p.requires_grad and p.grad is None
@@ -175,8 +177,9 @@ def test_plrc_noisy_regions_train_without_nan():
         assert torch.isfinite(loss), losses
         opt.zero_grad()
         loss.backward()
-        assert all(torch.isfinite(p.grad).all() for p in model.parameters()
-                   if p.grad is not None)
+        assert all(
+            torch.isfinite(p.grad).all() for p in model.parameters()
+            if p.grad is not None)
         opt.step()
 
 
@@ -243,8 +246,7 @@ def _dense_distill_reference(model, online, target, reference, pairs, aff,
     S = model.head.distill_size
 
     def up(x):
-        x = F.interpolate(x, size=(S, S), mode='bilinear',
-                          align_corners=False)
+        x = F.interpolate(x, size=(S, S), mode='bilinear', align_corners=False)
         return x.flatten(2).transpose(1, 2)
 
     terms, weights = [], []
@@ -258,9 +260,9 @@ def _dense_distill_reference(model, online, target, reference, pairs, aff,
         t_vec = torch.cat([f_t @ ref * model.head.affinity_scale, l_t], -1)
         t_vec = t_vec.gather(1, idx_t[..., None].expand_as(t_vec))
         loss = point_affinity_distillation_loss(
-            s_vec.flatten(0, 1), t_vec.flatten(0, 1),
-            model.loss_distill.center, model.loss_distill.student_temp,
-            model.loss_distill.teacher_temp)
+            s_vec.flatten(0, 1), t_vec.flatten(0,
+                                               1), model.loss_distill.center,
+            model.loss_distill.student_temp, model.loss_distill.teacher_temp)
         terms.append(loss)
         weights.append(ok.flatten().float())
     loss, w = torch.cat(terms), torch.cat(weights)
@@ -291,15 +293,15 @@ def test_distill_loss_equals_dense_reference(mode):
     online = [enc() for _ in dirs]
     target = [enc() for _ in dirs]
     reference = [enc() for _ in dirs]
-    ours = model.head.distill_loss(online, target, pairs, aff, (IMG, IMG),
-                                   reference=reference)
+    ours = model.head.distill_loss(
+        online, target, pairs, aff, (IMG, IMG), reference=reference)
     ref = _dense_distill_reference(model, online, target, reference, pairs,
                                    aff, (IMG, IMG))
     assert torch.allclose(ours, ref, rtol=1e-4, atol=1e-5), (ours, ref)
     # the two-view form: the target is its own reference
     ours = model.head.distill_loss(online, target, pairs, aff, (IMG, IMG))
-    ref = _dense_distill_reference(model, online, target, target, pairs,
-                                   aff, (IMG, IMG))
+    ref = _dense_distill_reference(model, online, target, target, pairs, aff,
+                                   (IMG, IMG))
     assert torch.allclose(ours, ref, rtol=1e-4, atol=1e-5), (ours, ref)
 
 
@@ -316,8 +318,9 @@ def test_plrc_one_backbone_pass_per_view_and_encoder(mode):
     assert all(torch.isfinite(v) for v in losses.values())
 
     def same_images(x, y):  # up to the shuffle-BN permutation
-        return torch.equal(x.sum((1, 2, 3)).sort()[0],
-                           y.sum((1, 2, 3)).sort()[0])
+        return torch.equal(
+            x.sum((1, 2, 3)).sort()[0],
+            y.sum((1, 2, 3)).sort()[0])
 
     if mode == 'symmetric':
         assert len(calls['online']) == 2 and len(calls['teacher']) == 2
@@ -434,8 +437,7 @@ def test_one_region_per_image_equals_release_supcon():
     assert model.head.regions_per_image == 1
     q, k = _rand_points(4, 1, 5, 8, seed=0)
     ours = model.head.point_contrast_loss([q], [k], torch.ones(4, 1).bool())
-    ref = model.head.loss_point.loss_weight * _release_supcon(
-        k[:, 0], q[:, 0])
+    ref = model.head.loss_point.loss_weight * _release_supcon(k[:, 0], q[:, 0])
     assert torch.allclose(ours, ref, rtol=1e-5, atol=1e-6), (ours, ref)
 
 
@@ -500,8 +502,8 @@ def test_view_count_errors():
 
 
 def test_head_built_from_flat_keys_and_old_checkpoint_keys_load():
-    model = MODELS.build(_cfg(regions_per_image=2, head=dict(
-        affinity_scale=0.5)))
+    model = MODELS.build(
+        _cfg(regions_per_image=2, head=dict(affinity_scale=0.5)))
     head = model.head
     assert type(head).__name__ == 'PLRCHead'
     assert head.regions_per_image == 2 and head.affinity_scale == 0.5

@@ -5,8 +5,8 @@ import shutil
 import pytest
 from mmengine.config import Config
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
+REPO = osp.dirname(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 R50 = 'configs/mmregion/plrc_r50_coco.py'
 
 
@@ -48,8 +48,8 @@ def test_schedule_and_teacher_warmup_scale_with_max_epochs(
     path = tmp_path / R50
     text = path.read_text()
     assert 'max_epochs = 800' in text
-    path.write_text(text.replace('max_epochs = 800',
-                                 f'max_epochs = {max_epochs}'))
+    path.write_text(
+        text.replace('max_epochs = 800', f'max_epochs = {max_epochs}'))
     cfg = _load(str(path))
     assert cfg.train_cfg.max_epochs == max_epochs
     assert cfg.param_scheduler[0].T_max == max_epochs

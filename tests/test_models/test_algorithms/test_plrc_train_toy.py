@@ -3,8 +3,8 @@ import os.path as osp
 import numpy as np
 import pytest
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
+REPO = osp.dirname(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 
 @pytest.mark.slow
@@ -59,7 +59,10 @@ def test_plrc_toy_config_trains_and_loss_falls(toy_coco, tmp_path):
 
     class Record(Hook):
 
-        def after_train_iter(self, runner, batch_idx, data_batch=None,
+        def after_train_iter(self,
+                             runner,
+                             batch_idx,
+                             data_batch=None,
                              outputs=None):
             losses.append({k: float(v) for k, v in outputs.items()})
 

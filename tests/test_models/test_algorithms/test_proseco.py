@@ -39,24 +39,30 @@ def tiny_detector_cfg(num_queries: int = 10) -> dict:
             num_layers=1,
             layer_cfg=dict(
                 self_attn_cfg=dict(
-                    embed_dims=EMBED, num_heads=4, num_levels=2,
-                    num_points=2, batch_first=True),
+                    embed_dims=EMBED,
+                    num_heads=4,
+                    num_levels=2,
+                    num_points=2,
+                    batch_first=True),
                 ffn_cfg=dict(
-                    embed_dims=EMBED, feedforward_channels=64,
-                    ffn_drop=0.0))),
+                    embed_dims=EMBED, feedforward_channels=64, ffn_drop=0.0))),
         decoder=dict(
             num_layers=1,
             return_intermediate=True,
             layer_cfg=dict(
                 self_attn_cfg=dict(
-                    embed_dims=EMBED, num_heads=4, dropout=0.0,
+                    embed_dims=EMBED,
+                    num_heads=4,
+                    dropout=0.0,
                     batch_first=True),
                 cross_attn_cfg=dict(
-                    embed_dims=EMBED, num_heads=4, num_levels=2,
-                    num_points=2, batch_first=True),
+                    embed_dims=EMBED,
+                    num_heads=4,
+                    num_levels=2,
+                    num_points=2,
+                    batch_first=True),
                 ffn_cfg=dict(
-                    embed_dims=EMBED, feedforward_channels=64,
-                    ffn_drop=0.0)),
+                    embed_dims=EMBED, feedforward_channels=64, ffn_drop=0.0)),
             post_norm_cfg=None),
         positional_encoding=dict(
             num_feats=EMBED // 2, normalize=True, offset=-0.5),
@@ -66,8 +72,11 @@ def tiny_detector_cfg(num_queries: int = 10) -> dict:
             embed_dims=EMBED,
             sync_cls_avg_factor=False,
             loss_cls=dict(
-                type='mmdet.FocalLoss', use_sigmoid=True, gamma=2.0,
-                alpha=0.25, loss_weight=2.0),
+                type='mmdet.FocalLoss',
+                use_sigmoid=True,
+                gamma=2.0,
+                alpha=0.25,
+                loss_weight=2.0),
             loss_bbox=dict(type='mmdet.L1Loss', loss_weight=5.0),
             loss_iou=dict(type='mmdet.GIoULoss', loss_weight=2.0)),
         train_cfg=dict(
@@ -75,8 +84,9 @@ def tiny_detector_cfg(num_queries: int = 10) -> dict:
                 type='mmdet.HungarianAssigner',
                 match_costs=[
                     dict(type='mmdet.FocalLossCost', weight=2.0),
-                    dict(type='mmdet.BBoxL1Cost', weight=5.0,
-                         box_format='xywh'),
+                    dict(
+                        type='mmdet.BBoxL1Cost', weight=5.0,
+                        box_format='xywh'),
                     dict(type='mmdet.IoUCost', iou_mode='giou', weight=2.0)
                 ])),
         test_cfg=dict(max_per_img=10))
@@ -87,7 +97,9 @@ def tiny_model_cfg(**kwargs) -> dict:
         type='ProSeCo',
         detector=tiny_detector_cfg(),
         embed_head=dict(
-            type='ObjectEmbeddingHead', in_channels=EMBED, hid_channels=32,
+            type='ObjectEmbeddingHead',
+            in_channels=EMBED,
+            hid_channels=32,
             out_channels=16),
         matcher=dict(type='ProposalHungarianMatcher'),
         contrast_loss=dict(type='LocSCELoss', iou_thr=0.5),
@@ -99,8 +111,10 @@ def tiny_model_cfg(**kwargs) -> dict:
 def _batch(num_boxes=(3, 0), size=64, zero_area=False):
     from mmpretrain.structures import DataSample
     gen = torch.Generator().manual_seed(0)
-    inputs = [torch.randn(len(num_boxes), 3, size, size, generator=gen)
-              for _ in range(2)]
+    inputs = [
+        torch.randn(len(num_boxes), 3, size, size, generator=gen)
+        for _ in range(2)
+    ]
     samples = []
     for k in num_boxes:
         xy = torch.rand(k, 2, generator=gen) * size / 2
@@ -151,8 +165,9 @@ def test_proseco_no_proposals_and_zero_area_no_nan():
     losses = model(inputs, samples, mode='loss')
     assert all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
-    assert all(torch.isfinite(p.grad).all()
-               for p in model.parameters() if p.grad is not None)
+    assert all(
+        torch.isfinite(p.grad).all() for p in model.parameters()
+        if p.grad is not None)
 
 
 def test_teacher_is_ema_of_student():
@@ -182,8 +197,8 @@ def test_teacher_is_ema_of_student():
 def test_teacher_momentum_is_a_deprecated_alias(monkeypatch):
     import mmregion.models.algorithms.proseco as proseco
     logged = []
-    monkeypatch.setattr(proseco, 'print_log',
-                        lambda msg, **kw: logged.append((msg, kw)))
+    monkeypatch.setattr(proseco, 'print_log', lambda msg, **kw: logged.append(
+        (msg, kw)))
     model = _build(momentum=0.3, teacher_momentum=0.2)
     assert model.momentum == model.teacher.momentum == 0.2
     assert len(logged) == 1 and 'teacher_momentum' in logged[0][0]
@@ -210,7 +225,9 @@ def test_detreg_baseline_mode():
         contrast_loss=None,
         embed_loss=dict(type='mmdet.L1Loss', loss_weight=1.0),
         embed_head=dict(
-            type='ObjectEmbeddingHead', in_channels=EMBED, hid_channels=32,
+            type='ObjectEmbeddingHead',
+            in_channels=EMBED,
+            hid_channels=32,
             out_channels=256))  # = channels of ResNet-18 stage 3 (level 0)
     assert model.teacher is None
     inputs, samples = _batch((3, 0))
@@ -239,8 +256,8 @@ def _toy_cfg(toy_coco, toy_proposals):
     import os.path as osp
 
     from mmengine.config import Config
-    repo = osp.dirname(osp.dirname(osp.dirname(osp.dirname(
-        osp.abspath(__file__)))))
+    repo = osp.dirname(
+        osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
     cfg = Config.fromfile(
         osp.join(repo, 'configs/mmregion/proseco_deformable-detr_r18_toy.py'))
     ds = cfg.train_dataloader.dataset
@@ -286,8 +303,11 @@ def _detreg(**kwargs):
         contrast_loss=None,
         embed_loss=dict(type='mmdet.L1Loss', loss_weight=1.0),
         embed_head=dict(
-            type='ObjectEmbeddingHead', in_channels=EMBED, hid_channels=32,
-            out_channels=256, num_layers=2))
+            type='ObjectEmbeddingHead',
+            in_channels=EMBED,
+            hid_channels=32,
+            out_channels=256,
+            num_layers=2))
     cfg.update(kwargs)
     return _build(**cfg)
 
@@ -320,8 +340,11 @@ def test_detreg_embed_loss_is_elementwise_mean():
 def test_detreg_target_from_another_view(embed_target):
     """Major 12/13: the detector sees view 0; the target comes from view 1
     (RoIAlign of its feature, or DETReg's per-box crop + GAP)."""
-    model = _detreg(student_view=0, embed_target_view=1,
-                    embed_target=embed_target, embed_crop_size=32)
+    model = _detreg(
+        student_view=0,
+        embed_target_view=1,
+        embed_target=embed_target,
+        embed_crop_size=32)
     seen = _capture_embed_pairs(model)
     inputs, samples = _batch((3, 2))
     torch.manual_seed(1)  # same dropout masks in both calls
@@ -352,8 +375,10 @@ def test_backbone_level_stops_at_its_stage():
 
 def test_frozen_backbone_needs_pretrained_init(tmp_path):
     det = tiny_detector_cfg()
-    det['backbone'].update(frozen_stages=4, norm_eval=True,
-                           norm_cfg=dict(type='BN', requires_grad=False))
+    det['backbone'].update(
+        frozen_stages=4,
+        norm_eval=True,
+        norm_cfg=dict(type='BN', requires_grad=False))
     with pytest.raises(ValueError, match='init_cfg=dict'):
         _build(detector=det)
     # a SwAV-layout checkpoint ('module.' prefix, extra heads) really loads
@@ -366,8 +391,7 @@ def test_frozen_backbone_needs_pretrained_init(tmp_path):
     swav['module.prototypes.weight'] = torch.zeros(3, 4)
     path = tmp_path / 'swav_like.pth.tar'
     torch.save(swav, path)
-    det['backbone']['init_cfg'] = dict(type='Pretrained',
-                                       checkpoint=str(path))
+    det['backbone']['init_cfg'] = dict(type='Pretrained', checkpoint=str(path))
     model = _build(detector=det)
     model.init_weights()
     got = model.detector.backbone.state_dict()
@@ -406,15 +430,15 @@ def test_nonfinite_predictions_reach_the_guard(action):
     wrapper = FiniteCheckOptimWrapper(
         torch.optim.AdamW(model.parameters(), lr=1e-3), on_nonfinite=action)
     with torch.no_grad():
-        model.detector.bbox_head.reg_branches[0][0].weight.fill_(
-            float('nan'))
+        model.detector.bbox_head.reg_branches[0][0].weight.fill_(float('nan'))
     before = model.embed_head.layers[0].weight.detach().clone()
     inputs, samples = _batch((3, 2))
     data = dict(inputs=inputs, data_samples=samples)
     if action == 'raise':
-        with pytest.raises(FloatingPointError,
-                           match='loss_nonfinite_student_bbox_preds.*'
-                           'iteration 5'):
+        with pytest.raises(
+                FloatingPointError,
+                match='loss_nonfinite_student_bbox_preds.*'
+                'iteration 5'):
             model.train_step(data, wrapper)
     else:
         log_vars = model.train_step(data, wrapper)

@@ -82,8 +82,10 @@ def test_gradients_reach_only_the_online_inputs():
     x = _inputs()
     for t in [x['img_q'], x['point_q'][0], x['online'][0]['dino_feat']]:
         t.requires_grad_(True)
-    for t in [x['img_k'], x['point_k'][0], x['target'][0]['dino_feat'],
-              x['reference'][0]['dino_feat']]:
+    for t in [
+            x['img_k'], x['point_k'][0], x['target'][0]['dino_feat'],
+            x['reference'][0]['dino_feat']
+    ]:
         t.requires_grad_(True)
     sum(head.loss(**x).values()).backward()
     assert x['img_q'].grad.abs().sum() > 0

@@ -63,8 +63,8 @@ def test_roi_proj_neck_forward_keeps_roi_order():
     assert torch.allclose(out, ref, atol=1e-6)
     for i in range(8):  # pool() row i is roi i
         lvl = int(levels[i])
-        ref_i = roi_align(feats[lvl], rois[i:i + 1], (7, 7),
-                          1. / (4 * 2**lvl), 0, 'avg', True)
+        ref_i = roi_align(feats[lvl], rois[i:i + 1], (7, 7), 1. / (4 * 2**lvl),
+                          0, 'avg', True)
         assert torch.allclose(
             neck.pool(feats, rois, 64.)[i:i + 1], ref_i, atol=1e-6)
 

@@ -38,8 +38,8 @@ def test_candidates_in_image_and_valid_by_iou(progress):
     assert (cands[..., 1::2] >= 0).all() and (cands[..., 1::2] <= 96).all()
     assert torch.equal(cands[..., -1, :], boxes)  # original appended
     assert valid[..., -1].all()
-    ious = bbox_overlaps(cands, boxes[..., None, :].expand_as(cands),
-                         is_aligned=True)
+    ious = bbox_overlaps(
+        cands, boxes[..., None, :].expand_as(cands), is_aligned=True)
     thr = jitter.current()['iou_thr']
     assert torch.equal(valid[..., :-1], ious[..., :-1] >= thr)
     # some candidates are really jittered and some are rejected late on
@@ -56,15 +56,14 @@ def test_noise_grows_with_progress():
     for p in (0., 1.):
         jitter.set_progress(p)
         cands, _ = jitter(boxes, (400, 400))
-        ious = bbox_overlaps(cands[:, :-1], boxes[:, None].expand(-1, 50, 4),
-                             is_aligned=True)
+        ious = bbox_overlaps(
+            cands[:, :-1], boxes[:, None].expand(-1, 50, 4), is_aligned=True)
         mean_iou.append(ious.mean().item())
     assert mean_iou[0] > mean_iou[1] + 0.1
 
 
 def test_empty_and_bad_config():
-    cands, valid = CurriculumBoxJitter(n_jitter=3)(torch.zeros(0, 4),
-                                                   (32, 32))
+    cands, valid = CurriculumBoxJitter(n_jitter=3)(torch.zeros(0, 4), (32, 32))
     assert cands.shape == (0, 4, 4) and valid.shape == (0, 4)
     with pytest.raises(ValueError, match='iou_thr'):
         CurriculumBoxJitter(iou_thr=(0.8, ))

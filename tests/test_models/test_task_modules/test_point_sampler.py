@@ -39,7 +39,10 @@ def _random_views(B=4, V=2, K=6, size=256.0, seed=0):
 def test_points_inside_region_in_all_views(seed):
     boxes, valid, aff = _random_views(seed=seed)
     pts, pvalid = sample_common_region_points(
-        boxes, valid, aff, num_points=32,
+        boxes,
+        valid,
+        aff,
+        num_points=32,
         generator=torch.Generator().manual_seed(seed))
     assert pts.shape == (4, 2, 6, 32, 2)
     assert torch.isfinite(pts).all()
@@ -47,7 +50,8 @@ def test_points_inside_region_in_all_views(seed):
     assert pvalid.any()
     eps = 1e-3
     b = boxes[:, :, :, None]  # (B, V, K, 1, 4)
-    inside = ((pts[..., 0] >= b[..., 0] - eps) & (pts[..., 0] <= b[..., 2] + eps)
+    inside = ((pts[..., 0] >= b[..., 0] - eps) &
+              (pts[..., 0] <= b[..., 2] + eps)
               & (pts[..., 1] >= b[..., 1] - eps)
               & (pts[..., 1] <= b[..., 3] + eps))
     assert inside.all(-1).all(1)[pvalid].all()

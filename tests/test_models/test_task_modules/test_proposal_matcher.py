@@ -19,10 +19,14 @@ def test_matcher_equals_brute_force(num_t, num_s):
     gen = torch.Generator().manual_seed(num_t * 10 + num_s)
     b, d = 3, 6
     matcher = TASK_UTILS.build(
-        dict(type='ProposalHungarianMatcher', feat_weight=2., l1_weight=5.,
-             giou_weight=2.))
-    te, se = torch.randn(b, num_t, d, generator=gen), torch.randn(
-        b, num_s, d, generator=gen)
+        dict(
+            type='ProposalHungarianMatcher',
+            feat_weight=2.,
+            l1_weight=5.,
+            giou_weight=2.))
+    te, se = torch.randn(
+        b, num_t, d, generator=gen), torch.randn(
+            b, num_s, d, generator=gen)
     tb, sb = _rand_cxcywh(b, num_t, gen), _rand_cxcywh(b, num_s, gen)
     inds, totals = matcher.match(te, tb, se, sb)
     cost = matcher.cost(te, tb, se, sb)
@@ -43,8 +47,8 @@ def test_matcher_cost_terms():
     tb = _rand_cxcywh(1, 3, gen)
     # identical predictions (permuted) are recovered exactly
     perm = torch.tensor([2, 0, 1])
-    inds, _ = ProposalHungarianMatcher().match(te, tb, te[:, perm],
-                                               tb[:, perm])
+    inds, _ = ProposalHungarianMatcher().match(te, tb, te[:, perm], tb[:,
+                                                                       perm])
     assert (perm[inds[0]] == torch.arange(3)).all()
     # only the feature term: cost = -feat_weight * cosine similarity
     m = ProposalHungarianMatcher(feat_weight=1., l1_weight=0., giou_weight=0.)
