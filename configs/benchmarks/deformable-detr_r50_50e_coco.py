@@ -6,7 +6,7 @@
 # AdamW lr 2e-4, backbone lr 2e-5, wd 1e-4, grad clip 0.1, batch 32, 50 epochs
 # with the lr drop at 40. mmdet's config below has exactly these values.
 # [ASSUMED] that ProSeCo used DETReg's fine-tuning settings unchanged: its code
-# is not public and its appendix could not be read (reference-implementations.md §2.2).  # noqa: E501
+# is not public and its appendix could not be read (docs/fidelity.md).
 #
 #   python tools/train.py configs/benchmarks/deformable-detr_r50_50e_coco.py \
 #       --cfg-options load_from=work_dirs/proseco/detector_mmdet.pth
@@ -36,3 +36,7 @@ load_from = None  # the ProSeCo / DETReg detector checkpoint
 #   DETR multi-scale + random-crop augmentation (DETReg datasets/coco.py
 #   make_coco_transforms).
 auto_scale_lr = dict(enable=False, base_batch_size=32)
+
+# mmregion's CheckpointHook: atomic writes, the previous checkpoint survives
+# a kill during the save (docs/reliability.md sec. 2); mmdet's settings kept
+default_hooks = dict(checkpoint=dict(type='mmregion.SafeCheckpointHook'))

@@ -37,4 +37,5 @@ param_scheduler = [
 ]
 # evaluate / checkpoint every 20 epochs instead of every epoch (cost only)
 default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', interval=20, max_keep_ckpts=3))
+    checkpoint=dict(
+        type='mmregion.SafeCheckpointHook', interval=20, max_keep_ckpts=3))

@@ -18,4 +18,5 @@ param_scheduler = [
         type='ConstantLR', factor=1.0, begin=0, end=max_epochs, by_epoch=True)
 ]
 default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', interval=100, max_keep_ckpts=3))
+    checkpoint=dict(
+        type='mmregion.SafeCheckpointHook', interval=100, max_keep_ckpts=3))

@@ -32,4 +32,5 @@ param_scheduler = [
         gamma=0.1)
 ]
 default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', interval=20, max_keep_ckpts=3))
+    checkpoint=dict(
+        type='mmregion.SafeCheckpointHook', interval=20, max_keep_ckpts=3))

@@ -53,3 +53,7 @@ train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 # wd 1e-4, 16 images (8 GPUs x 2), 12 epochs, steps at 8 and 11 — the
 # detectron2 1x (90k iters, batch 16, lr 0.02, steps 60k/80k) in epochs.
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+
+# mmregion's CheckpointHook: atomic writes, the previous checkpoint survives
+# a kill during the save (docs/reliability.md sec. 2); mmdet's settings kept
+default_hooks = dict(checkpoint=dict(type='mmregion.SafeCheckpointHook'))

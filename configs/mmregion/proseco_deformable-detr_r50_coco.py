@@ -44,7 +44,7 @@ detector = dict(
         num_stages=4,
         out_indices=(1, 2, 3),  # mmdet
         # DETReg freezes the SwAV backbone (--lr_backbone 0); ProSeCo keeps it
-        # frozen too (assumed, reference-implementations.md 2.2):
+        # frozen too (assumed: ProSeCo's code is not public, docs/fidelity.md):
         # frozen_stages=4 freezes the stem and all four stages. For an
         # unfrozen backbone set frozen_stages=1 and add
         # custom_keys={'detector.backbone': dict(lr_mult=0.1)} (mmdet).

@@ -1,7 +1,7 @@
 """Box filters for unsupervised region proposals (numpy only).
 
-The defaults follow CCOP's official ``tools/selective_search.py`` (see
-``reference-implementations.md`` section 1.2): aspect ratio w/h strictly
+The defaults follow the official CCOP code's ``tools/selective_search.py``
+(``docs/fidelity.md``, CCOP + proposals): aspect ratio w/h strictly
 inside (1/3, 3), ``sqrt(w * h) > 20`` px, NMS at IoU 0.5 and the first 50
 boxes. CCOP runs its NMS with random scores (``np.random.uniform(0.01, 1)``
 per box), i.e. it keeps a random, level-agnostic subset; pass such
@@ -15,6 +15,8 @@ from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from mmregion.structures import clip_boxes as _clip_boxes
+
 
 def clip_boxes(boxes: np.ndarray, img_shape: Sequence[int]) -> np.ndarray:
     """Clip xyxy boxes to an image.
@@ -26,11 +28,7 @@ def clip_boxes(boxes: np.ndarray, img_shape: Sequence[int]) -> np.ndarray:
     Returns:
         np.ndarray: (N, 4) float32 boxes inside ``[0, w] x [0, h]``.
     """
-    h, w = img_shape[:2]
-    boxes = np.asarray(boxes, np.float32).reshape(-1, 4).copy()
-    boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
-    boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
-    return boxes
+    return _clip_boxes(np.asarray(boxes, np.float32).reshape(-1, 4), img_shape)
 
 
 def box_iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:

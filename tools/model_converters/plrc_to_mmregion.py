@@ -76,13 +76,14 @@ def plrc_rules(target: str) -> List[Rule]:
                     Rule(r'encoder_k\..+', None, 'momentum encoder'),
                     Rule(r'plrc_loss.*', None, 'loss buffers'),
                 ])
-    return (
-        torchvision_resnet_rules(r'encoder_q\.enc\.', 'backbone.') +
-        torchvision_resnet_rules(r'encoder_k\.enc\.', _MOMENTUM + 'backbone.')
-        + _heads(r'encoder_q\.enc\.', '') +
-        _heads(r'encoder_k\.enc\.', _MOMENTUM) +
-        [Rule(r'plrc_loss\.self_distillation\.center', 'loss_distill.center')
-         ] + loss_skips)
+    return (torchvision_resnet_rules(r'encoder_q\.enc\.', 'backbone.') +
+            torchvision_resnet_rules(r'encoder_k\.enc\.',
+                                     _MOMENTUM + 'backbone.') +
+            _heads(r'encoder_q\.enc\.', '') +
+            _heads(r'encoder_k\.enc\.', _MOMENTUM) + [
+                Rule(r'plrc_loss\.self_distillation\.center',
+                     'head.loss_distill.center')
+            ] + loss_skips)
 
 
 def main(argv=None):

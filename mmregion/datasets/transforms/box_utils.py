@@ -4,26 +4,13 @@ Boxes are ``(N, 4)`` float32 ``xyxy`` in continuous pixel coordinates; the
 view-affine maths (``[sx, tx, sy, ty]``, ``x' = sx * x + tx``) and the box
 helpers live in :mod:`mmregion.structures`.
 """
-import logging
-
 import numpy as np
-from mmengine.logging import print_log
 
 from mmregion.structures import (affine_boxes, clip_boxes, compose_affine,
                                  identity_affine)
+from mmregion.utils.log_utils import is_power_of_two, log_count
 
 __all__ = ['is_power_of_two', 'log_count', 'identity_affine', 'update_regions']
-
-
-def is_power_of_two(n: int) -> bool:
-    """Whether ``n`` (> 0) is a power of 2: the counts at which we log."""
-    return n > 0 and (n & (n - 1)) == 0
-
-
-def log_count(count: int, msg: str) -> None:
-    """Log ``msg`` when ``count`` is 1, 2, 4, 8... (never silent, not spam)."""
-    if is_power_of_two(count):
-        print_log(msg, logger='current', level=logging.WARNING)
 
 
 def update_regions(results: dict,

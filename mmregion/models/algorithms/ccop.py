@@ -16,7 +16,7 @@ from torch import Tensor
 from mmregion.registry import MODELS, TASK_UTILS
 from ..utils.feature_queue import FeatureQueue
 from ..utils.own_scope import in_mmregion_scope
-from ..utils.region_utils import stack_regions
+from ..utils.region_utils import check_views, stack_regions
 from .base_momentum import BaseMomentumSelfSupervisor, _build
 
 __all__ = ['CCOP']
@@ -132,9 +132,7 @@ class CCOP(BaseMomentumSelfSupervisor):
         Returns:
             dict[str, Tensor]: ``loss_img``, ``loss_region``, ``loss_intra``.
         """
-        if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
-            raise ValueError('CCOP.loss: inputs must be a list of 2 view '
-                             'tensors (B, 3, H, W).')
+        check_views(inputs, 2, 'CCOP.loss')
         im_q, im_k = inputs
         img_h, img_w = im_q.shape[-2:]
         view_size = math.sqrt(img_h * img_w)

@@ -42,7 +42,7 @@ from ..utils.detr_adapter import (build_pretraining_detector,
 from ..utils.loss_guard import NonFiniteLossGuardMixin
 from ..utils.momentum_teacher import MomentumTeacher
 from ..utils.own_scope import in_mmregion_scope
-from ..utils.region_utils import stack_regions
+from ..utils.region_utils import check_views, stack_regions
 
 __all__ = ['ProSeCo']
 
@@ -207,11 +207,7 @@ class ProSeCo(NonFiniteLossGuardMixin, BaseModel):
             (``loss_cls``, ``loss_bbox``, ``loss_iou``, ``d{i}.*``),
             ``loss_contrast`` and/or ``loss_embed``.
         """
-        if not isinstance(inputs, (list, tuple)) or \
-                len(inputs) != self.num_views:
-            raise ValueError(f'ProSeCo: expected inputs to be a list of '
-                             f'{self.num_views} view batches, got '
-                             f'{type(inputs).__name__}.')
+        check_views(inputs, self.num_views, 'ProSeCo.loss')
         losses: Dict[str, Tensor] = {}
         self.update_teacher()
 

@@ -49,7 +49,7 @@ class CCOPHead(BaseModule):
                  loss_intra: dict = dict(
                      type='IntraImageDiscriminationLoss',
                      margin=0.4,
-                     iou_thr=0.05,
+                     neg_iou_thr=0.05,
                      loss_weight=1.0),
                  init_cfg: dict = None) -> None:
         super().__init__(init_cfg=init_cfg)

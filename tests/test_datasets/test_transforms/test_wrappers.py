@@ -5,8 +5,9 @@ import pytest
 
 from mmregion.datasets.transforms import (LoadProposals, MultiViewRegions,
                                           RegionRandomFlip,
-                                          RegionRandomResizedCrop, box_utils)
+                                          RegionRandomResizedCrop)
 from mmregion.structures import affine_boxes, box_areas, clip_boxes
+from mmregion.utils import log_utils
 
 
 def _loaded(helpers, boxes, h=90, w=120):
@@ -152,7 +153,7 @@ def test_views_dropping_different_regions_stay_aligned(helpers):
 
 def test_retry_until_min_regions_and_count(helpers, monkeypatch):
     logged = []
-    monkeypatch.setattr(box_utils, 'print_log',
+    monkeypatch.setattr(log_utils, 'print_log',
                         lambda msg, **kw: logged.append(msg))
     boxes = np.array([[i, i, i + 10, i + 10] for i in range(4)], np.float32)
     state = dict(calls=0)

@@ -102,7 +102,7 @@ def tiny_model_cfg(**kwargs) -> dict:
             hid_channels=32,
             out_channels=16),
         matcher=dict(type='ProposalHungarianMatcher'),
-        contrast_loss=dict(type='LocSCELoss', iou_thr=0.5),
+        contrast_loss=dict(type='LocSCELoss', pos_iou_thr=0.5),
         momentum=0.1)
     cfg.update(kwargs)
     return cfg
