@@ -25,9 +25,10 @@ stage restarts from its last checkpoint).
 
 Examples::
 
-    # ~10 min on 2 CPU cores (a smoke of the protocol, numbers are noise)
+    # a smoke of the protocol, numbers are noise (~15 min on 2 idle cores)
     python tools/benchmark_transfer.py --quick
-    # the CPU protocol (<= 2 h on 2 cores): 3000 unlabeled / 3 % labelled
+    # the CPU protocol (82 min on 2 cores with the two tracks in parallel,
+    # docs/benchmark_transfer.md): 2000 unlabeled / 5 % labelled / 100 val
     python tools/benchmark_transfer.py --work-dir work_dirs/transfer
 """
 import argparse
@@ -62,8 +63,8 @@ FINETUNE = {
 }
 SCRATCH = 'scratch'
 
-# budgets: quick = a smoke of the whole protocol (<= 10 min on 2 cores);
-# full = the CPU protocol (<= 2 h on 2 cores)
+# budgets: quick = a smoke of the whole protocol (~15 min on 2 idle cores);
+# full = the CPU protocol (82 min wall on 2 cores, two track processes)
 PRESETS = dict(
     quick=dict(
         num_train=200,
@@ -120,7 +121,7 @@ def parse_args(argv=None):
     p.add_argument(
         '--quick',
         action='store_true',
-        help='tiny budget (<= 10 min on 2 cores)')
+        help='tiny budget (a smoke test, ~15 min on 2 cores)')
     p.add_argument(
         '--tracks',
         default='rcnn,detr',
