@@ -23,3 +23,25 @@ def load_tool(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# the four toy pre-training configs the end-to-end engine tests train
+TOY_CONFIGS = [
+    'configs/mmregion/ccop_r18_toy.py',
+    'configs/mmregion/plrc_r18_toy.py',
+    'configs/mmregion/proseco_deformable-detr_r18_toy.py',
+    'configs/mmregion/mocov2_r18_toy.py',
+]
+
+
+def toy_data_options(config: str, toy_coco, toy_proposals) -> list:
+    """``--cfg-options`` pointing a toy config's data at the test fixtures
+    (the ``toy_coco`` set and its ``toy_proposals`` store)."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(ROOT, config))
+    opts = [f'train_dataloader.dataset.data_root={toy_coco}/']
+    for i, t in enumerate(cfg.train_dataloader.dataset.pipeline):
+        if 'proposal_file' in t:
+            opts.append(f'train_dataloader.dataset.pipeline.{i}.'
+                        f'proposal_file={toy_proposals}')
+    return opts

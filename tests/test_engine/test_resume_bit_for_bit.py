@@ -14,7 +14,7 @@ import time
 
 import pytest
 import torch
-from mmengine.config import Config
+from tool_utils import TOY_CONFIGS, toy_data_options
 
 from mmregion.utils import load_checkpoint_safely
 
@@ -22,23 +22,8 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TRAIN = osp.join(ROOT, 'tools', 'train.py')
 MAX_ITERS, INTERVAL = 6, 2
 
-CONFIGS = [
-    'configs/mmregion/ccop_r18_toy.py',
-    'configs/mmregion/plrc_r18_toy.py',
-    'configs/mmregion/proseco_deformable-detr_r18_toy.py',
-    'configs/mmregion/mocov2_r18_toy.py',
-]
-
-
-def _data_options(config, toy_coco, toy_proposals):
-    """--cfg-options pointing the config's data at the test fixtures."""
-    cfg = Config.fromfile(osp.join(ROOT, config))
-    opts = [f'train_dataloader.dataset.data_root={toy_coco}/']
-    for i, t in enumerate(cfg.train_dataloader.dataset.pipeline):
-        if 'proposal_file' in t:
-            opts.append(f'train_dataloader.dataset.pipeline.{i}.'
-                        f'proposal_file={toy_proposals}')
-    return opts
+CONFIGS = TOY_CONFIGS
+_data_options = toy_data_options
 
 
 def _cmd(config, work, data_opts, resume=False):
