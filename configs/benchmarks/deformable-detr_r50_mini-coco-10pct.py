@@ -9,7 +9,8 @@
 # DETReg's low-data schedules: 1 / 2 / 5 / 10 % = 2000 / 1000 / 500 / 400
 # epochs, no drop.
 # Make the split first (nested, category-covering; the default):
-#   python tools/make_mini_coco.py data/coco/annotations/instances_train2017.json \  # noqa: E501
+#   python tools/make_mini_coco.py \
+#       data/coco/annotations/instances_train2017.json \
 #       data/coco/annotations/mini --percent 1 5 10 --seed 0
 # or DETReg's own independent draws (default_rng(42)) for comparability with
 # its numbers, then point ann_file to *_10pct_detreg_seed42.json:

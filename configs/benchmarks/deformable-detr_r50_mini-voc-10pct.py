@@ -9,7 +9,8 @@
 # Make the split first (nested with the 5 % one; `--split-mode detreg
 # --detreg-order file` draws DETReg's default_rng(42) subset instead, equal to
 # DETReg's when the file lists the images in its VOC list order):
-#   python tools/make_mini_coco.py data/VOCdevkit/annotations/voc0712_trainval.json \  # noqa: E501
+#   python tools/make_mini_coco.py \
+#       data/VOCdevkit/annotations/voc0712_trainval.json \
 #       data/VOCdevkit/annotations/mini --percent 5 10 --seed 0
 _base_ = './deformable-detr_r50_voc0712.py'
 

@@ -9,7 +9,8 @@
 # unchanged.
 #
 # Annotations in COCO format, written by mmdet's converter:
-#   python $(python -c "import mmdet,os;print(os.path.dirname(mmdet.__file__))")/.mim/tools/dataset_converters/pascal_voc.py \  # noqa: E501
+#   MMDET=$(python -c "import mmdet,os;print(os.path.dirname(mmdet.__file__))")
+#   python $MMDET/.mim/tools/dataset_converters/pascal_voc.py \
 #       data/VOCdevkit -o data/VOCdevkit/annotations --out-format coco
 # (gives annotations/voc0712_trainval.json and voc07_test.json, as in
 # mmdet::pascal_voc/faster-rcnn_r50-fpn_1x_voc0712-cocofmt.py).

@@ -5,7 +5,8 @@
 #
 # Initialise the backbone from an mmregion pre-training checkpoint:
 #   python tools/extract_backbone.py work_dirs/ccop/epoch_800.pth ccop_r50_backbone.pth  # noqa: E501
-#   bash tools/dist_train.sh configs/benchmarks/mask-rcnn_r50_fpn_ms-1x_coco.py 8 \  # noqa: E501
+#   bash tools/dist_train.sh \
+#       configs/benchmarks/mask-rcnn_r50_fpn_ms-1x_coco.py 8 \
 #       --cfg-options model.backbone.init_cfg.checkpoint=ccop_r50_backbone.pth
 # (tools/benchmark_finetune.py does both for several checkpoints.) Without the
 # override the inherited torchvision://resnet50 (supervised ImageNet) init is
