@@ -583,7 +583,8 @@ class Benchmark:
         return dict(
             checkpoint=ckpt, iters=iters, batch=a.batch, config=_rel(config))
 
-    def _method_overrides(self, method: str, cfg) -> List[str]:
+    @staticmethod
+    def _method_overrides(method: str, cfg) -> List[str]:
         """Config lines that make every method use the same ResNet-18 and
         96-px views (the toy configs differ there), and turn the ProSeCo
         toy config into DETReg (the diff of the two R-50 configs)."""
@@ -591,7 +592,7 @@ class Benchmark:
             # views of 96 px like CCOP/PLRC (toy config: 64)
             return [
                 'train_dataloader = dict(dataset=dict(pipeline=' +
-                repr(self._moco_pipeline(cfg, 96)) + '))'
+                repr(Benchmark._moco_pipeline(cfg, 96)) + '))'
             ]
         if method == 'plrc':  # the toy config uses a half-width ResNet-18
             c5 = 8 * 64

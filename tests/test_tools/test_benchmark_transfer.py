@@ -226,9 +226,7 @@ def test_generated_pretrain_configs_build(method, tmp_path):
     config = osp.join(ROOT, bt.METHODS[method][1])
     cfg = Config.fromfile(config)
     lines = [f'_base_ = {config!r}']
-    this = __import__('types').SimpleNamespace(
-        _moco_pipeline=bt.Benchmark._moco_pipeline)
-    lines += bt.Benchmark._method_overrides(this, method, cfg)
+    lines += bt.Benchmark._method_overrides(method, cfg)
     derived = tmp_path / f'{method}_benchmark.py'
     derived.write_text('\n'.join(lines) + '\n')
     out = Config.fromfile(str(derived))
