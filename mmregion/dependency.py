@@ -24,15 +24,30 @@ SUPPORTED: Dict[str, Tuple[Optional[str], Optional[str]]] = {
     'mmengine': ('0.10.0', '0.11.0'),
     'mmdet': ('3.3.0', '3.4.0'),
     'mmpretrain': ('1.2.0', '1.3.0'),
+    # mmcv 2.1.0 predates numpy 2: its adjust_hue (every ColorJitter with a
+    # hue) raises OverflowError on numpy 2 (requirements/runtime.txt)
+    'numpy': (None, '2'),
+    # mmengine 0.10.7 and openmim import pkg_resources, removed in 81
+    'setuptools': (None, '81'),
+}
+# checked by tools/install.sh only (not at import: any OpenCV build with
+# cv2.ximgproc works); 4.12 and later require numpy >= 2
+INSTALL_RANGES: Dict[str, Tuple[Optional[str], Optional[str]]] = {
+    'opencv-contrib-python-headless': ('4.5', '4.12'),
+}
+# the one-command fix of each package, named in the error
+FIX: Dict[str, str] = {
+    'numpy': 'pip install "numpy<2"',
+    'setuptools': 'pip install "setuptools<81"',
 }
 # mmpretrain 1.2.0's multimodal code imports a helper removed in 4.56
 INCOMPATIBLE: Dict[str, str] = {'transformers': '4.56.0'}
 
 INSTALL_HINT = (
-    'Install the stack first: `bash tools/install.sh` (the tested pins), or '
-    '`pip install -r requirements/mminstall.txt` for torch, then mmcv with '
-    'its ops (`mim install "mmcv>=2.0.0,<2.2.0"`); see README.md "Supported '
-    'stack".')
+    'fix: `bash tools/install.sh` (installs the tested versions of '
+    'requirements/constraints.txt), or install the ranges of '
+    'requirements/mminstall.txt and requirements/runtime.txt (README.md '
+    '"Supported stack")')
 
 
 def version_tuple(version: str) -> tuple:
@@ -102,8 +117,9 @@ def find_dependency_problems() -> List[str]:
             problems.append(f'{name} is not installed (need {name}'
                             f'{supported_range(name)}).')
         elif not ok:
+            fix = f' ({FIX[name]})' if name in FIX else ''
             problems.append(f'{name}=={ver} is installed, mmregion supports '
-                            f'{name}{supported_range(name)}.')
+                            f'{name}{supported_range(name)}{fix}.')
     for name, bad_from in INCOMPATIBLE.items():
         ver = _installed(name)
         if ver is not None and version_tuple(ver) >= version_tuple(bad_from):
@@ -114,8 +130,14 @@ def find_dependency_problems() -> List[str]:
 
 
 def check_dependencies() -> None:
-    """Raise ``ImportError`` with every problem listed, if there is any."""
+    """Raise ``ImportError`` (one line, every problem named), if any.
+
+    Raises:
+        ImportError: ``mmregion: unsupported environment: numpy==2.4.6 is
+            installed, mmregion supports numpy<2 (pip install
+            "numpy<2"). fix: ...``.
+    """
     problems = find_dependency_problems()
     if problems:
-        raise ImportError('mmregion: unsupported environment:\n  - ' +
-                          '\n  - '.join(problems) + '\n' + INSTALL_HINT)
+        raise ImportError('mmregion: unsupported environment: ' +
+                          ' '.join(problems) + ' ' + INSTALL_HINT)

@@ -46,18 +46,20 @@ def test_install_requires_has_no_stack_pins():
                          setup_cfg, re.M)
 
 
-def test_mminstall_matches_import_time_ranges():
-    """requirements/mminstall.txt and mmregion/dependency.py agree."""
+def test_requirement_ranges_match_dependency_py():
+    """mminstall.txt + runtime.txt ranges == mmregion/dependency.py's."""
     ranges = {}
-    for line in open(osp.join(ROOT, 'requirements/mminstall.txt')):
-        line = line.split('#', 1)[0].strip()
-        if line:
-            name = re.split(r'[<>=]', line, 1)[0]
-            ranges[name] = (re.search(r'>=([\w.]+)',
-                                      line), re.search(r'<([\w.]+)', line))
-    assert set(ranges) == set(dependency.SUPPORTED)
-    for name, (lo, hi) in dependency.SUPPORTED.items():
-        got_lo, got_hi = ranges[name]
+    for fname in ('mminstall.txt', 'runtime.txt'):
+        for line in open(osp.join(ROOT, 'requirements', fname)):
+            line = line.split('#', 1)[0].strip()
+            if line:
+                name = re.split(r'[<>=]', line, 1)[0]
+                ranges[name] = (re.search(r'>=([\w.]+)',
+                                          line), re.search(r'<([\w.]+)', line))
+    expected = {**dependency.SUPPORTED, **dependency.INSTALL_RANGES}
+    assert set(expected) <= set(ranges), set(expected) - set(ranges)
+    for name, (got_lo, got_hi) in ranges.items():
+        lo, hi = expected.get(name, (None, None))
         assert (got_lo.group(1) if got_lo else None) == lo, name
         assert (got_hi.group(1) if got_hi else None) == hi, name
 
@@ -237,8 +239,8 @@ def test_wheel_installs_without_touching_an_older_torch(tmp_path):
     assert (site / 'mmregion' / '.mim' / 'configs').is_dir()
 
     # tools/install.sh on that environment: keeps the older torch and
-    # mmengine (in range), plans only what is missing (the metadata-only
-    # numpy etc. do not import); --no-install refuses and lists them
+    # mmengine (in range), plans what differs from the lock (scipy 1.13.1
+    # etc.); --no-install refuses and lists them
     def install_sh(flag):
         return subprocess.run(['bash', 'tools/install.sh', flag],
                               cwd=ROOT,
@@ -256,7 +258,7 @@ def test_wheel_installs_without_touching_an_older_torch(tmp_path):
     assert planned and not any('torch' in ln for ln in planned), planned
     out = install_sh('--no-install')
     assert out.returncode == 1
-    assert 'missing (--no-install)' in out.stderr and 'numpy' in out.stderr
+    assert 'missing (--no-install)' in out.stderr and 'scipy' in out.stderr
 
 
 @pytest.mark.slow

@@ -39,6 +39,35 @@ def _ximgproc():
     return f'{cv2.__version__} (cv2.ximgproc OK)'
 
 
+def _test_image():
+    """A 64x64 BGR image with edges and colours (a real image's content)."""
+    import numpy as np
+    yy, xx = np.mgrid[0:64, 0:64]
+    img = np.zeros((64, 64, 3), np.uint8)
+    img[..., 0] = (xx * 4) % 256
+    img[..., 1] = (yy * 4) % 256
+    img[16:48, 16:48, 2] = 255  # a square: selective search finds a region
+    return img
+
+
+def _colour_jitter():
+    """mmcv's hue shift by a negative amount (numpy 2 breaks it, #20)."""
+    import numpy as np
+    from mmcv.image import adjust_hue
+    img = _test_image()
+    out = adjust_hue(img, -0.1)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    assert not np.array_equal(out, img), 'the hue did not change'
+    return 'adjust_hue(-0.1) OK'
+
+
+def _selective_search():
+    from mmregion.proposals.sources import selective_search
+    boxes = selective_search(_test_image(), mode='single', min_size=4.)
+    assert boxes.ndim == 2 and boxes.shape[1] == 4 and len(boxes), boxes
+    return f'{len(boxes)} boxes on a 64x64 image'
+
+
 def _mmregion():
     import mmregion
     from mmregion.utils import find_dependency_problems
@@ -61,6 +90,8 @@ CHECKS: List[Tuple[str, Callable[[], str]]] = [
      (importlib.import_module('pycocotools.coco'), 'OK')[1]),
     ('scipy', _version_of('scipy')),
     ('mmregion', _mmregion),
+    ('colour jit.', _colour_jitter),
+    ('sel. search', _selective_search),
 ]
 
 

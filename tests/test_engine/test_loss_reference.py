@@ -1,10 +1,18 @@
-"""The toy configs' losses, bit for bit, against numbers recorded before the
-architecture refactor (issue 13: "behaviour unchanged").
+"""The toy configs' losses against numbers recorded before the architecture
+refactor (issue 13: "behaviour unchanged").
 
 Each config trains 3 iterations through ``tools/train.py`` on the session's toy
 set (one thread, seed 0, logged every iteration); every logged ``loss*`` value
-must equal the recorded one exactly. The reference was recorded at commit
-c36c808 (before the restructuring) with::
+must equal the recorded one within :data:`REL_TOL`. Why a tolerance and not
+bit for bit: the same commit on another machine of the same kind (another
+CPU, hence other BLAS kernels and summation orders) logs values that differ
+in the 7th significant digit (measured: CCOP ``loss_img`` 0.20608270 vs
+0.20608312, MoCo v2 ``loss`` 0.91043794 vs 0.91043735, a relative
+difference of at most 2e-6). Any change of behaviour (a temperature, a
+positive pair, an augmentation, a queue, the order of an update) moves these
+losses by 1e-3 relative or more, so 1e-4 is 50x above the machine noise and
+still 10x below the smallest real regression. The reference was recorded at
+commit c36c808 (before the restructuring) with::
 
     MMREGION_RECORD_LOSS_REFERENCE=1 python -m pytest \
         tests/test_engine/test_loss_reference.py -m slow
@@ -25,6 +33,7 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TRAIN = osp.join(ROOT, 'tools', 'train.py')
 REFERENCE = osp.join(ROOT, 'tests', 'data', 'loss_reference.json')
 MAX_ITERS = 3
+REL_TOL = 1e-4  # see the module docstring
 
 CONFIGS = TOY_CONFIGS
 _data_options = toy_data_options
@@ -78,5 +87,10 @@ def test_losses_match_recorded_reference(config, toy_coco, toy_proposals,
         pytest.skip('recorded')
     with open(REFERENCE) as f:
         ref = json.load(f)[config]
-    # exact equality: bit for bit, key for key
-    assert losses == ref
+    # key for key, value within REL_TOL
+    assert sorted(losses) == sorted(ref)
+    for it, terms in ref.items():
+        assert sorted(losses[it]) == sorted(terms), (it, losses[it], terms)
+        for key, value in terms.items():
+            assert losses[it][key] == pytest.approx(
+                value, rel=REL_TOL, abs=1e-7), (config, it, key)
