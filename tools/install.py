@@ -1,12 +1,11 @@
 """Install the tested mmregion stack through the lock (``tools/install.sh``).
 
 Every version comes from ``requirements/constraints.txt`` (the lock, see
-``tools/lock_stack.py``), installed with ``pip install -c``. A package of
-mmregion's supported ranges (``SUPPORTED`` and ``INSTALL_RANGES`` of
-``mmregion/dependency.py``) that is already installed *in range* is kept
-(the lock is rewritten for that run to the installed version); one *out of
-range* (numpy 2.x, say) is replaced by the lock's version, with one line
-saying so.
+``tools/lock_stack.py``), installed with ``pip install -c``. A torch /
+OpenMMLab package (:data:`KEEP_IN_RANGE`) already installed *in* mmregion's
+supported range (``mmregion/dependency.py``) is kept (the lock is rewritten
+for that run to the installed version); a package *out of* its range (numpy
+2.x, say) is replaced by the lock's version, with one line saying so.
 Everything else follows the lock exactly. When nothing differs from the
 lock, no pip command runs and a second run takes seconds.
 
@@ -30,6 +29,11 @@ from typing import Dict, List, Optional
 import lock_stack
 
 ROOT = lock_stack.ROOT
+# an in-range version already installed is kept (a cluster's torch with a
+# prebuilt mmcv); the other ranged packages (numpy, setuptools, OpenCV)
+# follow the lock
+KEEP_IN_RANGE = ('torch', 'torchvision', 'mmcv', 'mmengine', 'mmdet',
+                 'mmpretrain')
 # other distributions of the cv2 module: one OpenCV, the contrib build
 OTHER_OPENCV = ('opencv-python', 'opencv-python-headless',
                 'opencv-contrib-python')
@@ -96,11 +100,13 @@ class Installer:
         self.mode = mode
         self.missing: List[str] = []
         self.lock = lock_stack.read_lock()
-        self.kept: Dict[str, str] = {}  # in-range packages we keep
+        self.kept: Dict[str, str] = {}  # in-range stack packages we keep
         for name in RANGES:
             ver = installed(name)
             if ver is None:
                 continue
+            if in_range(name, ver) and name not in KEEP_IN_RANGE:
+                continue  # numpy, setuptools, OpenCV: the lock's version
             if in_range(name, ver):
                 self.kept[name] = ver
                 if not same_version(ver, self.lock.get(name, ver)):
