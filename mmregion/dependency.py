@@ -10,6 +10,7 @@ instead of failing later deep inside mmdet or mmpretrain. Stdlib only, so
 it runs before anything imports torch or mmengine.
 """
 import re
+import sys
 from importlib import metadata
 from typing import Dict, List, Optional, Tuple
 
@@ -129,15 +130,39 @@ def find_dependency_problems() -> List[str]:
     return problems
 
 
+class UnsupportedEnvironmentError(ImportError):
+    """The torch / OpenMMLab stack is missing or outside mmregion's ranges."""
+
+
+def _one_line_excepthook(previous):
+    """An excepthook that prints an uncaught
+    :class:`UnsupportedEnvironmentError` as its one-line message (no
+    traceback: the problem is the environment, not a line of code) and
+    hands every other exception to ``previous``."""
+
+    def hook(exc_type, exc, tb):
+        if issubclass(exc_type, UnsupportedEnvironmentError):
+            print(exc, file=sys.stderr)
+        else:
+            previous(exc_type, exc, tb)
+
+    return hook
+
+
 def check_dependencies() -> None:
-    """Raise ``ImportError`` (one line, every problem named), if any.
+    """Raise :class:`UnsupportedEnvironmentError` (one line) if any problem.
+
+    Uncaught (``python tools/train.py ...`` or ``python -c 'import
+    mmregion'``), it prints as that one line and exits with status 1.
 
     Raises:
-        ImportError: ``mmregion: unsupported environment: numpy==2.4.6 is
-            installed, mmregion supports numpy<2 (pip install
-            "numpy<2"). fix: ...``.
+        UnsupportedEnvironmentError: ``mmregion: unsupported environment:
+            numpy==2.4.6 is installed, mmregion supports numpy<2 (pip
+            install "numpy<2"). fix: ...``.
     """
     problems = find_dependency_problems()
     if problems:
-        raise ImportError('mmregion: unsupported environment: ' +
-                          ' '.join(problems) + ' ' + INSTALL_HINT)
+        sys.excepthook = _one_line_excepthook(sys.excepthook)
+        raise UnsupportedEnvironmentError(
+            'mmregion: unsupported environment: ' + ' '.join(problems) + ' ' +
+            INSTALL_HINT)
