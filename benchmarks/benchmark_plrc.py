@@ -189,6 +189,8 @@ def fake_batch(batch, size, regions, seed=0, views=2):
         ds = DataSample()
         ds.set_field(boxes[:, keep], 'boxes')
         ds.set_field(torch.stack(affs), 'view_affine')
+        # the original image size (PLRC's distillation pairs, issue 24)
+        ds.set_metainfo(dict(ori_shape=(round(extent), round(extent))))
         samples.append(ds)
     inputs = [
         torch.randint(

@@ -57,6 +57,9 @@ model = dict(
         mag_wh=(0.35, 1.4)),  # r50_d2 curr_params jit_mag[2:]
     img_queue_len=65536,  # r50_d2 img_queue_len
     region_queue_len=65536,  # r50_d2 roi_queue_len
+    # ccop.py _roi_dequeue_and_enqueue: keys past the end are dropped, the
+    # pointer restarts at 0 ('wrap': written at the start instead)
+    region_queue_overflow='drop',
     feat_dim=128,
     loss_img=dict(
         type='InfoNCELoss',

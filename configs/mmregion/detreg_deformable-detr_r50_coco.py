@@ -32,18 +32,49 @@ model = dict(
         out_channels=512,  # = channels of R-50 layer2 (C3)
         num_layers=2),
     embed_feat_level=0,  # backbone out_indices[0] = layer2 (C3): DETReg
-    # DETReg's target: the frozen SwAV layer2 of each box's own crop resized
-    # to 128 x 128, global-average-pooled (DETReg datasets/selfdet.py,
-    # obj_embedding_head='intermediate'). embed_target='roi' is the cheaper
-    # simplification: RoIAlign 7x7 (averaged) of the full-image C3 at the box.
-    embed_target='crop',
+    # DETReg's target (datasets/selfdet.py, obj_embedding_head=
+    # 'intermediate'): each box cropped from the original image
+    # (img.crop(box)), resized by torchvision Resize((128, 128)) (PIL
+    # bilinear, antialiased), colour-augmented per crop (get_query_transforms
+    # : the SimCLR jitter / grayscale / blur of strong_view), then the frozen
+    # SwAV layer2, global-average-pooled: embed_target='patch' with
+    # KeepSourceRegions + BoxPatches in the pipeline below. Options:
+    # 'crop' (RoIAlign of the box in the view, resized to embed_crop_size on
+    # the model side) or 'roi' (RoIAlign 7x7 of the full-image C3).
+    embed_target='patch',
     embed_crop_size=128,
     embed_roi_size=7,
     # DETReg photometrics: the detector input has no colour augmentation
-    # (view 0 = the weak view: shared geometry only), the target crops are
-    # colour-jittered (view 1 = the strong view: SimCLR colour jitter,
-    # grayscale, blur of the base config). Both views share the geometry,
-    # so the boxes are the same. Difference: the jitter is drawn per image
-    # here, per crop in DETReg.
-    student_view=0,
-    embed_target_view=1)
+    # (one view: the shared geometry only); the colour augmentation is the
+    # patches' own, drawn per crop (DETReg datasets/selfdet.py)
+    num_views=1,
+    teacher_view=0,  # unused: no teacher without contrast_loss
+    student_view=0)
+
+# ProSeCo's geometry (512-px RandomResizedCrop, flip); DETReg's multi-scale
+# resize is not reproduced (docs/fidelity.md)
+train_pipeline = [
+    dict(type='LoadImageFromFileSafe'),
+    dict(
+        type='LoadProposals',
+        proposal_file={{_base_.proposal_file}},
+        topk=None),
+    dict(type='KeepSourceRegions'),  # the image and boxes as loaded
+    dict(
+        type='RegionRandomResizedCrop',
+        scale={{_base_.img_size}},
+        crop_ratio_range=(0.3, 1.0),  # as ProSeCo (assumed)
+        min_kept_ratio=0.5),
+    dict(type='RegionRandomFlip', prob=0.5),
+    dict(
+        type='MultiViewRegions',
+        transforms=[[]],
+        num_views=1,
+        min_regions=0,
+        max_regions={{_base_.num_ss_boxes}}),  # DETReg --max_prop 30
+    # DETReg get_query_transforms: Resize((128, 128)), ColorJitter(0.4, 0.4,
+    # 0.4, 0.1) p=0.8, RandomGrayscale p=0.2, GaussianBlur([.1, 2.]) p=0.5
+    dict(type='BoxPatches', size=128, transforms={{_base_.strong_view}}),
+    dict(type='PackRegionInputs'),
+]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))

@@ -84,12 +84,17 @@ model = dict(
     # so trains 1.0 * img + 0.21 * point + 0.21 * distill; to reproduce it set
     # loss_img.loss_weight=1.0, loss_point/loss_distill.loss_weight=0.21.
     distill_size=56,  # [builder] mask_size=56
-    distill_pos_ratio=0.5,  # [models/utils.py] overlap(pos_ratio=0.5)
+    # [models/utils.py] overlap(pos_ratio=0.5): every target cell within 0.5
+    # x the larger cell diagonal is a pair ([loss] torch.nonzero)
+    distill_pos_ratio=0.5,
+    # [data] coord: crop coordinates normalised by the original (W-1, H-1)
+    # ('pixels': isotropic original pixels)
+    distill_pair_frame='normalized',
     affinity_scale=1. / 128,  # [loss] out_pos_feat_f / 128.0
-    # all paired 56x56 cells as the release (the mean over all pairs of the
-    # batch); an int keeps that many random paired cells per image (an
-    # unbiased estimate of each image's mean, but every image weighs alike;
-    # 256 costs less: benchmarks/benchmark_plrc.py)
+    # all cell pairs as the release (the mean over all pairs of the batch);
+    # an int keeps that many random pairs per image (an unbiased estimate of
+    # each image's mean, but every image weighs alike; 256 costs less:
+    # benchmarks/benchmark_plrc.py)
     num_distill_points=None,
     # [data] one common cell per image (random), the points of the other
     # images are its negatives (the 15 sampled "negative" cells are never

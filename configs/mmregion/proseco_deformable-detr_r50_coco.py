@@ -142,7 +142,10 @@ model = dict(
         type='LocSCELoss',
         coeff=0.5,  # lambda_SCE: SCE default
         student_temperature=0.1,  # tau: SCE default (SCE `temp`)
-        # tau_m: SCE class default `temp_m` (0.07 in its IN-1k config)
+        # tau_m (assumed: ProSeCo's is not public): 0.05 = SCE's class
+        # default `temp_m` (sce/models/siamese/sce.py) and its CIFAR-10 run;
+        # SCE's configs/model/siamese/sce/default.yaml has 0.04, its
+        # ImageNet run (resnet50_imagenet.yaml) 0.07
         teacher_temperature=0.05,
         pos_iou_thr=0.5,  # delta: best in the ProSeCo paper's ablation
         # the two points the ProSeCo poster leaves open (see the docstring of
@@ -157,7 +160,12 @@ model = dict(
         loss_weight=1.0),  # assumed (DETReg's embedding-loss weight 1)
     loc_loss=True,  # DETReg-style localisation on selective-search boxes
     # mmengine convention: teacher = (1 - m) * teacher + m * student, so
-    # 0.001 is MoCo's 0.999. Assumed (SCE: 0.99 rising to 1 by cosine).
+    # 0.001 is MoCo's 0.999, constant: SCE configs/model/siamese/sce/
+    # default.yaml (initial_momentum 0.999, scheduler_momentum constant);
+    # ProSeCo's value is not public (assumed). SCE's ImageNet run
+    # (configs/run/pretrain/sce/resnet50/resnet50_imagenet.yaml: 0.99 -> 1
+    # by cosine): momentum=0.01 and custom_hooks=[dict(
+    # type='CosineTeacherMomentumHook')] (docs/fidelity.md).
     momentum=0.001,
     teacher_view=0,  # weak view -> teacher (ProSeCo)
     student_view=1,  # strong view -> student (ProSeCo)

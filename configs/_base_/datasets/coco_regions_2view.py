@@ -64,7 +64,11 @@ train_pipeline = [
         num_views=2,
         transforms=[view_pipeline],
         min_regions=1,  # CCOP min_box_num=1
-        max_tries=10),  # CCOP max_try=10
+        max_tries=10,  # CCOP max_try=10
+        # CCOP datasets/contrastive_boxes.py apply_aug: each view is accepted
+        # on its own (>= min_box_num of its boxes kept); 'common' re-draws
+        # both views until a region is common to them
+        retry='per_view'),
     dict(type='PackRegionInputs'),
 ]
 

@@ -3,5 +3,6 @@ from .formatting import PackRegionInputs  # noqa
 from .geometric import RegionRandomResizedCrop  # noqa
 from .geometric import RegionRandomFlip, RegionResize
 from .loading import LoadProposals  # noqa
+from .patches import BoxPatches, KeepSourceRegions  # noqa: F401
 from .safe_loading import LoadImageFromFileSafe  # noqa
 from .wrappers import MultiViewRegions  # noqa

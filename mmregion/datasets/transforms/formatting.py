@@ -23,8 +23,9 @@ class PackRegionInputs(BaseTransform):
     data_samples=DataSample)`` where the
     ``mmpretrain.structures.DataSample`` holds the data fields
     ``boxes`` (V, K, 4) float32, ``region_ids`` (K,) long and
-    ``view_affine`` (V, 4) float32, and the metainfo ``meta_keys`` present in
-    the results (``img_shape`` is a list of V ``(h, w)``).
+    ``view_affine`` (V, 4) float32 (and ``patches`` (K, C, S, S) uint8 when
+    :class:`BoxPatches` made them), and the metainfo ``meta_keys`` present
+    in the results (``img_shape`` is a list of V ``(h, w)``).
 
     A single-view sample (``img`` an array, boxes in ``proposals``) is packed
     as one view (V = 1).
@@ -83,6 +84,18 @@ class PackRegionInputs(BaseTransform):
                             dtype=torch.float32).reshape(-1, 4),
             'view_affine',
             dtype=torch.Tensor)
+        if 'patches' in results:  # BoxPatches: (K, S, S, C) -> (K, C, S, S)
+            patches = np.asarray(results['patches'])
+            if patches.ndim != 4 or len(patches) != boxes.shape[1]:
+                raise ValueError(
+                    'PackRegionInputs: patches must be (K, S, S, C) with '
+                    f'K={boxes.shape[1]} regions, got {patches.shape} for '
+                    f'"{results.get("img_path")}".')
+            data_sample.set_field(
+                torch.from_numpy(
+                    np.ascontiguousarray(patches.transpose(0, 3, 1, 2))),
+                'patches',
+                dtype=torch.Tensor)
         metainfo = {k: results[k] for k in self.meta_keys if k in results}
         if 'img_shape' in self.meta_keys:
             metainfo['img_shape'] = [tuple(s[:2]) for s in img_shape]

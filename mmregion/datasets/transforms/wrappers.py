@@ -110,6 +110,15 @@ class MultiViewRegions(BaseTransform):
         num_views (int): Number of views V. Defaults to 2.
         min_regions (int): Regions wanted in every view. Defaults to 1.
         max_tries (int): Tries of all views in total. Defaults to 10.
+        retry (str): ``'common'`` re-draws all views together until
+            ``min_regions`` regions are common to them (the default);
+            ``'per_view'`` accepts each view on its own, as CCOP
+            (``datasets/contrastive_boxes.py`` ``apply_aug``): a view is
+            re-drawn (``max_tries`` times per view) until it keeps
+            ``min(min_regions, N)`` of the input's ``N`` regions, else the
+            try keeping the most (the later of equals) is used; the common
+            regions may then be fewer than ``min_regions`` (counted in
+            ``num_short``). Not with ``overlap_pairs``.
         max_regions (int, optional): Keep a random subset (``np.random``,
             order kept) of at most this many regions. Defaults to None.
         region_views (Sequence[int], optional): Views whose common regions
@@ -128,6 +137,7 @@ class MultiViewRegions(BaseTransform):
                  num_views: int = 2,
                  min_regions: int = 1,
                  max_tries: int = 10,
+                 retry: str = 'common',
                  max_regions: Optional[int] = None,
                  region_views: Optional[Sequence[int]] = None,
                  overlap_pairs: Sequence[Tuple[int, int]] = (),
@@ -160,8 +170,15 @@ class MultiViewRegions(BaseTransform):
                 built[id(p)] = _build_pipeline(p)
             self.pipelines.append(built[id(p)])
         self.num_views = num_views
+        if retry not in ('common', 'per_view') or (retry == 'per_view'
+                                                   and overlap_pairs):
+            raise ValueError(
+                'MultiViewRegions: retry must be "common" or "per_view" (the '
+                f'latter without overlap_pairs), got retry="{retry}", '
+                f'overlap_pairs={overlap_pairs}.')
         self.min_regions = min_regions
         self.max_tries = max_tries
+        self.retry = retry
         self.max_regions = max_regions
         views = range(num_views)
         self.region_views = tuple(
@@ -220,7 +237,29 @@ class MultiViewRegions(BaseTransform):
             'far in this process.')
         return view_a, view_c
 
+    def _run_view_alone(self, v: int, results: dict,
+                        wanted: int) -> Optional[dict]:
+        """CCOP's acceptance of one view (``retry='per_view'``)."""
+        best = None
+        for _ in range(self.max_tries):
+            out = self._run_view(v, results)
+            if out is None:
+                return None
+            n = len(out['region_ids'])
+            if n >= wanted:
+                return out
+            if best is None or n >= len(best['region_ids']):
+                best = out
+        return best
+
     def _run_views(self, results: dict) -> Optional[List[dict]]:
+        if self.retry == 'per_view':
+            wanted = min(self.min_regions, len(results['region_ids']))
+            views = [
+                self._run_view_alone(v, results, wanted)
+                for v in range(self.num_views)
+            ]
+            return None if any(v is None for v in views) else views
         views: List[Optional[dict]] = [None] * self.num_views
         for a, c in self.overlap_pairs:
             pair = self._run_pair(a, c, results)
@@ -265,7 +304,8 @@ class MultiViewRegions(BaseTransform):
             raise ValueError('MultiViewRegions: region_ids of '
                              f'"{results.get("img_path")}" are not unique.')
         best_views, best_ids = None, None
-        for _ in range(self.max_tries):
+        # 'per_view': the views retried on their own, one draw of the set
+        for _ in range(self.max_tries if self.retry == 'common' else 1):
             views = self._run_views(results)
             if views is None:
                 return None
@@ -334,7 +374,8 @@ class MultiViewRegions(BaseTransform):
 
     def __repr__(self) -> str:
         repr_str = (f'{self.__class__.__name__}(num_views={self.num_views}, '
-                    f'min_regions={self.min_regions}, max_tries='
+                    f'min_regions={self.min_regions}, retry={self.retry!r}, '
+                    f'max_tries='
                     f'{self.max_tries}, max_regions={self.max_regions}, '
                     f'region_views={self.region_views}, overlap_pairs='
                     f'{self.overlap_pairs}, min_overlap={self.min_overlap}')

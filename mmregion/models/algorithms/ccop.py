@@ -57,6 +57,9 @@ class CCOP(BaseMomentumSelfSupervisor):
         img_queue_len (int): Image queue length. Defaults to 65536 (CCOP).
         region_queue_len (int): Region queue length. Defaults to 65536
             (CCOP).
+        region_queue_overflow (str): :class:`FeatureQueue` ``overflow`` of
+            the region queue (a variable number of keys per step):
+            ``'wrap'`` (default) or ``'drop'`` (CCOP's release).
         feat_dim (int): Embedding size of both necks. Defaults to 128.
         loss_img (dict): Image InfoNCE config (tau 0.2, CCOP).
         loss_region (dict, optional): Region InfoNCE config of
@@ -82,6 +85,7 @@ class CCOP(BaseMomentumSelfSupervisor):
                  box_jitter: dict = dict(type='CurriculumBoxJitter'),
                  img_queue_len: int = 65536,
                  region_queue_len: int = 65536,
+                 region_queue_overflow: str = 'wrap',
                  feat_dim: int = 128,
                  loss_img: dict = dict(
                      type='InfoNCELoss', temperature=0.2, loss_weight=1.0),
@@ -107,7 +111,8 @@ class CCOP(BaseMomentumSelfSupervisor):
         self.region_neck = _build(region_neck)
         self.box_jitter = box_jitter if isinstance(
             box_jitter, nn.Module) else TASK_UTILS.build(box_jitter)
-        self.region_queue = FeatureQueue(region_queue_len, feat_dim)
+        self.region_queue = FeatureQueue(region_queue_len, feat_dim,
+                                         region_queue_overflow)
         head = dict(
             type='CCOPHead', loss_region=loss_region, loss_intra=loss_intra)
         self.head = _build({k: v for k, v in head.items() if v is not None})

@@ -11,7 +11,14 @@ region_views=(0, 1), overlap_pairs=[(0, 2)])``). One-directional as the
 release: the online encoder sees view 0; the EMA teacher sees view 1 (image
 and point keys, distillation reference) and view 0' (distillation target).
 ``num_views=2``: view 1 is also the target; ``symmetric=True`` adds the
-mirrored direction (online view 1, teacher view 0).
+mirrored direction (online view 1, teacher view 0) to all three terms, each
+the mean of the two directions (the image term's keys of both views are
+enqueued).
+
+**Order of the teacher's work** (``builder.py``): view 0' is encoded with
+the teacher of the previous step, then the teacher takes its EMA step, then
+it encodes view 1 (and view 0 when symmetric); the first step syncs the
+teacher with the online encoder first (the release copies it at start).
 
 **Features** (the release's choices are the defaults): the image embedding
 is ``normalize(mean_hw(point_neck(C5)))`` (``builder.py:140,230``) unless an
@@ -43,8 +50,8 @@ _BASE_DEFAULTS = inspect.signature(
     BaseMomentumSelfSupervisor.__init__).parameters
 # the flat config keys of the default head
 _HEAD_KEYS = ('point_sampler', 'loss_img', 'loss_point', 'loss_distill',
-              'distill_size', 'distill_pos_ratio', 'affinity_scale',
-              'num_distill_points', 'regions_per_image')
+              'distill_size', 'distill_pos_ratio', 'distill_pair_frame',
+              'affinity_scale', 'num_distill_points', 'regions_per_image')
 
 
 @MODELS.register_module()
@@ -61,9 +68,11 @@ class PLRC(BaseMomentumSelfSupervisor):
         head (dict, optional): overrides of the :class:`PLRCHead` config,
             which is built from the flat keys ``point_sampler``,
             ``loss_img``, ``loss_point``, ``loss_distill``, ``distill_size``,
-            ``distill_pos_ratio``, ``affinity_scale``, ``num_distill_points``
+            ``distill_pos_ratio``, ``distill_pair_frame``,
+            ``affinity_scale``, ``num_distill_points``
             and ``regions_per_image`` (meaning and defaults: PLRCHead).
-        symmetric (bool): add the mirrored direction. Defaults to False.
+        symmetric (bool): add the mirrored direction to every term (two
+            views). Defaults to False (the release).
         dense_point_head (bool): Defaults to True.
         teacher_heads_in_shuffle (bool): Defaults to True.
         num_views (int): 3 or 2. Defaults to 3.
@@ -238,23 +247,38 @@ class PLRC(BaseMomentumSelfSupervisor):
 
         directions = self.directions
         targets = [self.distill_target_view(s, t) for s, t in directions]
+        keys = {t for _, t in directions}
+        # the release's order (builder.py): the teacher encodes view 0'
+        # with the weights of the previous step, then takes its EMA step,
+        # then encodes view 1 (and, symmetric, view 0) with the new weights
+        if self.momentum_encoder.steps == 0:
+            self.update_momentum_encoder()  # sync: the first call copies
+        teacher = {
+            d: self._encode_teacher(inputs[d], with_point=False)
+            for d in sorted(set(targets) - keys)
+        }
         self.update_momentum_encoder()
+        teacher.update(
+            {t: self._encode_teacher(inputs[t])
+             for t in sorted(keys)})
         # one backbone pass per view and encoder, shared by all terms
         online = {
             s: self._encode(self.backbone(inputs[s])[-1], False)
             for s in sorted({s
                              for s, _ in directions})
         }
-        keys = {t for _, t in directions}
-        teacher = {
-            t: self._encode_teacher(inputs[t], with_point=t in keys)
-            for t in sorted(keys | set(targets))
-        }
-        img_q = self._image_embedding(online[0], momentum=False)  # (B, D)
+        # per direction, (B, D) online and teacher image embeddings
+        img_q = [
+            self._image_embedding(online[s], momentum=False)
+            for s, _ in directions
+        ]
         with torch.no_grad():
-            img_k = self._image_embedding(teacher[1], momentum=True)
+            img_k = [
+                self._image_embedding(teacher[t], momentum=True)
+                for _, t in directions
+            ]
         img_queue = self.img_queue.features  # (L, D), before the enqueue
-        self.img_queue.enqueue(img_k)
+        self.img_queue.enqueue(torch.cat(img_k))
         # per direction, (B, K', P, D) online and teacher point embeddings
         q_pts = [
             self._points(online[s], points[:, s], img_shape, False)
@@ -277,4 +301,17 @@ class PLRC(BaseMomentumSelfSupervisor):
             reference=[teacher[t] for _, t in directions],
             pairs=[(s, d) for (s, _), d in zip(directions, targets)],
             view_affine=view_affine,
-            img_shape=img_shape)
+            img_shape=img_shape,
+            ori_shape=self._ori_shapes(data_samples, device))
+
+    def _ori_shapes(self, data_samples: List,
+                    device: torch.device) -> Optional[Tensor]:
+        """``(B, 2)`` original ``(h, w)`` from the ``ori_shape`` metainfo
+        (None when a sample lacks it; the head says what to do if it needs
+        it)."""
+        shapes = [s.metainfo.get('ori_shape') for s in data_samples]
+        if any(hw is None for hw in shapes):
+            return None
+        return torch.tensor([tuple(hw[:2]) for hw in shapes],
+                            dtype=torch.float32,
+                            device=device)

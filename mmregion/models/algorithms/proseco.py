@@ -82,7 +82,9 @@ class ProSeCo(NonFiniteLossGuardMixin, BaseModel):
             ``num_proposals`` (teacher top-k; None keeps all N).
         embed_feat_level, embed_roi_size, embed_target, embed_crop_size:
             :class:`DETRegHead`'s ``feat_level`` (default 0), ``roi_size``
-            (7), ``target`` (``'roi'``) and ``crop_size`` (128).
+            (7), ``target`` (``'roi'``; ``'patch'``: DETReg's patches of the
+            pipeline, ``data_samples[i].patches`` from :class:`BoxPatches`,
+            normalised here like the views) and ``crop_size`` (128).
         embed_target_view (int, optional): View whose image gives the
             embedding target; None = the student view. Defaults to None.
         data_preprocessor (dict, optional): e.g.
@@ -258,8 +260,34 @@ class ProSeCo(NonFiniteLossGuardMixin, BaseModel):
             tgt_boxes = [boxes[i, tv][valid[i]] for i in range(len(det_s))]
             losses.update(
                 self.detreg_head.loss(
-                    s_embeds, cls_scores[-1], bbox_preds[-1], det_s, tgt_boxes,
-                    inputs[tv], self.detector.backbone,
+                    s_embeds,
+                    cls_scores[-1],
+                    bbox_preds[-1],
+                    det_s,
+                    tgt_boxes,
+                    inputs[tv],
+                    self.detector.backbone,
                     self.detector.bbox_head.assigner,
-                    bb_feats if tv == self.student_view else None))
+                    bb_feats if tv == self.student_view else None,
+                    patches=self._patches(data_samples)))
         return losses
+
+    def _patches(self, data_samples: list) -> Optional[List[Tensor]]:
+        """Per image, its ``patches`` ``(K, 3, S, S)`` (uint8, from
+        :class:`BoxPatches`) normalised as the data preprocessor does the
+        views (channel order, mean, std); None unless the DETReg target is
+        ``'patch'`` and every sample has them."""
+        if self.detreg_head.target != 'patch' or any(
+                getattr(s, 'patches', None) is None for s in data_samples):
+            return None
+        dp = self.data_preprocessor
+        out = []
+        for sample in data_samples:
+            x = sample.patches
+            if getattr(dp, '_channel_conversion', False):
+                x = x[:, [2, 1, 0]]
+            x = x.float()
+            if getattr(dp, '_enable_normalize', False):
+                x = (x - dp.mean) / dp.std
+            out.append(x)
+        return out

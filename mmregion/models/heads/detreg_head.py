@@ -6,10 +6,17 @@ localisation loss) to a selective-search box is paired with a detached
 backbone feature of that box, and the loss is ``loss(pred, target)`` over the
 matched pairs (num_matched, D): DETReg's ``F.l1_loss(pred, target,
 reduction='mean')`` (``models/deformable_detr.py:322``) is mmdet's
-``L1Loss`` with its default reduction. The target is the RoIAlign of a
-backbone level (``target='roi'``) or, as DETReg, the global average of that
-level computed on the box's own crop resized to 128 x 128
-(``target='crop'``).
+``L1Loss`` with its default reduction. The target is the global average
+of a backbone level computed on a 128 x 128 patch of the box:
+
+- ``target='patch'`` (DETReg): the patch made by the data pipeline
+  (:class:`BoxPatches`: the box cropped from the original image, PIL
+  antialiased resize, colour-augmented per patch, ``datasets/selfdet.py``);
+- ``target='crop'``: RoIAlign (one sample per bin) of the box in the target
+  view, resized to 128 x 128 on the model side (no pipeline work; large
+  boxes alias when shrunk, the view's colour augmentation is per image);
+- ``target='roi'``: RoIAlign ``roi_size`` of the full-image feature,
+  averaged (cheapest).
 """
 from typing import Dict, List, Optional, Sequence
 
@@ -37,12 +44,11 @@ class DETRegHead(BaseModule):
             2, 3)``, as DETReg's layer2 target).
         roi_size (int): RoIAlign output size for ``target='roi'``.
             Defaults to 7.
-        target (str): ``'roi'`` (RoIAlign ``roi_size`` on the full-image
-            feature, averaged; cheap) or ``'crop'`` (DETReg: each box cropped
-            from the image and resized to ``crop_size``, backbone up to
-            ``feat_level``, global average). Defaults to ``'roi'``.
+        target (str): ``'patch'``, ``'crop'`` or ``'roi'`` (module
+            docstring). Defaults to ``'roi'``.
         crop_size (int): Crop side for ``target='crop'``. Defaults to 128
-            (DETReg ``datasets/selfdet.py``).
+            (DETReg ``datasets/selfdet.py``; ``BoxPatches.size`` for
+            ``'patch'``).
         init_cfg (dict, optional): Initialisation config.
     """
 
@@ -54,9 +60,9 @@ class DETRegHead(BaseModule):
                  crop_size: int = 128,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        if target not in ('roi', 'crop'):
-            raise ValueError('ProSeCo: embed_target must be "roi" or "crop", '
-                             f'got "{target}".')
+        if target not in ('patch', 'crop', 'roi'):
+            raise ValueError('ProSeCo: embed_target must be "patch", "crop" '
+                             f'or "roi", got "{target}".')
         self.loss_module = MODELS.build(loss)
         self.feat_level = feat_level
         self.roi_size = roi_size
@@ -72,7 +78,8 @@ class DETRegHead(BaseModule):
              images: Tensor,
              backbone: nn.Module,
              assigner,
-             feats: Optional[Sequence[Tensor]] = None) -> Dict[str, Tensor]:
+             feats: Optional[Sequence[Tensor]] = None,
+             patches: Optional[Sequence[Tensor]] = None) -> Dict[str, Tensor]:
         """DETReg embedding loss.
 
         Args:
@@ -88,11 +95,24 @@ class DETRegHead(BaseModule):
             assigner: The detector head's Hungarian assigner.
             feats (Sequence[Tensor], optional): ``backbone(images)`` when
                 already computed (target view == student view).
+            patches (Sequence[Tensor], optional): per image, ``(K_b, 3, S,
+                S)`` normalised patches of its regions (``target='patch'``),
+                row ``k`` = region ``k`` (= ``gt_instances`` row ``k``).
 
         Returns:
             dict[str, Tensor]: ``loss_embed``.
         """
-        rois = []
+        if self.target == 'patch' and (
+                patches is None or len(patches) != len(det_samples) or any(
+                    len(p) != len(d.gt_instances)
+                    for p, d in zip(patches, det_samples))):
+            raise ValueError(
+                "ProSeCo: embed_target='patch' needs one patch per region "
+                '(data_samples[i].patches, (K, 3, S, S)): add '
+                'KeepSourceRegions after LoadProposals and BoxPatches after '
+                'MultiViewRegions (configs/mmregion/detreg_deformable-detr_'
+                'r50_coco.py), or use embed_target="crop".')
+        rois, picked = [], []
         pos = torch.zeros(
             embeds.shape[:2], dtype=torch.bool, device=embeds.device)
         with torch.no_grad():
@@ -113,18 +133,31 @@ class DETRegHead(BaseModule):
                 pos[i, matched] = True
                 rois.append(
                     torch.cat([tgt.new_full((len(matched), 1), i), tgt], 1))
+                if self.target == 'patch':
+                    picked.append(patches[i][gt_inds[matched] - 1])
         if not pos.any():
             return dict(loss_embed=embeds.sum() * 0)
         # rows of ``rois`` follow ``pos.nonzero()`` (image, then query)
         rois = torch.cat(rois)
         with torch.no_grad():
-            target = self.targets(images, rois, backbone, feats)  # (R, C)
+            if self.target == 'patch':
+                target = self.patch_targets(torch.cat(picked), backbone)
+            else:
+                target = self.targets(images, rois, backbone, feats)  # (R, C)
         if target.size(1) != embeds.size(-1):
             raise ValueError(
                 f'ProSeCo: embed_head out_channels={embeds.size(-1)} must '
                 f'equal the channels ({target.size(1)}) of backbone level '
                 f'{self.feat_level} for the DETReg embedding loss.')
         return dict(loss_embed=self.loss_module(embeds[pos], target))
+
+    def patch_targets(self, patches: Tensor, backbone: nn.Module) -> Tensor:
+        """Global average ``(R, C)`` of backbone level ``feat_level`` of
+        ``(R, 3, S, S)`` patches (in chunks of 64: bounded memory)."""
+        return torch.cat([
+            self.backbone_level(backbone, chunk, self.feat_level).mean((2, 3))
+            for chunk in patches.split(64)
+        ])
 
     def targets(self,
                 images: Tensor,
@@ -137,12 +170,11 @@ class DETRegHead(BaseModule):
         level = self.feat_level
         if self.target == 'crop':
             size = (self.crop_size, ) * 2
-            out = []
-            for chunk in rois.split(64):  # bounded memory
-                crops = roi_align(images, chunk, size, 1.0, 1, 'avg', True)
-                out.append(
-                    self.backbone_level(backbone, crops, level).mean((2, 3)))
-            return torch.cat(out)
+            return torch.cat([
+                self.patch_targets(
+                    roi_align(images, chunk, size, 1.0, 1, 'avg', True),
+                    backbone) for chunk in rois.split(64)
+            ])
         feat = feats[level].detach() if feats is not None else \
             backbone(images)[level]
         return roi_align(feat, rois, (self.roi_size, ) * 2,

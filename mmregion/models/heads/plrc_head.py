@@ -8,7 +8,8 @@ Official code facebookresearch/PLRC @5fbd1cb (``PLRC/models/builder.py``,
 views):
 
 1. **Image-level MoCo v2** (queue 65536, tau 0.2): the online embedding of
-   view 0 against the teacher's of view 1 and the queue (``loss_img``).
+   view ``s`` against the teacher's of view ``t`` and the queue
+   (``loss_img``).
 2. **Point-level region contrast**: ``P`` points per region are sampled at
    the same image location in views ``s`` and ``t``
    (:meth:`sample_points`, :class:`RegionPointSampler`). The online points of
@@ -22,17 +23,21 @@ views):
 3. **Point-affinity distillation**: per-location DINO features and prototype
    logits on the C5 grid, bilinearly upsampled to ``distill_size x
    distill_size`` (56 officially). A cell ``i`` of the student view ``s`` is
-   paired with the cell ``j`` of the target view ``d`` holding the same image
-   location (:func:`match_dense_cells`, ``overlap()`` of the official
-   ``utils.py``). The student vector of ``i`` is ``[affinity_scale * f_s(i) .
-   R, logits_s(i)]`` and the target ``[affinity_scale * f'_d(j) . R,
-   logits'_d(j)]``, ``R`` being the teacher features of all ``S*S`` cells of
-   the reference view ``t``. The upsampling is linear, so the loss is exact
-   without the dense ``S x S`` maps (:func:`read_upsampled_rows`,
-   :func:`upsampled_affinity`). All paired cells are distilled
-   (``num_distill_points=None``, the release: the mean over all pairs of the
-   batch); an integer keeps that many random paired cells per image (an
-   unbiased estimate of each image's mean, every image weighed alike).
+   paired with every cell ``j`` of the target view ``d`` whose centre lies
+   within ``distill_pos_ratio`` (0.5) times the larger cell diagonal of its
+   own (:func:`dense_cell_pairs`, ``overlap()`` of the official
+   ``utils.py``, in the release's normalised frame). The student vector of
+   ``i`` is ``[affinity_scale * f_s(i) . R, logits_s(i)]`` and the target
+   ``[affinity_scale * f'_d(j) . R, logits'_d(j)]``, ``R`` being the teacher
+   features of all ``S*S`` cells of the reference view ``t``. The upsampling
+   is linear, so the loss is exact without the dense ``S x S`` maps
+   (:func:`read_upsampled_rows`, :func:`upsampled_affinity`). All pairs are
+   distilled (``num_distill_points=None``, the release: the mean over all
+   pairs of the batch); an integer keeps that many random pairs per image
+   (an unbiased estimate of each image's mean, every image weighed alike).
+
+With ``symmetric=True`` (:class:`PLRC`, two views) every term is the mean of
+both directions.
 
 Loss weights are the ``loss_weight`` of each loss. The paper's intended
 weighting is image 0.7, point 0.3, distillation 0.3. The official
@@ -47,59 +52,109 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from mmregion.registry import MODELS, TASK_UTILS
-from mmregion.structures import map_xy
 from ..utils.dense_ops import read_upsampled_rows, upsampled_affinity
 
 __all__ = [
-    'PLRCHead', 'match_dense_cells', 'select_regions', 'legacy_head_keys_hook'
+    'PLRCHead', 'dense_cell_pairs', 'select_regions', 'legacy_head_keys_hook'
 ]
 
 
-def match_dense_cells(view_affine: Tensor,
-                      img_shape: Tuple[int, int],
-                      size: int,
-                      src: int,
-                      dst: int,
-                      pos_ratio: float = 0.5) -> Tuple[Tensor, Tensor]:
-    """Cells of view ``dst`` that hold the image location of each ``src`` cell.
+def _cell_centres(aff: Tensor, size: int, length: int, axis: int) -> Tensor:
+    """Centres of the ``size`` cells of a view along one axis, in original
+    pixels: ``(B, size)`` from the ``(B, 4)`` affine ``[sx, tx, sy, ty]``."""
+    ar = torch.arange(size, device=aff.device, dtype=aff.dtype) + 0.5
+    s, t = aff[:, 2 * axis, None], aff[:, 2 * axis + 1, None]
+    return (ar[None] * (length / size) - t) / s
 
-    Both views are divided into ``size x size`` cells. The centre of every
-    cell of ``src`` is mapped to original-image coordinates and into ``dst``;
-    the cell of ``dst`` containing it is its match, kept if it lies inside
-    ``dst`` and the two cell centres (in original pixels) are closer than
-    ``pos_ratio`` times the larger cell diagonal.
+
+def dense_cell_pairs(
+        view_affine: Tensor,
+        img_shape: Tuple[int, int],
+        size: int,
+        src: int,
+        dst: int,
+        pos_ratio: float = 0.5,
+        frame_scale: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor]:
+    """Every (``src`` cell, ``dst`` cell) pair of the official ``overlap()``.
+
+    Both views are divided into ``size x size`` cells. A cell ``i`` of view
+    ``src`` and a cell ``j`` of view ``dst`` are paired when their centres,
+    mapped to the original image, are closer than ``pos_ratio`` times the
+    larger of the two views' cell diagonals (PLRC ``PLRC/models/utils.py``
+    ``overlap()``, used by ``plrc_loss.py`` through ``torch.nonzero``): a
+    cell has as many partners as lie within that radius (none, one or
+    several). Distances and diagonals are measured in original pixels
+    multiplied by ``frame_scale`` per axis; the release works in crop
+    coordinates normalised by the original image's ``(W - 1, H - 1)``
+    (``datasets/transforms.py``), i.e. ``frame_scale = (1 / (W - 1), 1 /
+    (H - 1))``, an anisotropic frame for non-square images.
+
+    The search is separable: per axis only the partners within the radius
+    along that axis are candidates (``K_x``, ``K_y`` of them at most), so the
+    cost is ``B * size^2 * K_x * K_y``, not ``B * size^4``.
 
     Args:
         view_affine (Tensor): ``(B, V, 4)`` ``[sx, tx, sy, ty]``.
         img_shape (tuple[int, int]): ``(H, W)`` of the views.
         size (int): cells per side.
-        src (int): source view index.
-        dst (int): destination view index.
+        src (int): source (student) view index.
+        dst (int): destination (target) view index.
         pos_ratio (float): distance threshold in cell diagonals.
+        frame_scale (Tensor, optional): ``(B, 2)`` x and y multipliers of
+            original pixels. Defaults to None (original pixels).
 
     Returns:
-        tuple[Tensor, Tensor]: ``(B, size*size)`` long index of the matched
-        ``dst`` cell (row-major) and ``(B, size*size)`` bool match mask.
+        tuple[Tensor, Tensor, Tensor]: ``(B, M)`` long row-major cell
+        indices of ``src`` and of ``dst``, and the ``(B, M)`` bool mask of
+        the real pairs (``M``: the largest pair count of the batch, at least
+        1; an image's pairs come first, ordered by ``src`` cell).
     """
     H, W = img_shape
     aff = view_affine.float()
-    cw, ch = W / size, H / size
-    ar = torch.arange(size, device=aff.device, dtype=torch.float32) + 0.5
-    cy, cx = torch.meshgrid(ar * ch, ar * cw, indexing='ij')
-    cx, cy = cx.reshape(1, -1), cy.reshape(1, -1)  # (1, S*S) src pixels
-    a_s, a_d = aff[:, src, None, :], aff[:, dst, None, :]  # (B, 1, 4)
-    ox, oy = map_xy(cx, cy, a_s, inverse=True)  # original pixels
-    dx, dy = map_xy(ox, oy, a_d)  # dst pixels
-    inside = (dx >= 0) & (dx < W) & (dy >= 0) & (dy < H)
-    jx = (dx / cw).floor().clamp(0, size - 1)
-    jy = (dy / ch).floor().clamp(0, size - 1)
-    # centre of the matched dst cell, back in original pixels
-    mx, my = map_xy((jx + 0.5) * cw, (jy + 0.5) * ch, a_d, inverse=True)
-    dist = torch.sqrt((mx - ox)**2 + (my - oy)**2)
-    diag_s = torch.sqrt((cw / a_s[..., 0])**2 + (ch / a_s[..., 2])**2)
-    diag_d = torch.sqrt((cw / a_d[..., 0])**2 + (ch / a_d[..., 2])**2)
-    ok = inside & (dist < pos_ratio * torch.maximum(diag_s, diag_d))
-    return (jy * size + jx).long(), ok
+    B = aff.size(0)
+    a_s, a_d = aff[:, src], aff[:, dst]  # (B, 4)
+    if frame_scale is None:
+        frame_scale = aff.new_ones(B, 2)
+    frame_scale = frame_scale.to(aff)
+    # cell diagonals in the frame: cell side / |scale of the view|
+    diag = [
+        torch.sqrt((W / size / a[:, 0] * frame_scale[:, 0])**2 +
+                   (H / size / a[:, 2] * frame_scale[:, 1])**2)
+        for a in (a_s, a_d)
+    ]
+    max_diag = torch.maximum(*diag)  # (B, )
+    axes = []
+    for axis, length in ((0, W), (1, H)):  # x, then y
+        c_s = _cell_centres(a_s, size, length, axis) * frame_scale[:, axis,
+                                                                   None]
+        c_d = _cell_centres(a_d, size, length, axis) * frame_scale[:, axis,
+                                                                   None]
+        delta = c_s[:, :, None] - c_d[:, None, :]  # (B, S_src, S_dst)
+        # candidates along this axis (a margin for the rounding of the
+        # exact test below, which decides)
+        cand = delta.abs() <= max_diag[:, None, None] * pos_ratio * (1 + 1e-5)
+        k = max(int(cand.sum(2).max()), 1)
+        part = cand.float().topk(k, dim=2).indices  # (B, S, k)
+        axes.append((part, cand.gather(2, part), delta.gather(2, part)))
+    (jx, vx, dx), (jy, vy, dy) = axes
+    # (B, S_y, S_x, K_y, K_x): src cell (iy, ix), candidate (ky, kx)
+    dist = torch.sqrt(dy[:, :, None, :, None]**2 + dx[:, None, :, None, :]**2)
+    ok = (
+        vy[:, :, None, :, None] & vx[:, None, :, None, :]
+        & (dist / max_diag.view(B, 1, 1, 1, 1) < pos_ratio))
+    S = size
+    Ky, Kx = jy.size(2), jx.size(2)
+    ar = torch.arange(S, device=aff.device)
+    src_idx = (ar.view(1, S, 1, 1, 1) * S + ar.view(1, 1, S, 1, 1)).expand(
+        B, S, S, Ky, Kx)
+    dst_idx = jy[:, :, None, :, None] * S + jx[:, None, :, None, :]
+    ok, src_idx, dst_idx = (t.reshape(B, -1) for t in (ok, src_idx, dst_idx))
+    M = max(int(ok.sum(1).max()), 1)
+    order = torch.sort(
+        ok.to(torch.uint8), dim=1, descending=True, stable=True).indices[:, :M]
+    return src_idx.gather(1,
+                          order), dst_idx.gather(1,
+                                                 order), ok.gather(1, order)
 
 
 def select_regions(boxes: Tensor, valid: Tensor,
@@ -141,11 +196,16 @@ class PLRCHead(BaseModule):
             Defaults to 56 (``mask_size`` in the official code).
         distill_pos_ratio (float): pairing threshold in cell diagonals.
             Defaults to 0.5 (``overlap(pos_ratio=0.5)``).
+        distill_pair_frame (str): where the pairing distances are measured
+            (:func:`dense_cell_pairs`): ``'normalized'`` (the release:
+            original coordinates divided by the image's ``(W - 1, H - 1)``,
+            needs the ``ori_shape`` metainfo) or ``'pixels'`` (original
+            pixels, isotropic). Defaults to ``'normalized'``.
         affinity_scale (float): multiplier of the point affinities. Defaults
             to 1/128 (official ``out_pos_feat_f / 128``).
         num_distill_points (int, optional): distil at most this many random
-            paired cells per image and direction. Defaults to None (all
-            paired cells, as released).
+            cell pairs per image and direction. Defaults to None (all pairs,
+            as released).
         regions_per_image (int, optional): common regions contrasted per
             image, drawn at random among the valid ones. Defaults to 1 (the
             release); None: all of them.
@@ -167,6 +227,7 @@ class PLRCHead(BaseModule):
                      type='PointAffinityDistillationLoss', loss_weight=0.3),
                  distill_size: int = 56,
                  distill_pos_ratio: float = 0.5,
+                 distill_pair_frame: str = 'normalized',
                  affinity_scale: float = 1. / 128,
                  num_distill_points: Optional[int] = None,
                  regions_per_image: Optional[int] = 1,
@@ -178,6 +239,9 @@ class PLRCHead(BaseModule):
         if regions_per_image is not None and regions_per_image < 1:
             raise ValueError('PLRC: regions_per_image must be >= 1 or None, '
                              f'got {regions_per_image}')
+        if distill_pair_frame not in ('normalized', 'pixels'):
+            raise ValueError('PLRC: distill_pair_frame must be "normalized" '
+                             f'or "pixels", got "{distill_pair_frame}"')
         self.point_sampler = TASK_UTILS.build(point_sampler)
         self.loss_img = MODELS.build(loss_img)
         self.loss_point = MODELS.build(loss_point)
@@ -186,6 +250,7 @@ class PLRCHead(BaseModule):
         self.loss_distill = MODELS.build(loss_distill)
         self.distill_size = distill_size
         self.distill_pos_ratio = distill_pos_ratio
+        self.distill_pair_frame = distill_pair_frame
         self.affinity_scale = affinity_scale
         self.num_distill_points = num_distill_points
         self.regions_per_image = regions_per_image
@@ -233,48 +298,86 @@ class PLRCHead(BaseModule):
                 self.loss_point(feats, labels, pvalid, view_ids=view_ids))
         return sum(losses) / len(losses)
 
-    def _distill_rows(self, ok: Tensor) -> Tensor:
-        """Cells of the student view to distil.
+    def _keep_pairs(self, src: Tensor, dst: Tensor,
+                    ok: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """All pairs, or ``num_distill_points`` random real pairs per image
+        (``(B, M)`` each, real pairs first)."""
+        if self.num_distill_points is None or \
+                self.num_distill_points >= ok.size(1):
+            return src, dst, ok
+        score = ok.float() + torch.rand(ok.shape, device=ok.device)
+        keep = score.topk(self.num_distill_points, dim=1).indices
+        return src.gather(1, keep), dst.gather(1, keep), ok.gather(1, keep)
+
+    @staticmethod
+    def _unique_cells(idx: Tensor, ok: Tensor,
+                      num_cells: int) -> Tuple[Tensor, Tensor]:
+        """The distinct cells of ``idx`` ``(B, M)`` among the real pairs
+        ``ok``: ``(B, U)`` cell indices and the ``(B, M)`` position of each
+        pair's cell in them (the vectors of a cell are computed once)."""
+        B = idx.size(0)
+        count = idx.new_zeros(B, num_cells, dtype=torch.float32)
+        count.scatter_add_(1, idx, ok.float())
+        present = count > 0
+        U = max(int(present.sum(1).max()), 1)
+        cells = present.float().topk(U, dim=1).indices  # (B, U), distinct
+        pos = torch.zeros_like(count, dtype=torch.long)
+        pos.scatter_(1, cells, torch.arange(U, device=idx.device).expand(B, U))
+        return cells, pos.gather(1, idx)
+
+    def _distill_vector(self, enc: Dict[str, Tensor], idx: Tensor, ok: Tensor,
+                        ref: Tensor) -> Tensor:
+        """``[affinity_scale * f(i) . up(R), logits(i)]`` of cells ``idx``
+        ``(B, M)`` (each distinct cell of the real pairs ``ok`` computed
+        once; padding rows get an arbitrary one): ``(B, M, S*S + Np)`` from
+        ``dino_feat`` ``(B, Cb, h, w)`` and ``dino_logits`` ``(B, Np, h, w)``
+        of ``enc``, ``ref`` ``(B, Cb, h, w)``."""
+        S = self.distill_size
+        cells, pos = self._unique_cells(idx, ok, S * S)
+        rows = read_upsampled_rows(enc['dino_feat'], cells, S)  # (B, U, Cb)
+        vec = torch.cat([
+            upsampled_affinity(rows, ref, S) * self.affinity_scale,
+            read_upsampled_rows(enc['dino_logits'], cells, S)
+        ], -1)
+        return vec.gather(1, pos[..., None].expand(-1, -1, vec.size(-1)))
+
+    def frame_scale(self, ori_shape: Optional[Tensor],
+                    batch_size: int) -> Optional[Tensor]:
+        """``(B, 2)`` multipliers of original pixels for
+        :func:`dense_cell_pairs`: ``1 / (W - 1), 1 / (H - 1)`` for
+        ``distill_pair_frame='normalized'`` (the release), None for
+        ``'pixels'``.
 
         Args:
-            ok (Tensor): ``(B, S*S)`` bool, cells with a pair.
-
-        Returns:
-            Tensor: ``(B, M)`` long indices, the paired cells first: all of
-            them (``M`` = the largest paired count of the batch) or
-            ``M = num_distill_points`` random ones. Rows past an image's
-            count are unpaired and get weight 0.
+            ori_shape (Tensor, optional): ``(B, 2)`` original ``(h, w)``.
+            batch_size (int): B, to check ``ori_shape``.
         """
-        M = max(int(ok.sum(1).max()), 1)
-        score = ok.float()
-        if self.num_distill_points is not None and \
-                self.num_distill_points < M:
-            M = self.num_distill_points
-            score = score + torch.rand(ok.shape, device=ok.device)
-        return score.topk(M, dim=1).indices
+        if self.distill_pair_frame == 'pixels':
+            return None
+        if ori_shape is None or ori_shape.shape != (batch_size, 2):
+            raise ValueError(
+                "PLRCHead: distill_pair_frame='normalized' needs the "
+                'original (h, w) of every image (the "ori_shape" metainfo: '
+                'load images with LoadImageFromFile(Safe) and keep '
+                "'ori_shape' in PackRegionInputs.meta_keys), or set "
+                "distill_pair_frame='pixels'.")
+        hw = ori_shape.float()
+        return 1. / (hw[:, [1, 0]] - 1).clamp(min=1.)
 
-    def _distill_vector(self, enc: Dict[str, Tensor], idx: Tensor,
-                        ref: Tensor) -> Tensor:
-        """``[affinity_scale * f(i) . up(R), logits(i)]`` of cells ``idx``:
-        ``(B, M, S*S + Np)`` from ``dino_feat`` ``(B, Cb, h, w)`` and
-        ``dino_logits`` ``(B, Np, h, w)`` of ``enc``, ``ref`` ``(B, Cb, h,
-        w)``."""
-        S = self.distill_size
-        rows = read_upsampled_rows(enc['dino_feat'], idx, S)  # (B, M, Cb)
-        return torch.cat([
-            upsampled_affinity(rows, ref, S) * self.affinity_scale,
-            read_upsampled_rows(enc['dino_logits'], idx, S)
-        ], -1)
-
-    def distill_loss(
-            self,
-            online: Sequence[Dict[str, Tensor]],
-            target: Sequence[Dict[str, Tensor]],
-            pairs: Sequence[Tuple[int, int]],
-            view_affine: Tensor,
-            img_shape: Tuple[int, int],
-            reference: Optional[Sequence[Dict[str, Tensor]]] = None) -> Tensor:
+    def distill_loss(self,
+                     online: Sequence[Dict[str, Tensor]],
+                     target: Sequence[Dict[str, Tensor]],
+                     pairs: Sequence[Tuple[int, int]],
+                     view_affine: Tensor,
+                     img_shape: Tuple[int, int],
+                     reference: Optional[Sequence[Dict[str, Tensor]]] = None,
+                     ori_shape: Optional[Tensor] = None) -> Tensor:
         """Point-affinity distillation, all directions in one loss call.
+
+        Every pair of cells of :func:`dense_cell_pairs` is a term (a student
+        cell with several target cells in reach is distilled towards each of
+        them, as the release); the loss is the mean over the pairs of the
+        batch.
 
         Args:
             online (Sequence[dict]): per direction, the online (student)
@@ -289,43 +392,68 @@ class PLRCHead(BaseModule):
             reference (Sequence[dict], optional): per direction, the
                 teacher's of the affinity reference view (view 1).
                 Defaults to ``target`` (the two-view form).
+            ori_shape (Tensor, optional): ``(B, 2)`` original ``(h, w)``,
+                needed by ``distill_pair_frame='normalized'``.
 
         Returns:
             Tensor: scalar.
         """
         students, targets, weights = [], [], []
         reference = target if reference is None else reference
+        scale = self.frame_scale(ori_shape, view_affine.size(0))
         for on, te, rf, (s, d) in zip(online, target, reference, pairs):
-            idx_t, ok = match_dense_cells(view_affine, img_shape,
-                                          self.distill_size, s, d,
-                                          self.distill_pos_ratio)
-            idx_s = self._distill_rows(ok)  # (B, M)
-            ok = ok.gather(1, idx_s)
-            idx_t = idx_t.gather(1, idx_s)
+            idx_s, idx_t, ok = self._keep_pairs(
+                *dense_cell_pairs(view_affine, img_shape, self.distill_size, s,
+                                  d, self.distill_pos_ratio, scale))
             ref = rf['dino_feat'].detach()
-            s_vec = self._distill_vector(on, idx_s, ref)
+            s_vec = self._distill_vector(on, idx_s, ok, ref)
             with torch.no_grad():
                 t_vec = self._distill_vector(
-                    dict(te, dino_feat=te['dino_feat'].detach()), idx_t, ref)
+                    dict(te, dino_feat=te['dino_feat'].detach()), idx_t, ok,
+                    ref)
             students.append(s_vec.flatten(0, 1))
             targets.append(t_vec.flatten(0, 1))
             weights.append(ok.flatten().to(s_vec.dtype))
         return self.loss_distill(
             torch.cat(students), torch.cat(targets), torch.cat(weights))
 
-    def loss(self, img_q: Tensor, img_k: Tensor, img_queue: Tensor,
-             point_q: Sequence[Tensor], point_k: Sequence[Tensor],
-             valid: Tensor, online: Sequence[Dict[str, Tensor]],
-             target: Sequence[Dict[str,
-                                   Tensor]], reference: Sequence[Dict[str,
-                                                                      Tensor]],
-             pairs: Sequence[Tuple[int, int]], view_affine: Tensor,
-             img_shape: Tuple[int, int]) -> Dict[str, Tensor]:
-        """The PLRC losses of one step.
+    def image_loss(self, img_q: Sequence[Tensor], img_k: Sequence[Tensor],
+                   img_queue: Tensor) -> Tensor:
+        """MoCo v2 InfoNCE averaged over the directions.
 
         Args:
-            img_q (Tensor): ``(B, D)`` online image embedding (view 0).
-            img_k (Tensor): ``(B, D)`` teacher image embedding (view 1).
+            img_q (Sequence[Tensor]): per direction, ``(B, D)`` online
+                embedding of the online view.
+            img_k (Sequence[Tensor]): per direction, ``(B, D)`` teacher
+                embedding of the teacher view.
+            img_queue (Tensor): ``(L, D)`` queued keys (before this step's
+                enqueue).
+
+        Returns:
+            Tensor: scalar.
+        """
+        losses = [self.loss_img(q, k, img_queue) for q, k in zip(img_q, img_k)]
+        return sum(losses) / len(losses)
+
+    def loss(self,
+             img_q: Sequence[Tensor],
+             img_k: Sequence[Tensor],
+             img_queue: Tensor,
+             point_q: Sequence[Tensor],
+             point_k: Sequence[Tensor],
+             valid: Tensor,
+             online: Sequence[Dict[str, Tensor]],
+             target: Sequence[Dict[str, Tensor]],
+             reference: Sequence[Dict[str, Tensor]],
+             pairs: Sequence[Tuple[int, int]],
+             view_affine: Tensor,
+             img_shape: Tuple[int, int],
+             ori_shape: Optional[Tensor] = None) -> Dict[str, Tensor]:
+        """The PLRC losses of one step, each averaged over the directions.
+
+        Args:
+            img_q, img_k (Sequence[Tensor]): per direction, online and
+                teacher image embeddings ``(B, D)``.
             img_queue (Tensor): ``(L, D)`` queued teacher keys.
             point_q, point_k (Sequence[Tensor]): per direction, online and
                 teacher point embeddings ``(B, K, P, D)``.
@@ -334,15 +462,16 @@ class PLRCHead(BaseModule):
                 :meth:`distill_loss`.
             view_affine (Tensor): ``(B, V, 4)``.
             img_shape (tuple[int, int]): ``(H, W)``.
+            ori_shape (Tensor, optional): ``(B, 2)`` original ``(h, w)``.
 
         Returns:
             dict[str, Tensor]: ``loss_img``, ``loss_point``, ``loss_distill``.
         """
         return dict(
-            loss_img=self.loss_img(img_q, img_k, img_queue),
+            loss_img=self.image_loss(img_q, img_k, img_queue),
             loss_point=self.point_contrast_loss(point_q, point_k, valid),
             loss_distill=self.distill_loss(online, target, pairs, view_affine,
-                                           img_shape, reference))
+                                           img_shape, reference, ori_shape))
 
 
 def legacy_head_keys_hook(state_dict: dict, prefix: str, *args) -> None:

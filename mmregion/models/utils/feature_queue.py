@@ -51,6 +51,10 @@ class FeatureQueue(nn.Module):
     Args:
         length (int): Number of stored keys (MoCo v2: 65536).
         dim (int): Embedding size (MoCo v2: 128).
+        overflow (str): keys of one call that pass the end of the queue:
+            ``'wrap'`` (written at its start, every key enters; the default)
+            or ``'drop'`` (dropped, the pointer restarts at 0: CCOP's region
+            queue, ``models/ccop.py`` ``_roi_dequeue_and_enqueue``).
 
     Examples:
         >>> queue = FeatureQueue(length=8, dim=4)
@@ -61,11 +65,15 @@ class FeatureQueue(nn.Module):
         3
     """
 
-    def __init__(self, length: int, dim: int) -> None:
+    def __init__(self, length: int, dim: int, overflow: str = 'wrap') -> None:
         super().__init__()
         if length <= 0 or dim <= 0:
             raise ValueError('FeatureQueue: length and dim must be positive, '
                              f'got length={length}, dim={dim}.')
+        if overflow not in ('wrap', 'drop'):
+            raise ValueError('FeatureQueue: overflow must be "wrap" or '
+                             f'"drop", got "{overflow}".')
+        self.overflow = overflow
         self.length = length
         self.dim = dim
         self.register_buffer('queue',
@@ -96,13 +104,16 @@ class FeatureQueue(nn.Module):
         num = keys.shape[0]
         if num == 0:
             return
-        if num > self.length:  # only the newest `length` keys survive
-            keys = keys[-self.length:]
         ptr = int(self.ptr.item())
+        if self.overflow == 'drop':  # up to the end, the rest dropped
+            keys = keys[:self.length - ptr]
+        elif num > self.length:  # only the newest `length` keys survive
+            keys = keys[-self.length:]
         idx = (ptr + torch.arange(keys.shape[0],
                                   device=self.queue.device)) % self.length
         self.queue[idx] = keys
         self.ptr[0] = (ptr + keys.shape[0]) % self.length
 
     def extra_repr(self) -> str:
-        return f'length={self.length}, dim={self.dim}'
+        return (f'length={self.length}, dim={self.dim}, '
+                f'overflow={self.overflow!r}')

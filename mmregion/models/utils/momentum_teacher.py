@@ -29,8 +29,9 @@ class MomentumTeacher(ExponentialMovingAverage):
         online (Mapping[str, nn.Module]): The online modules by attribute
             name, e.g. ``{'backbone': model.backbone, 'neck': model.neck}``.
         momentum (float): EMA momentum in ``(0, 1)``, mmengine convention.
-            It can be changed later (e.g. by a momentum hook); every value
-            set is validated.
+            It can be changed later (:class:`CosineTeacherMomentumHook`
+            anneals it by a cosine, SCE's schedule); every value set is
+            validated.
         eval_mode (bool): Keep the teacher in eval mode whatever the
             parent's mode (no dropout, BN running statistics), as ProSeCo's
             teacher. False lets it follow the parent (MoCo: BN batch
@@ -48,21 +49,25 @@ class MomentumTeacher(ExponentialMovingAverage):
 
     @staticmethod
     def check_momentum(momentum: float,
-                       owner: str = 'MomentumTeacher') -> None:
-        """Raise ``ValueError`` unless ``0 < momentum < 1``."""
-        if not 0. < momentum < 1.:
+                       owner: str = 'MomentumTeacher',
+                       allow_zero: bool = False) -> None:
+        """Raise ``ValueError`` unless ``0 < momentum < 1`` (``0 <=`` with
+        ``allow_zero``: a frozen teacher, the end of a schedule)."""
+        if not (0. <= momentum < 1. if allow_zero else 0. < momentum < 1.):
+            span = '[0, 1)' if allow_zero else '(0, 1)'
             raise ValueError(
-                f'{owner}: momentum must be in (0, 1) (mmengine convention: '
+                f'{owner}: momentum must be in {span} (mmengine convention: '
                 f'0.001 == MoCo 0.999), got {momentum}.')
 
     @property
     def momentum(self) -> float:
-        """float: the EMA momentum (validated when set)."""
+        """float: the EMA momentum (validated when set; a schedule such as
+        :class:`CosineTeacherMomentumHook` may set 0, a frozen teacher)."""
         return self._momentum
 
     @momentum.setter
     def momentum(self, value: float) -> None:
-        self.check_momentum(value)
+        self.check_momentum(value, allow_zero=True)
         self._momentum = value
 
     def __getitem__(self, name: str) -> nn.Module:

@@ -1,11 +1,12 @@
 import copy
+import math
 
 import pytest
 import torch
 from mmpretrain.structures import DataSample
 
 from mmregion.models.algorithms.plrc import PLRC
-from mmregion.models.heads.plrc_head import (PLRCHead, match_dense_cells,
+from mmregion.models.heads.plrc_head import (PLRCHead, dense_cell_pairs,
                                              select_regions)
 from mmregion.registry import MODELS
 
@@ -84,27 +85,96 @@ def _grid_views(B=3, jitter=0., seed=0, V=3):
         ds = DataSample()
         ds.set_field(boxes, 'boxes')
         ds.set_field(torch.stack(affs), 'view_affine')
+        ds.set_metainfo(dict(ori_shape=(128, 128)))
         samples.append(ds)
     inputs = [torch.randn(B, 3, IMG, IMG, generator=g) for _ in range(V)]
     return inputs, samples
 
 
-def test_match_dense_cells():
+def _official_pairs(aff, img_shape, ori_shape, S, src, dst, ratio=0.5):
+    """The release's rule (PLRC ``models/utils.py`` ``overlap()``), written
+    as a loop: each view's crop as ``(x1, y1, x2, y2)`` in coordinates
+    normalised by the original ``(W - 1, H - 1)`` (x1 > x2 when flipped,
+    ``RandomHorizontalFlipCoord``), cell centres ``x1 + (k + 0.5) * (x2 -
+    x1) / S``, a pair when the distance of the centres is below ``ratio``
+    times the larger cell diagonal. Returns the set of (b, i, j)."""
+    H, W = img_shape
+    pairs = set()
+    for b in range(aff.size(0)):
+        oh, ow = (float(v) for v in ori_shape[b])
+        coords = []
+        for v in (src, dst):
+            sx, tx, sy, ty = (float(c) for c in aff[b, v])
+            coords.append(((0 - tx) / sx / (ow - 1), (0 - ty) / sy / (oh - 1),
+                           (W - tx) / sx / (ow - 1), (H - ty) / sy / (oh - 1)))
+        cells = []
+        for x1, y1, x2, y2 in coords:
+            bw, bh = (x2 - x1) / S, (y2 - y1) / S
+            cells.append(([(x1 + (k % S + 0.5) * bw, y1 + (k // S + 0.5) * bh)
+                           for k in range(S * S)], math.hypot(bw, bh)))
+        (cq, dq), (ck, dk) = cells
+        for i, (xq, yq) in enumerate(cq):
+            for j, (xk, yk) in enumerate(ck):
+                if math.hypot(xq - xk, yq - yk) / max(dq, dk) < ratio:
+                    pairs.add((b, i, j))
+    return pairs
+
+
+def _pair_set(src, dst, ok):
+    return {(b, int(src[b, m]), int(dst[b, m]))
+            for b, m in ok.nonzero().tolist()}
+
+
+def test_dense_cell_pairs_equal_the_official_rule():
+    # views 0, 1 (flipped), 0' (smaller crop: its cells pair with several)
+    _, samples = _grid_views(B=3, seed=3, V=3)
+    aff = torch.stack([s.view_affine for s in samples])
+    ori = torch.tensor([[128., 128.], [96., 160.], [150., 110.]])
+    scale = 1. / (ori[:, [1, 0]] - 1)
+    S = 8
+    for src, dst in [(0, 1), (0, 2), (2, 0), (1, 0)]:
+        got = _pair_set(
+            *dense_cell_pairs(aff, (IMG, IMG), S, src, dst, 0.5, scale))
+        ref = _official_pairs(aff, (IMG, IMG), ori, S, src, dst)
+        assert got == ref, (src, dst, len(got), len(ref))
+        assert len(ref) > 0
+    # several target cells per student cell, as the release
+    _, counts = torch.tensor(sorted(got))[:, :2].unique(
+        dim=0, return_counts=True)
+    assert counts.max() > 1
+
+
+def test_dense_cell_pairs_simple_geometry():
     ident = torch.tensor([[[1., 0., 1., 0.], [1., 0., 1., 0.]]])
-    idx, ok = match_dense_cells(ident, (32, 32), 4, 0, 1)
-    assert ok.all() and torch.equal(idx[0], torch.arange(16))
+    src, dst, ok = dense_cell_pairs(ident, (32, 32), 4, 0, 1)
+    assert ok.all() and torch.equal(src[0], torch.arange(16))
+    assert torch.equal(dst[0], torch.arange(16))  # only itself within 0.5
     flip = torch.tensor([[[1., 0., 1., 0.], [-1., 32., 1., 0.]]])
-    idx, ok = match_dense_cells(flip, (32, 32), 4, 0, 1)
+    src, dst, ok = dense_cell_pairs(flip, (32, 32), 4, 0, 1)
     expected = (torch.arange(4)[:, None] * 4 + 3 - torch.arange(4)[None])
-    assert ok.all() and torch.equal(idx[0], expected.view(-1))
-    # view 1 shows the top-right quarter of the image at 2x
+    assert ok.all() and torch.equal(dst[0], expected.view(-1))
+    # view 1 shows the top-right quarter at 2x: its cells are half as wide,
+    # so each view-0 cell of that quarter is within reach of 2x2 of them
     quarter = torch.tensor([[[1., 0., 1., 0.], [2., -32., 2., 0.]]])
-    idx, ok = match_dense_cells(quarter, (32, 32), 4, 0, 1)
-    expected = torch.zeros(4, 4, dtype=torch.bool)
-    expected[:2, 2:] = True
-    assert torch.equal(ok.view(4, 4), expected)
-    # src cell (row 0, col 2), centre (20, 4) -> dst pixel (8, 8): cell 5
-    assert idx.view(4, 4)[0, 2] == 5
+    src, dst, ok = dense_cell_pairs(quarter, (32, 32), 4, 0, 1)
+    pairs = _pair_set(src, dst, ok)
+    assert {i for _, i, _ in pairs} == {2, 3, 6, 7}
+    assert {j for _, i, j in pairs if i == 2} == {0, 1, 4, 5}
+    assert len(pairs) == 16
+
+
+def test_distill_pair_frame_needs_ori_shape():
+    model = MODELS.build(_cfg())
+    assert model.head.distill_pair_frame == 'normalized'
+    inputs, samples = _grid_views(B=2)
+    for s in samples:
+        s.set_metainfo(dict(ori_shape=None))
+    with pytest.raises(ValueError, match='ori_shape'):
+        model.loss(inputs, samples)
+    model = MODELS.build(_cfg(distill_pair_frame='pixels'))
+    assert torch.isfinite(model.loss(inputs, samples)['loss_distill'])
+    with pytest.raises(ValueError, match='distill_pair_frame'):
+        MODELS.build(_cfg(distill_pair_frame='cells'))
 
 
 def test_select_regions():
@@ -236,9 +306,10 @@ MODES = dict(
 
 
 def _dense_distill_reference(model, online, target, reference, pairs, aff,
-                             img_shape):
+                             img_shape, ori_shape):
     """The loss on the full upsampled S x S maps (the official order:
-    upsample, then all-pairs affinities, then pick the paired cells)."""
+    upsample, then all-pairs affinities, then pick the pairs of the official
+    ``overlap()`` rule, :func:`_official_pairs`), the mean over all pairs."""
     import torch.nn.functional as F
 
     from mmregion.models.losses.point_affinity_distillation_loss import \
@@ -249,24 +320,21 @@ def _dense_distill_reference(model, online, target, reference, pairs, aff,
         x = F.interpolate(x, size=(S, S), mode='bilinear', align_corners=False)
         return x.flatten(2).transpose(1, 2)
 
-    terms, weights = [], []
+    terms = []
     for on, te, rf, (s, d) in zip(online, target, reference, pairs):
-        idx_t, ok = match_dense_cells(aff, img_shape, S, s, d,
-                                      model.head.distill_pos_ratio)
         f_s, l_s = up(on['dino_feat']), up(on['dino_logits'])
         f_t, l_t = up(te['dino_feat']), up(te['dino_logits'])
         ref = up(rf['dino_feat']).transpose(1, 2)
         s_vec = torch.cat([f_s @ ref * model.head.affinity_scale, l_s], -1)
         t_vec = torch.cat([f_t @ ref * model.head.affinity_scale, l_t], -1)
-        t_vec = t_vec.gather(1, idx_t[..., None].expand_as(t_vec))
-        loss = point_affinity_distillation_loss(
-            s_vec.flatten(0, 1), t_vec.flatten(0,
-                                               1), model.loss_distill.center,
-            model.loss_distill.student_temp, model.loss_distill.teacher_temp)
-        terms.append(loss)
-        weights.append(ok.flatten().float())
-    loss, w = torch.cat(terms), torch.cat(weights)
-    return model.loss_distill.loss_weight * (loss * w).sum() / w.sum()
+        b, i, j = torch.tensor(
+            sorted(_official_pairs(aff, img_shape, ori_shape, S, s, d))).t()
+        terms.append(
+            point_affinity_distillation_loss(s_vec[b, i], t_vec[b, j],
+                                             model.loss_distill.center,
+                                             model.loss_distill.student_temp,
+                                             model.loss_distill.teacher_temp))
+    return model.loss_distill.loss_weight * torch.cat(terms).mean()
 
 
 @pytest.mark.parametrize('mode', list(MODES))
@@ -293,15 +361,22 @@ def test_distill_loss_equals_dense_reference(mode):
     online = [enc() for _ in dirs]
     target = [enc() for _ in dirs]
     reference = [enc() for _ in dirs]
+    ori = torch.tensor([[128., 128.], [90., 140.], [130., 100.]])
     ours = model.head.distill_loss(
-        online, target, pairs, aff, (IMG, IMG), reference=reference)
+        online,
+        target,
+        pairs,
+        aff, (IMG, IMG),
+        reference=reference,
+        ori_shape=ori)
     ref = _dense_distill_reference(model, online, target, reference, pairs,
-                                   aff, (IMG, IMG))
+                                   aff, (IMG, IMG), ori)
     assert torch.allclose(ours, ref, rtol=1e-4, atol=1e-5), (ours, ref)
     # the two-view form: the target is its own reference
-    ours = model.head.distill_loss(online, target, pairs, aff, (IMG, IMG))
+    ours = model.head.distill_loss(
+        online, target, pairs, aff, (IMG, IMG), ori_shape=ori)
     ref = _dense_distill_reference(model, online, target, target, pairs, aff,
-                                   (IMG, IMG))
+                                   (IMG, IMG), ori)
     assert torch.allclose(ours, ref, rtol=1e-4, atol=1e-5), (ours, ref)
 
 
@@ -325,12 +400,13 @@ def test_plrc_one_backbone_pass_per_view_and_encoder(mode):
     if mode == 'symmetric':
         assert len(calls['online']) == 2 and len(calls['teacher']) == 2
         return
-    # MoCo v2's work: online on view 0 once; the teacher on view 1 (and on
-    # view 0', the distillation target, with three views)
+    # MoCo v2's work: online on view 0 once; the teacher on view 1 (after
+    # view 0', the distillation target, with three views: the release's
+    # order, test_teacher_order_follows_the_release)
     assert len(calls['online']) == 1
     assert torch.equal(calls['online'][0], inputs[0])
     assert len(calls['teacher']) == model.num_views - 1
-    for x, v in zip(calls['teacher'], range(1, model.num_views)):
+    for x, v in zip(calls['teacher'], range(model.num_views - 1, 0, -1)):
         assert same_images(x, inputs[v])
 
 
@@ -517,3 +593,71 @@ def test_head_built_from_flat_keys_and_old_checkpoint_keys_load():
     fresh.load_state_dict(state, strict=True)
     assert torch.equal(fresh.head.loss_distill.center,
                        state['loss_distill.center'])
+
+
+@pytest.mark.parametrize('mode', list(MODES))
+def test_teacher_order_follows_the_release(mode):
+    """builder.py: the teacher encodes view 0' with the previous step's
+    weights, then takes its momentum step, then encodes view 1 (a teacher
+    that records its calls and the weights it ran with)."""
+    torch.manual_seed(0)
+    model = MODELS.build(_cfg(momentum=0.5, **MODES[mode]))
+    inputs, samples = _grid_views(B=2, V=model.num_views)
+    calls, weights = [], {}
+    update, encode = model.update_momentum_encoder, model._encode_teacher
+    teacher_conv = model.momentum_module('backbone').conv1.weight
+
+    def recording_update():
+        calls.append('update')
+        update()
+
+    def recording_encode(x, with_point=True):
+        v = next(i for i, inp in enumerate(inputs) if inp is x)
+        calls.append(f'teacher{v}')
+        weights[v] = teacher_conv.detach().clone()
+        return encode(x, with_point)
+
+    model.update_momentum_encoder = recording_update
+    model._encode_teacher = recording_encode
+    expected = dict(
+        three=['teacher2', 'update', 'teacher1'],
+        two=['update', 'teacher1'],
+        symmetric=['update', 'teacher0', 'teacher1'])[mode]
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    sum(model.loss(inputs, samples).values()).backward()
+    # the first step syncs the teacher with the online encoder first
+    assert calls == ['update'] + expected
+    opt.step()  # the online encoder moves: the EMA step changes the teacher
+    calls.clear()
+    before = teacher_conv.detach().clone()
+    model.loss(inputs, samples)
+    assert calls == expected
+    after = teacher_conv.detach().clone()
+    assert not torch.allclose(before, after)
+    assert torch.equal(weights[1], after)
+    if mode == 'three':  # view 0' saw the weights before the update
+        assert torch.equal(weights[2], before)
+
+
+def test_symmetric_image_term_averages_both_directions():
+    torch.manual_seed(0)
+    model = MODELS.build(_cfg(num_views=2, symmetric=True))
+    inputs, samples = _grid_views(B=2, V=2)
+    seen = []
+    loss_img = model.head.loss_img
+    forward = loss_img.forward
+
+    def recording(q, k, queue):
+        out = forward(q, k, queue)
+        seen.append((q.detach(), k, queue.clone(), out.detach()))
+        return out
+
+    loss_img.forward = recording
+    ptr = int(model.img_queue.ptr)
+    losses = model.loss(inputs, samples)
+    assert len(seen) == 2
+    (q0, k1, queue0, l0), (q1, k0, queue1, l1) = seen
+    assert torch.equal(queue0, queue1)  # both against the queue before
+    assert not torch.allclose(q0, q1) and not torch.allclose(k0, k1)
+    assert torch.allclose(losses['loss_img'], (l0 + l1) / 2)
+    assert int(model.img_queue.ptr) == ptr + 4  # keys of both views

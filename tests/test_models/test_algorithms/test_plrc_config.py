@@ -26,6 +26,9 @@ def test_r50_defaults_are_the_release():
     assert model.regions_per_image == 1
     assert model.num_views == 3 and not model.symmetric
     assert model.num_distill_points is None
+    # issue 24: overlap() pairs in the release's normalised frame
+    assert (model.distill_pos_ratio,
+            model.distill_pair_frame) == (0.5, 'normalized')
     assert model.teacher_heads_in_shuffle
     assert model.backbone.norm_cfg == dict(type='BN')
     assert model.img_feat_dim == model.point_neck.out_channels == 128

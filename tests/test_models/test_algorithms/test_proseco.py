@@ -446,3 +446,44 @@ def test_nonfinite_predictions_reach_the_guard(action):
         assert wrapper.num_skipped == 1
         torch.testing.assert_close(model.embed_head.layers[0].weight, before)
     MessageHub.get_current_instance().pop_info('iter')
+
+
+def test_detreg_patch_target_uses_the_pipeline_patches():
+    """Issue 24 item 5: embed_target='patch' takes each matched box's patch
+    made by BoxPatches (normalised like the views: BGR -> RGB, mean, std)
+    through the backbone up to the target level, globally averaged."""
+    from mmregion.models.heads import DETRegHead
+    model = _detreg(
+        student_view=0,
+        embed_target='patch',
+        data_preprocessor=dict(
+            type='mmpretrain.SelfSupDataPreprocessor',
+            mean=[100., 110., 120.],
+            std=[50., 60., 70.],
+            to_rgb=True))
+    seen = _capture_embed_pairs(model)
+    inputs, samples = _batch((3, 2))
+    gen = torch.Generator().manual_seed(3)
+    for s in samples:
+        k = s.boxes.shape[1]
+        s.set_field(
+            torch.randint(
+                0, 256, (k, 3, 24, 24), dtype=torch.uint8, generator=gen),
+            'patches')
+    loss = model(inputs, samples, mode='loss')['loss_embed']
+    assert torch.isfinite(loss)
+    target = seen[-1][0][1]
+    assert target.shape[0] == 5  # 10 queries: every box is matched
+    patches = torch.cat([s.patches for s in samples])[:, [2, 1, 0]].float()
+    mean = torch.tensor([100., 110., 120.]).view(1, 3, 1, 1)
+    std = torch.tensor([50., 60., 70.]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        ref = DETRegHead.backbone_level(model.detector.backbone,
+                                        (patches - mean) / std, 0).mean((2, 3))
+    # each target row is the feature of one patch, each patch used once
+    dist = torch.cdist(target, ref)
+    assert dist.min(1).values.max() < 1e-4
+    assert sorted(dist.argmin(1).tolist()) == list(range(5))
+    del samples[1].patches
+    with pytest.raises(ValueError, match='BoxPatches'):
+        model(inputs, samples, mode='loss')

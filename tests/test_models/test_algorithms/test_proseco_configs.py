@@ -48,7 +48,8 @@ def test_proseco_r50_defaults():
 
 
 def test_detreg_r50_defaults():
-    model = _cfg('detreg_deformable-detr_r50_coco.py').model
+    cfg = _cfg('detreg_deformable-detr_r50_coco.py')
+    model = cfg.model
     assert model.detector.backbone.init_cfg.checkpoint == SWAV
     assert model.contrast_loss is None
     assert model.detector.bbox_head.loss_cls.loss_weight == 2.0
@@ -57,8 +58,22 @@ def test_detreg_r50_defaults():
     ]
     assert model.embed_head.num_layers == 2  # MLP(256, 256, 512, 2)
     assert model.embed_loss.reduction == 'mean'
-    assert (model.student_view, model.embed_target_view,
-            model.embed_target) == (0, 1, 'crop')
+    # issue 24 item 5: DETReg's patches (original image, PIL resize,
+    # per-crop colour augmentation) on one uncoloured view
+    assert (model.num_views, model.student_view,
+            model.embed_target) == (1, 0, 'patch')
+    pipe = cfg.train_dataloader.dataset.pipeline
+    assert _types(pipe) == [
+        'LoadImageFromFileSafe', 'LoadProposals', 'KeepSourceRegions',
+        'RegionRandomResizedCrop', 'RegionRandomFlip', 'MultiViewRegions',
+        'BoxPatches', 'PackRegionInputs'
+    ]
+    assert pipe[5]['num_views'] == 1 and pipe[5]['max_regions'] == 30
+    assert pipe[6]['size'] == 128
+    assert _types(pipe[6]['transforms']) == [
+        'mmpretrain.RandomApply', 'mmpretrain.RandomGrayscale',
+        'mmpretrain.GaussianBlur'
+    ]
 
 
 @pytest.mark.parametrize('method', ['ccop', 'plrc'])

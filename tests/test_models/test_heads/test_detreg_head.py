@@ -81,7 +81,7 @@ def test_no_match_gives_a_zero_loss_in_the_graph():
 
 def test_bad_target_kind():
     register_all_modules()
-    with pytest.raises(ValueError, match='"roi" or "crop"'):
+    with pytest.raises(ValueError, match='"patch", "crop" or "roi"'):
         MODELS.build(
             dict(
                 type='DETRegHead',

@@ -7,13 +7,15 @@ from mmengine.registry import init_default_scope
 from mmregion.models.heads.plrc_head import PLRCHead, legacy_head_keys_hook
 from mmregion.registry import MODELS
 
-# PLRC.loss_img / point_contrast_loss / distill_loss of the pre-refactor
-# algorithm (commit 1c63192) on ``_inputs()`` (distill_size=6, 8 prototypes,
-# default losses)
+# PLRC.loss_img / point_contrast_loss of the pre-refactor algorithm (commit
+# 1c63192) on ``_inputs()`` (distill_size=6, 8 prototypes, default losses);
+# loss_distill: every cell pair of the release's overlap() rule (issue 24; it
+# was 2.8918869495391846 with one target cell per student cell), equal to
+# the brute-force reference of test_plrc.py (_dense_distill_reference)
 PRE_REFACTOR = dict(
     loss_img=2.717386245727539,
     loss_point=4.338202953338623,
-    loss_distill=2.8918869495391846)
+    loss_distill=2.8280587196350098)
 
 
 def _inputs():
@@ -32,8 +34,8 @@ def _inputs():
                         [[1.2, -4., 1.2, -2.], [1., 0., 1., 0.],
                          [-1., 24., 1., 0.]]])
     return dict(
-        img_q=unit(2, 8),
-        img_k=unit(2, 8),
+        img_q=[unit(2, 8)],
+        img_k=[unit(2, 8)],
         img_queue=unit(16, 8),
         point_q=[unit(2, 3, 4, 8)],
         point_k=[unit(2, 3, 4, 8)],
@@ -43,7 +45,8 @@ def _inputs():
         reference=[dense()],
         pairs=[(0, 2)],
         view_affine=aff,
-        img_shape=(24, 24))
+        img_shape=(24, 24),
+        ori_shape=torch.tensor([[24., 24.], [30., 40.]]))
 
 
 def _head(**kw):
@@ -66,29 +69,31 @@ def test_loss_is_the_sum_of_its_parts():
     head.loss_distill.eval()  # no centre update between the calls
     x = _inputs()
     losses = head.loss(**x)
-    assert torch.equal(losses['loss_img'],
-                       head.loss_img(x['img_q'], x['img_k'], x['img_queue']))
+    assert torch.equal(
+        losses['loss_img'],
+        head.loss_img(x['img_q'][0], x['img_k'][0], x['img_queue']))
     assert torch.equal(
         losses['loss_point'],
         head.point_contrast_loss(x['point_q'], x['point_k'], x['valid']))
     assert torch.equal(
         losses['loss_distill'],
         head.distill_loss(x['online'], x['target'], x['pairs'],
-                          x['view_affine'], x['img_shape'], x['reference']))
+                          x['view_affine'], x['img_shape'], x['reference'],
+                          x['ori_shape']))
 
 
 def test_gradients_reach_only_the_online_inputs():
     head = _head()
     x = _inputs()
-    for t in [x['img_q'], x['point_q'][0], x['online'][0]['dino_feat']]:
+    for t in [x['img_q'][0], x['point_q'][0], x['online'][0]['dino_feat']]:
         t.requires_grad_(True)
     for t in [
-            x['img_k'], x['point_k'][0], x['target'][0]['dino_feat'],
+            x['img_k'][0], x['point_k'][0], x['target'][0]['dino_feat'],
             x['reference'][0]['dino_feat']
     ]:
         t.requires_grad_(True)
     sum(head.loss(**x).values()).backward()
-    assert x['img_q'].grad.abs().sum() > 0
+    assert x['img_q'][0].grad.abs().sum() > 0
     assert x['point_q'][0].grad.abs().sum() > 0
     assert x['online'][0]['dino_feat'].grad.abs().sum() > 0
     assert x['point_k'][0].grad is None

@@ -78,3 +78,20 @@ def test_feature_queue_gathers_variable_length_across_ranks():
         ptr, head = out[rank]
         assert ptr == 4
         assert head == [1., 2., 2., 2.]
+
+
+def test_drop_overflow_is_ccop_region_queue():
+    """overflow='drop': CCOP ``_roi_dequeue_and_enqueue`` (loop form): write
+    ``min(n, length - ptr)`` keys at ``ptr``, drop the rest, then
+    ``ptr = (ptr + written) % length``."""
+    queue = FeatureQueue(length=6, dim=2, overflow='drop')
+    ref, ptr = queue.queue.clone(), 0
+    for n in (4, 5, 3, 6, 1):
+        keys = torch.randn(n, 2)
+        queue.enqueue(keys)
+        valid = min(n, 6 - ptr)
+        ref[ptr:ptr + valid] = keys[:valid]
+        ptr = (ptr + valid) % 6
+        assert torch.equal(queue.queue, ref) and int(queue.ptr) == ptr
+    with pytest.raises(ValueError, match='overflow'):
+        FeatureQueue(length=6, dim=2, overflow='keep')
