@@ -77,7 +77,10 @@ def main(argv=None) -> int:
     stages = bench.plan()
     if args.dry_run:
         for i, s in enumerate(stages, 1):
-            print(f'[{i}/{len(stages)}] {s.name} ({s.group})')
+            print(f'[{i}/{len(stages)}] {s.name} ({s.group}, ~{s.cost:.0f} s)')
+        total = sum(s.cost for s in stages) / 3600
+        print(f'estimate: {total:.1f} h in one process, ~{total / 2:.1f} h '
+              'with --jobs 2 (rough, from the v1 run\'s costs)')
         return 0
     code = 0
     try:

@@ -18,6 +18,15 @@ from .runner import Stage, load_config
 from .stats import GateFailed, check_gate
 
 RANDOM = 'random'
+# rough seconds on one loaded CPU thread, for the ETA and --dry-run's
+# estimate only (from the v1 run: MoCo v2 / CCOP / PLRC at full width,
+# batch 16, 1.3 / 1.6 / 2.0 s per iteration; half width costs a third;
+# Mask R-CNN R18 at batch 2 ~0.9 s per iteration)
+COST = dict(
+    pretrain_image=0.035,  # per image and iteration, half width, 96 px
+    detect_image=0.15,  # per image and iteration, 128 px
+    probe=60.0,  # one backbone: BN, ~3000 boxes, the classifier
+    start=15.0)  # a subprocess's start-up
 
 
 class TransferBenchmark:
@@ -207,12 +216,24 @@ class TransferBenchmark:
                     self.probe_name(RANDOM, s, None),
                     lambda s=s: self.stage_probe(RANDOM, s, None),
                     ('data', 'backbone', 'probe'),
-                    60,
+                    COST['probe'],
                     'probe-random'))
+
+        def probes(r: str, s: int, group: str) -> List[Stage]:
+            return [
+                Stage(
+                    self.probe_name(r, s, it),
+                    lambda r=r, s=s, it=it: self.stage_probe(r, s, it),
+                    run_deps(r) + ('probe', ),
+                    60,
+                    group) for it in its
+            ]
+
         order = [(g['method'], g['seed'])
                  ] + [(r, s) for r in runs
                       for s in seeds if (r, s) != (g['method'], g['seed'])]
-        pre_cost = p['pretrain']['iters'] * p['pretrain']['batch'] * 0.03
+        pre_cost = p['pretrain']['iters'] * p['pretrain']['batch'] * COST[
+            'pretrain_image'] + COST['start']
         for k, (r, s) in enumerate(order):
             group = 'gate' if k == 0 else 'pretrain'
             st.append(
@@ -223,32 +244,19 @@ class TransferBenchmark:
                     pre_cost,
                     group))
             if k == 0:  # the gate's probes and the gate itself
-                for it in its:
-                    st.append(
-                        Stage(
-                            self.probe_name(r, s, it),
-                            lambda r=r, s=s, it=it: self.stage_probe(r, s, it),
-                            run_deps(r) + ('probe', ),
-                            60,
-                            'gate-probe'))
+                st += probes(r, s, 'gate-probe')
                 st.append(
                     Stage('gate', self.stage_gate,
                           run_deps(r) + ('probe', 'gate'), 1, 'gate-check'))
         for r, s in order[1:]:
-            for it in its:
-                st.append(
-                    Stage(
-                        self.probe_name(r, s, it),
-                        lambda r=r, s=s, it=it: self.stage_probe(r, s, it),
-                        run_deps(r) + ('probe', ),
-                        60,
-                        'probe'))
+            st += probes(r, s, 'probe')
         det = p['detection']
         if det['modes']:
             st.append(
                 Stage('anchors', self.stage_anchors, ('data', 'detection'), 5,
                       'anchors'))
-        det_cost = det['iters'] * det['batch'] * 0.05
+        det_cost = det['iters'] * det['batch'] * COST[
+            'detect_image'] + 2 * COST['start']
         for mode in det['modes']:
             for s in det['seeds']:
                 if s not in seeds:

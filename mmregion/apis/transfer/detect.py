@@ -89,7 +89,7 @@ def detection_config(protocol: dict, root: str, classes: List[str], mode: str,
         base_channels=bb['base_channels'],
         frozen_stages=MODES[mode],
         init_cfg=dict(type='Pretrained', checkpoint=backbone))
-    from .pretrain import stage_channels
+    from .pretrain import linear_warmup, stage_channels
     cfg.model.neck.in_channels = stage_channels(bb['depth'],
                                                 bb['base_channels'])
     for head in ('bbox_head', 'mask_head'):
@@ -116,12 +116,7 @@ def detection_config(protocol: dict, root: str, classes: List[str], mode: str,
         val_interval=det['eval_every'])
     cfg.optim_wrapper.optimizer.lr = det['lr']
     cfg.param_scheduler = [
-        dict(
-            type='LinearLR',
-            start_factor=0.01,
-            by_epoch=False,
-            begin=0,
-            end=warm),
+        linear_warmup(warm),
         dict(
             type='MultiStepLR',
             by_epoch=False,

@@ -75,6 +75,13 @@ def stage_channels(depth: int, width: int) -> List[int]:
     return [width * m * (4 if depth >= 50 else 1) for m in (1, 2, 4, 8)]
 
 
+def linear_warmup(end: int) -> dict:
+    """An iteration-based linear warm-up from 1 % of the lr over ``end``
+    iterations (the same in every training stage)."""
+    return dict(
+        type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=end)
+
+
 def _width_and_queues(model: dict, depth: int, width: int,
                       queues: dict) -> None:
     """Resize the method's necks to a ResNet-``depth`` of ``width`` base
@@ -149,20 +156,16 @@ def pretrain_config(method_cfg: str, protocol: dict, root: str, seed: int,
     cfg.train_dataloader.sampler = dict(type='InfiniteSampler', shuffle=True)
     cfg.optim_wrapper.optimizer.lr = pre['lr']
     cfg.optim_wrapper.optimizer.weight_decay = pre['weight_decay']
-    iters, warm = pre['iters'], min(pre['warmup_iters'], pre['iters'] - 1)
+    iters = pre['iters']
+    warm = max(min(pre['warmup_iters'], iters - 1), 1)
     cfg.param_scheduler = [
-        dict(
-            type='LinearLR',
-            start_factor=0.01,
-            by_epoch=False,
-            begin=0,
-            end=max(warm, 1)),
+        linear_warmup(warm),
         dict(
             type='CosineAnnealingLR',
-            T_max=iters - max(warm, 1),
+            T_max=iters - warm,
             eta_min=0.,
             by_epoch=False,
-            begin=max(warm, 1),
+            begin=warm,
             end=iters)
     ]
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters)
