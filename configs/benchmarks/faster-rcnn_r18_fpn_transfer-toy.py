@@ -19,6 +19,7 @@
 _base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
 
 custom_imports = dict(imports=['mmregion'], allow_failed_imports=False)
+pretrain_init = 'backbone'  # the protocol sets the backbone's checkpoint
 
 data_root = 'data/toy_hard/'
 # mmregion/testing/toy_data_hard.py HARD_CATEGORIES (the protocol writes
