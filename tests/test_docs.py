@@ -25,9 +25,10 @@ def test_readme_mixing_examples_load_and_build():
 
     pre_cfg = Config.fromstring(blocks[1], '.py')
     assert pre_cfg.model.type == 'MoCo'
-    # no `_scope_` from the mmpretrain:: base reaches default_collate
-    assert dict(
-        pre_cfg.train_dataloader.collate_fn) == dict(type='default_collate')
+    # the `_scope_` of the mmpretrain:: base goes to region_collate, which
+    # takes it (default_collate would not)
+    assert pre_cfg.train_dataloader.collate_fn.type == \
+        'mmregion.region_collate'
     from mmcv.transforms import Compose
     with DefaultScope.overwrite_default_scope(pre_cfg.default_scope):
         pipeline = Compose(pre_cfg.train_dataloader.dataset.pipeline)
