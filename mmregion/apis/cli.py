@@ -332,15 +332,20 @@ def explain_downloads(cfg: Config) -> Iterator[None]:
             http.client.HTTPException) as e:
         import torch.hub
         cache = osp.join(torch.hub.get_dir(), 'checkpoints')
-        fixes = []
+        keys: Dict[str, List[str]] = {}
         for path, name in _checkpoint_urls(cfg._cfg_dict):
+            # keys the runner reads (not the file's variables, copied there)
+            if path.split('.')[0] in RUNNER_KEYS:
+                keys.setdefault(name, []).append(path)
+        fixes = []
+        for name, paths in keys.items():
             url = _download_url(name)
             fname = osp.basename(url.split('?')[0])
             if osp.isfile(osp.join(cache, fname)):
                 continue
-            fixes.append(f'{path}={name}: download {url} to '
-                         f'{osp.join(cache, fname)} (or set --cfg-options '
-                         f'{path}=<local .pth>)')
+            fixes.append(f'download {url} to {osp.join(cache, fname)} (or '
+                         'set --cfg-options ' + ' '.join(f'{p}=<local .pth>'
+                                                         for p in paths) + ')')
         if not fixes:
             raise
         raise UserError(f'cannot download a checkpoint ({e}); this machine '
