@@ -103,4 +103,6 @@ EVALUATOR = Registry('evaluator', parent=MMENGINE_EVALUATOR)
 VISUALIZERS = Registry('visualizer', parent=MMENGINE_VISUALIZERS)
 VISBACKENDS = Registry('vis_backend', parent=MMENGINE_VISBACKENDS)
 FUNCTIONS = Registry(
-    'function', parent=MMENGINE_FUNCTIONS, locations=['mmregion.utils'])
+    'function',
+    parent=MMENGINE_FUNCTIONS,
+    locations=['mmregion.datasets', 'mmregion.utils'])

@@ -1,8 +1,9 @@
-__version__ = '0.1.0'
+__version__ = '0.2.0.dev0'
 
 
 def parse_version_info(version_str: str) -> tuple:
-    """Parse '1.2.3rc1' into (1, 2, 3, 'rc1')."""
+    """Parse '1.2.3rc1' into (1, 2, 3, 'rc1'), '0.2.0.dev0' into
+    (0, 2, 0, 'dev0')."""
     parts = []
     for x in version_str.split('.'):
         if x.isdigit():
@@ -10,6 +11,8 @@ def parse_version_info(version_str: str) -> tuple:
         elif 'rc' in x:
             major, rc = x.split('rc')
             parts.extend([int(major), f'rc{rc}'])
+        elif x.startswith('dev'):
+            parts.append(x)
     return tuple(parts)
 
 

@@ -232,7 +232,8 @@ def test_wheel_installs_without_touching_an_older_torch(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     installed = [(i['metadata']['name'], i['metadata']['version'])
                  for i in json.loads(report.read_text())['install']]
-    assert installed == [('mmregion', '0.1.0')], installed
+    from mmregion.version import __version__
+    assert installed == [('mmregion', __version__)], installed
     versions = dict(p.name[:-len('.dist-info')].split('-', 1)
                     for p in site.glob('*.dist-info'))
     assert versions['torch'] == '2.3.0' and versions['mmcv'] == '2.1.0'

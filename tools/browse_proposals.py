@@ -2,7 +2,7 @@
 
 Example::
 
-    python tools/browse_proposals.py data/coco/proposals/ss_train2017 \
+    python tools/browse_proposals.py data/coco/proposals/train2017 \
         data/coco/train2017 work_dirs/browse --num 10 --topk 20
 """
 import argparse

@@ -17,8 +17,8 @@ from mmengine.runner import Runner
 
 import mmregion  # noqa: F401  (safe checkpoint loader, version checks)
 from mmregion.apis.cli import (UserError, add_cfg_options_args,
-                               apply_cfg_options, load_config, run_cli,
-                               setup_cpu_distributed)
+                               apply_cfg_options, explain_downloads,
+                               load_config, run_cli, setup_cpu_distributed)
 
 
 def parse_args(argv=None):
@@ -91,6 +91,11 @@ def merge_args(cfg, args):
         cfg.val_evaluator = None
 
     if args.amp:
+        import torch
+        if not torch.cuda.is_available():
+            raise UserError('--amp needs a CUDA GPU (float16 autocast with '
+                            'a GradScaler) and this machine has none: drop '
+                            '--amp')
         optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
         if optim_wrapper not in AMP_WRAPPERS:
             raise UserError(
@@ -135,12 +140,13 @@ def main(argv=None):
     setup_cpu_distributed(cfg, args.launcher)
     cfg = merge_args(cfg, args)
 
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        from mmengine.registry import RUNNERS
-        runner = RUNNERS.build(cfg)
-    runner.train()
+    with explain_downloads(cfg):
+        if 'runner_type' not in cfg:
+            runner = Runner.from_cfg(cfg)
+        else:
+            from mmengine.registry import RUNNERS
+            runner = RUNNERS.build(cfg)
+        runner.train()
 
 
 if __name__ == '__main__':

@@ -68,7 +68,7 @@ train_dataloader = dict(
     num_workers=0,
     drop_last=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
+    collate_fn=dict(type='mmregion.region_collate'),
     dataset=dict(
         type='mmpretrain.CustomDataset',
         data_root=data_root,

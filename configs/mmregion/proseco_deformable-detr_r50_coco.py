@@ -232,7 +232,7 @@ train_dataloader = dict(
     num_workers=8,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
+    collate_fn=dict(type='mmregion.region_collate'),
     dataset=dict(
         type='RegionDataset',
         data_root=data_root,

@@ -5,11 +5,13 @@ They turn the usual user mistakes (a config path that does not exist, a
 one clear line instead of a deep traceback.
 """
 import argparse
+import contextlib
 import difflib
 import os
 import os.path as osp
 import sys
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from typing import (Any, Callable, Dict, Iterable, Iterator, List, Optional,
+                    Sequence, Tuple)
 
 from mmengine.config import Config, ConfigDict, DictAction
 
@@ -17,8 +19,9 @@ from mmregion.utils.errors import UserError
 
 __all__ = [
     'UserError', 'load_config', 'check_cfg_options', 'explain_exception',
-    'setup_cpu_distributed', 'slurm_dist_env', 'add_cfg_options_args',
-    'apply_cfg_options', 'run_cli', 'run_tool'
+    'setup_cpu_distributed', 'slurm_dist_env', 'sync_bn_to_bn',
+    'add_cfg_options_args', 'apply_cfg_options', 'run_cli', 'run_tool',
+    'check_config_variables', 'explain_downloads'
 ]
 
 
@@ -66,14 +69,16 @@ def check_cfg_options(cfg: Config,
         options (dict, optional): Parsed ``--cfg-options``.
         strict (bool): Raise on the first key that is not in ``cfg``
             (``--strict-cfg-options``); otherwise return one warning line per
-            such key (they are added, as mmengine does). Defaults to True.
+            such key (they are added, as mmengine does), except a key close
+            to an existing one (a typo), which always raises. Defaults to
+            True.
 
     Returns:
         list[str]: Warning lines (empty when every key exists).
 
     Raises:
-        UserError: ``strict`` and a key path does not exist, naming the first
-            missing component and close matches.
+        UserError: ``strict`` (or a close match exists) and a key path does
+            not exist, naming the first missing component and close matches.
     """
     warnings = []
     for full_key in options or {}:
@@ -87,7 +92,11 @@ def check_cfg_options(cfg: Config,
                 hint = f'; did you mean {", ".join(close)}?' if close else ''
                 msg = (f'--cfg-options key "{full_key}" does not exist in '
                        f'the config: no "{part}" under {where}{hint}')
-                if strict:
+                # a near miss of an existing key (dept/depth) is a typo:
+                # adding it would train with the default or fail later, deep
+                # in a module's constructor (init_cfg/norm_cfg is not one)
+                typo = difflib.get_close_matches(part, keys, n=1, cutoff=0.8)
+                if strict or typo:
                     raise UserError(msg)
                 warnings.append(f'{msg} (added as a new key; '
                                 '--strict-cfg-options makes this an error)')
@@ -98,6 +107,68 @@ def check_cfg_options(cfg: Config,
     return warnings
 
 
+# top-level keys that mmengine's Runner (or our tools) read themselves
+RUNNER_KEYS = frozenset({
+    'model', 'work_dir', 'train_dataloader', 'val_dataloader',
+    'test_dataloader', 'train_cfg', 'val_cfg', 'test_cfg', 'auto_scale_lr',
+    'optim_wrapper', 'param_scheduler', 'val_evaluator', 'test_evaluator',
+    'default_hooks', 'custom_hooks', 'data_preprocessor', 'load_from',
+    'resume', 'launcher', 'env_cfg', 'log_processor', 'log_level',
+    'visualizer', 'default_scope', 'randomness', 'experiment_name',
+    'model_wrapper_cfg', 'runner_type', 'custom_imports', 'sync_bn',
+    'find_unused_parameters', 'compile', 'strategy', 'cfg', 'vis_backends'
+})
+
+
+def _paths_with_value(node: Any, value: Any, prefix: str = '') -> List[str]:
+    """Key paths under ``node`` whose value is ``value`` (a string: or
+    starts with it, as ``data_root + 'annotations/...'``)."""
+    found = []
+    items = node.items() if isinstance(node, dict) else enumerate(node) \
+        if isinstance(node, (list, tuple)) else ()
+    for key, child in items:
+        path = f'{prefix}{key}'
+        if isinstance(child, (dict, list, tuple)):
+            found += _paths_with_value(child, value, path + '.')
+        elif type(child) is type(value) and (child == value or isinstance(
+                value, str) and len(value) > 2 and child.startswith(value)):
+            found.append(path)
+    return found
+
+
+def check_config_variables(cfg: Config, options: Optional[Dict[str,
+                                                               Any]]) -> None:
+    """Refuse ``--cfg-options`` on a top-level variable already copied.
+
+    ``data_root = 'data/coco/'`` in a config file is a Python variable: its
+    value is copied into ``train_dataloader.dataset.data_root`` etc. when
+    the file is read, so changing it afterwards changes nothing (mmengine
+    sets it silently and the run uses the old data).
+
+    Args:
+        cfg (Config): The loaded config.
+        options (dict, optional): Parsed ``--cfg-options``.
+
+    Raises:
+        UserError: Naming the keys that hold the copied value (to set
+            instead).
+    """
+    for key, new in (options or {}).items():
+        if '.' in key or key in RUNNER_KEYS or key not in cfg:
+            continue
+        old = cfg[key]
+        if not isinstance(old, (str, int, float)) or isinstance(old, bool):
+            continue
+        used = [p for p in _paths_with_value(cfg._cfg_dict, old) if p != key]
+        if used:
+            shown = ', '.join(used[:4]) + (', ...' if len(used) > 4 else '')
+            raise UserError(
+                f'--cfg-options {key}={new}: "{key}" is a variable of the '
+                'config file, already copied where the file uses it, so '
+                f'changing it changes nothing; set the keys that hold its '
+                f'value instead: {shown} (e.g. --cfg-options {used[0]}=...)')
+
+
 def add_cfg_options_args(parser: argparse.ArgumentParser) -> None:
     """Add ``--cfg-options`` and ``--strict-cfg-options`` to ``parser``."""
     parser.add_argument(
@@ -106,8 +177,8 @@ def add_cfg_options_args(parser: argparse.ArgumentParser) -> None:
         action=DictAction,
         help='override some settings in the used config, the key-value pair '
         'in xxx=yyy format will be merged into the config file. A key that '
-        'is not in the config is added (as mmengine does) with a warning '
-        'that names close matches.')
+        'is not in the config is added (as mmengine does) with a warning; '
+        'one close to an existing key (a typo) is an error.')
     parser.add_argument(
         '--strict-cfg-options',
         action='store_true',
@@ -118,9 +189,12 @@ def apply_cfg_options(cfg: Config, args: argparse.Namespace) -> Config:
     """Check and merge ``args.cfg_options`` into ``cfg`` (in place).
 
     Keys that are not in the config are printed as warnings on stderr (or,
-    with ``args.strict_cfg_options``, raise :class:`UserError`).
+    with ``args.strict_cfg_options`` or when close to an existing key, raise
+    :class:`UserError`); a top-level variable whose value the config already
+    copied raises too (:func:`check_config_variables`).
     """
     options = getattr(args, 'cfg_options', None)
+    check_config_variables(cfg, options)
     lines = check_cfg_options(
         cfg, options, strict=getattr(args, 'strict_cfg_options', False))
     for line in lines:
@@ -159,7 +233,12 @@ def explain_exception(exc: BaseException) -> Optional[str]:
     """One line for a user error raised while building or running, else
     None."""
     if isinstance(exc, UserError):
-        return str(exc)
+        lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+        if len(lines) > 1 and 'Original Traceback' in str(exc):
+            # re-raised by torch from a DataLoader worker: the message is
+            # the last line of the worker's traceback ("pkg.Error: msg")
+            return lines[-1].split(': ', 1)[-1]
+        return lines[0] if lines else type(exc).__name__
     text = str(exc).strip().strip('"').strip("'")
     first = text.splitlines()[0] if text else ''
     if isinstance(exc, KeyError) and 'registry' in first and \
@@ -202,6 +281,75 @@ def run_tool(main: Callable[[Optional[Sequence[str]]], Any],
         line = ' '.join(str(e).split()) or type(e).__name__
         print(f'error: {line}', file=sys.stderr)
         sys.exit(1)
+
+
+DOWNLOAD_PREFIXES = ('http://', 'https://', 'torchvision://')
+
+
+def _checkpoint_urls(node: Any, prefix: str = '') -> List[Tuple[str, str]]:
+    """(key path, URL) of every checkpoint in ``node`` read over the
+    network (``init_cfg.checkpoint``, ``load_from`` and the like)."""
+    found = []
+    items = node.items() if isinstance(node, dict) else enumerate(node) \
+        if isinstance(node, (list, tuple)) else ()
+    for key, child in items:
+        path = f'{prefix}{key}'
+        if isinstance(child, (dict, list, tuple)):
+            found += _checkpoint_urls(child, path + '.')
+        elif isinstance(child, str) and child.startswith(DOWNLOAD_PREFIXES) \
+                and ('checkpoint' in str(key) or key in ('load_from',
+                                                         'pretrained')):
+            found.append((path, child))
+    return found
+
+
+def _download_url(name: str) -> str:
+    if name.startswith('torchvision://'):
+        from mmengine.runner.checkpoint import get_torchvision_models
+        return get_torchvision_models().get(name[len('torchvision://'):], name)
+    return name
+
+
+@contextlib.contextmanager
+def explain_downloads(cfg: Config) -> Iterator[None]:
+    """Turn a failed checkpoint download into one line naming the fix.
+
+    An offline machine fails deep in mmengine's checkpoint loader with a
+    ``URLError``; this names the checkpoint(s) of the config that are
+    downloaded, where torch's cache expects each file, and the key to point
+    at a local copy instead.
+
+    Raises:
+        UserError: When the body raises a network error (``URLError``,
+            ``ConnectionError``, ``TimeoutError``, ``http.client``
+            errors).
+    """
+    import http.client
+    import urllib.error
+    try:
+        yield
+    except (urllib.error.URLError, ConnectionError, TimeoutError,
+            http.client.HTTPException) as e:
+        import torch.hub
+        cache = osp.join(torch.hub.get_dir(), 'checkpoints')
+        keys: Dict[str, List[str]] = {}
+        for path, name in _checkpoint_urls(cfg._cfg_dict):
+            # keys the runner reads (not the file's variables, copied there)
+            if path.split('.')[0] in RUNNER_KEYS:
+                keys.setdefault(name, []).append(path)
+        fixes = []
+        for name, paths in keys.items():
+            url = _download_url(name)
+            fname = osp.basename(url.split('?')[0])
+            if osp.isfile(osp.join(cache, fname)):
+                continue
+            fixes.append(f'download {url} to {osp.join(cache, fname)} (or '
+                         'set --cfg-options ' + ' '.join(f'{p}=<local .pth>'
+                                                         for p in paths) + ')')
+        if not fixes:
+            raise
+        raise UserError(f'cannot download a checkpoint ({e}); this machine '
+                        'looks offline: ' + '; '.join(fixes)) from None
 
 
 def _first_slurm_host(nodelist: str) -> str:
@@ -272,12 +420,49 @@ def slurm_dist_env(environ: Optional[Dict[str, str]] = None) -> Dict[str, str]:
         MASTER_PORT=env.get('MASTER_PORT') or '29500')
 
 
+SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN', 'mmdet.SyncBN', 'mmpretrain.SyncBN',
+                 'mmengine.SyncBN', 'mmcv.SyncBN', 'mmcv.MMSyncBN')
+
+
+def sync_bn_to_bn(cfg: Any) -> int:
+    """Turn every SyncBN ``norm_cfg`` of ``cfg`` into BN (in place).
+
+    torch's ``SyncBatchNorm`` only runs on CUDA tensors once a process group
+    exists; on a CPU machine BN is the nearest working layer (statistics of
+    each process's own batch). A top-level ``sync_bn`` (mmengine converts
+    every BN of the model to SyncBN with it) is removed too.
+
+    Args:
+        cfg (Config | dict | list): The config or a part of it.
+
+    Returns:
+        int: How many entries were changed.
+    """
+    changed = 0
+    if isinstance(cfg, Config):
+        if cfg.get('sync_bn'):
+            cfg.sync_bn = None
+            changed += 1
+        return changed + sync_bn_to_bn(cfg._cfg_dict)
+    if isinstance(cfg, dict):
+        if cfg.get('type') in SYNC_BN_TYPES:
+            cfg['type'] = 'BN'
+            changed += 1
+        for value in cfg.values():
+            changed += sync_bn_to_bn(value)
+    elif isinstance(cfg, (list, tuple)):
+        for value in cfg:
+            changed += sync_bn_to_bn(value)
+    return changed
+
+
 def setup_cpu_distributed(cfg: Config, launcher: str) -> None:
     """Make ``--launcher pytorch``/``slurm`` work without a GPU (gloo).
 
     mmengine assumes NCCL and ``torch.cuda.set_device``; on a CPU machine we
     start the gloo process group ourselves (mmengine then skips its own
-    ``init_dist``) and let DDP wrap a CPU module. With ``slurm`` the
+    ``init_dist``) and let DDP wrap a CPU module; SyncBN becomes BN
+    (:func:`sync_bn_to_bn`, one line on stdout says so). With ``slurm`` the
     ``env://`` variables come from ``SLURM_*`` (:func:`slurm_dist_env`).
 
     Raises:
@@ -286,6 +471,11 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> None:
     import torch
     if launcher == 'none' or torch.cuda.is_available():
         return
+    n_sync = sync_bn_to_bn(cfg)
+    if n_sync and int(os.environ.get('RANK', '0')) == 0:
+        print(f'mmregion: no GPU: {n_sync} SyncBN norm_cfg(s) in the config '
+              'become BN (SyncBN works on GPU modules only); each process '
+              'normalises over its own batch')
     import torch.distributed as dist
     if not dist.is_initialized():
         if launcher == 'slurm':

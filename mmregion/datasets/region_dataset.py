@@ -9,6 +9,7 @@ from mmengine.fileio import get_local_path
 from mmregion.registry import DATASETS
 from mmregion.utils.images import (IMG_EXTENSIONS, read_coco_images,
                                    scan_image_folder)
+from mmregion.utils.input_checks import InputError
 
 
 @DATASETS.register_module()
@@ -46,8 +47,9 @@ class RegionDataset(BaseDataset):
             (``pipeline``, ``indices``, ``serialize_data``, ``lazy_init``...).
 
     Raises:
-        ValueError: When the json lists no image or the folder holds none,
-            naming the file or folder; when the json is malformed or an
+        InputError: (a ``ValueError``) When the json lists no image or the
+            folder holds none or does not exist, naming the file or folder
+            and the fix; when the json is malformed or an
             entry's ``file_name`` is refused
             (:class:`mmregion.utils.input_checks.InputError`, naming the
             file and the entry).
@@ -87,11 +89,16 @@ class RegionDataset(BaseDataset):
         if self.ann_file:
             data_list = self._load_coco_images()
             source = f'annotation file "{self.ann_file}"'
+            fix = 'list the images in its images[]'
         else:
             data_list = self._scan_folder()
             source = f'image folder "{osp.abspath(self.img_root)}"'
+            fix = ('put images there (' + ', '.join(self.extensions) +
+                   ') or point data_root / data_prefix.img at the folder '
+                   'that holds them')
         if not data_list:
-            raise ValueError(f'RegionDataset: no image found in {source}.')
+            raise InputError(f'RegionDataset: no image found in {source}: '
+                             f'{fix}.')
         return data_list
 
     def _load_coco_images(self) -> List[dict]:
@@ -117,7 +124,7 @@ class RegionDataset(BaseDataset):
     def _scan_folder(self) -> List[dict]:
         root = self.img_root
         if not root or not osp.isdir(root):
-            raise ValueError('RegionDataset: ann_file is empty and the image '
+            raise InputError('RegionDataset: ann_file is empty and the image '
                              f'folder "{root}" does not exist (set '
                              'data_prefix=dict(img=...) or ann_file).')
         files = scan_image_folder(root, extensions=self.extensions)

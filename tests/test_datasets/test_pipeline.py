@@ -94,7 +94,7 @@ def test_coco_config_pipeline_builds():
     cfg = Config.fromfile(COCO_CFG)
     assert cfg.train_dataloader.batch_size == 32
     assert cfg.train_dataloader.drop_last
-    assert cfg.train_dataloader.collate_fn.type == 'default_collate'
+    assert cfg.train_dataloader.collate_fn.type == 'mmregion.region_collate'
     with DefaultScope.overwrite_default_scope('mmregion'):
         ts = [TRANSFORMS.build(t) for t in cfg.train_pipeline]
     mv = ts[2]

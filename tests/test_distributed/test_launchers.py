@@ -195,3 +195,77 @@ def test_two_rank_slurm_run_killed_and_resumed(toy_coco, toy_proposals,
     for k in state_a:
         torch.testing.assert_close(
             state_b[k], state_a[k], rtol=0, atol=0, msg=lambda m: f'{k}: {m}')
+
+
+def test_sync_bn_to_bn_counts_and_converts():
+    from mmengine.config import Config
+    cfg = Config(
+        dict(
+            sync_bn='torch',
+            model=dict(
+                backbone=dict(norm_cfg=dict(type='SyncBN', requires_grad=1)),
+                heads=[dict(norm_cfg=dict(type='mmdet.SyncBN'))],
+                neck=dict(norm_cfg=dict(type='BN')))))
+    assert cli.sync_bn_to_bn(cfg) == 3
+    assert cfg.model.backbone.norm_cfg == dict(type='BN', requires_grad=1)
+    assert cfg.model.heads[0].norm_cfg.type == 'BN'
+    assert cfg.sync_bn is None
+    assert cli.sync_bn_to_bn(cfg) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason='the CPU path')
+@pytest.mark.parametrize('nproc', [1, 2])
+def test_dist_train_and_test_with_a_finetuning_config_on_cpu(
+        nproc, toy_coco, tmp_path):
+    """The SyncBN fine-tuning config through dist_train.sh / dist_test.sh
+    on CPU (stopped with 'SyncBatchNorm layers only work with GPU
+    modules' before), 1 and 2 processes, 2 iterations."""
+    config = osp.join(ROOT, 'configs', 'benchmarks',
+                      'mask-rcnn_r18_fpn_toy.py')
+    root = f'{toy_coco}/'
+    ann = f'{root}annotations/instances_val.json'
+    opts = [
+        '--cfg-options', f'train_dataloader.dataset.data_root={root}',
+        f'val_dataloader.dataset.data_root={root}',
+        f'test_dataloader.dataset.data_root={root}',
+        f'val_evaluator.ann_file={ann}', f'test_evaluator.ann_file={ann}',
+        'model.backbone.init_cfg=None', 'train_cfg.max_iters=2',
+        'train_cfg.val_interval=2', 'default_hooks.checkpoint.interval=2'
+    ]
+    work = tmp_path / 'w'
+    env = _clean_env(PORT=str(free_port()), PYTHON=sys.executable)
+    out = subprocess.run([
+        'bash',
+        osp.join(TOOLS, 'dist_train.sh'), config,
+        str(nproc), '--work-dir',
+        str(work), *opts
+    ],
+                         env=env,
+                         cwd=ROOT,
+                         capture_output=True,
+                         text=True,
+                         timeout=900)
+    log = out.stdout + out.stderr
+    assert out.returncode == 0, log[-4000:]
+    assert (work / 'iter_2.pth').is_file()
+    # one line, from rank 0 only
+    assert log.count('SyncBN norm_cfg(s) in the config become BN') == 1
+    assert 'SyncBatchNorm layers only work' not in log
+
+    env = _clean_env(PORT=str(free_port()), PYTHON=sys.executable)
+    out = subprocess.run([
+        'bash',
+        osp.join(TOOLS, 'dist_test.sh'), config,
+        str(work / 'iter_2.pth'),
+        str(nproc), '--work-dir',
+        str(tmp_path / 't'), *opts
+    ],
+                         env=env,
+                         cwd=ROOT,
+                         capture_output=True,
+                         text=True,
+                         timeout=900)
+    log = out.stdout + out.stderr
+    assert out.returncode == 0, log[-4000:]
+    assert 'coco/bbox_mAP' in log

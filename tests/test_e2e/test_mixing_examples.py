@@ -1,7 +1,7 @@
 """The README's mixing examples, trained through the *foreign* train.py.
 
-Each ```python block of README.md's "Mixing mmregion into mmdet / mmpretrain
-configs" section is written to a file exactly as printed and trained for a
+Each ```python block of docs/mixing.md ("Mixing mmregion into mmdet /
+mmpretrain configs") is written to a file exactly as printed and trained for a
 couple of iterations by the installed library's own
 ``<mmdet|mmpretrain>/.mim/tools/train.py``, on the toy set. Only sizes and
 data paths are changed, through ``--cfg-options`` (as a user would).
@@ -21,9 +21,7 @@ pytestmark = pytest.mark.slow
 
 
 def _blocks():
-    text = open(osp.join(ROOT, 'README.md')).read()
-    section = text.split('## Mixing mmregion into mmdet / mmpretrain '
-                         'configs')[1].split('\n## ')[0]
+    section = open(osp.join(ROOT, 'docs', 'mixing.md')).read()
     return re.findall(r'```python\n(.*?)```', section, flags=re.S)
 
 
@@ -61,7 +59,7 @@ def _losses(log: str):
     return values
 
 
-def test_readme_has_three_mixing_examples():
+def test_mixing_page_has_three_examples():
     blocks = _blocks()
     assert len(blocks) == 3
     assert "'mmdet::" in blocks[0] and "'mmpretrain::" in blocks[1]

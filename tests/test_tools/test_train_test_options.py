@@ -1,4 +1,4 @@
-"""--cfg-options (new keys, typo warnings, --strict-cfg-options) and the
+"""--cfg-options (new keys, typos, variables, --strict-cfg-options) and the
 dataloader switches of tools/train.py; --show-dir / --tta of tools/test.py."""
 import os
 import os.path as osp
@@ -16,20 +16,61 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 _load_tool = load_tool
 
 
-def test_unknown_key_warns_and_is_added(capsys):
-    cfg = Config(dict(optim_wrapper=dict(optimizer=dict(lr=0.1))))
+def test_new_key_warns_and_is_added(capsys):
+    cfg = Config(
+        dict(
+            optim_wrapper=dict(optimizer=dict(lr=0.1)),
+            model=dict(norm_cfg=dict(type='BN'))))
     args = _load_tool('train').parse_args([
-        'cfg.py', '--cfg-options', 'optim_wraper.optimizer.lr=0.2', 'new_key=3'
+        'cfg.py', '--cfg-options', 'new_key=3', 'optim_wrapper.clip=1',
+        'model.init_cfg=None'
     ])
     apply_cfg_options(cfg, args)
     out = capsys.readouterr()
     text = out.out + out.err
-    assert 'optim_wraper' in text and 'did you mean optim_wrapper' in text
-    assert '--strict-cfg-options' in text
-    # added, as mmengine does; the existing entry is untouched
-    assert cfg.new_key == 3
-    assert cfg.optim_wraper.optimizer.lr == 0.2
-    assert cfg.optim_wrapper.optimizer.lr == 0.1
+    assert 'new_key' in text and '--strict-cfg-options' in text
+    # added, as mmengine does
+    assert cfg.new_key == 3 and cfg.optim_wrapper.clip == 1
+    assert 'init_cfg' in cfg.model  # close to norm_cfg, but not a typo
+
+
+def test_typo_in_cfg_options_is_an_error():
+    """A key close to an existing one is a typo: refused before anything is
+    built (it used to warn, then fail ~450 lines later in a module's
+    constructor, or train silently with the default)."""
+    cfg = Config(
+        dict(
+            optim_wrapper=dict(optimizer=dict(lr=0.1)),
+            model=dict(backbone=dict(type='ResNet', depth=18))))
+    for key, hint in (('optim_wraper.optimizer.lr=0.2', 'optim_wrapper'),
+                      ('model.backbone.dept=50', 'depth')):
+        args = _load_tool('train').parse_args(['cfg.py', '--cfg-options', key])
+        with pytest.raises(UserError, match=f'did you mean {hint}'):
+            apply_cfg_options(cfg, args)
+    assert 'optim_wraper' not in cfg and 'dept' not in cfg.model.backbone
+
+
+def test_top_level_variable_in_cfg_options_is_an_error():
+    """``data_root`` was copied into the dataloader when the file was read:
+    setting it would silently train on the old data."""
+    cfg = Config.fromstring(
+        "data_root = 'data/coco/'\n"
+        'train_dataloader = dict(dataset=dict(data_root=data_root, '
+        "ann_file=data_root + 'a.json'))\n"
+        'unused = 3\n', '.py')
+    args = _load_tool('train').parse_args(
+        ['cfg.py', '--cfg-options', 'data_root=data/mine/'])
+    with pytest.raises(UserError) as e:
+        apply_cfg_options(cfg, args)
+    msg = str(e.value)
+    assert 'train_dataloader.dataset.data_root' in msg
+    assert 'train_dataloader.dataset.ann_file' in msg
+    assert cfg.train_dataloader.dataset.data_root == 'data/coco/'
+    # a variable used nowhere else, or a key the runner reads, is set
+    args = _load_tool('train').parse_args(
+        ['cfg.py', '--cfg-options', 'unused=4', 'load_from=x.pth'])
+    apply_cfg_options(cfg, args)
+    assert cfg.unused == 4 and cfg.load_from == 'x.pth'
 
 
 def test_strict_cfg_options_refuses_unknown_key():

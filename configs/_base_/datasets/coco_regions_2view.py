@@ -79,7 +79,7 @@ train_dataloader = dict(
     pin_memory=True,
     drop_last=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),  # views of equal size
+    collate_fn=dict(type='mmregion.region_collate'),  # views of equal size
     dataset=dict(
         type=dataset_type,
         data_root=data_root,

@@ -10,6 +10,7 @@ from mmregion import proposals
 from mmregion.proposals.filters import clip_boxes
 from mmregion.proposals.sources import grid_proposals
 from mmregion.registry import TRANSFORMS
+from mmregion.utils.errors import UserKeyError
 from mmregion.utils.log_utils import log_count
 from .box_utils import identity_affine
 
@@ -45,7 +46,8 @@ class LoadProposals(BaseTransform):
 
     When more than ``max_missing_ratio`` of the images looked up so far in
     this process (once at least ``missing_check_after`` were) are absent
-    from the store, a ``KeyError`` names the first missing key and the
+    from the store, a ``KeyError`` (:class:`UserKeyError`: one line from
+    the tools) names the first missing key and the
     store: wrong keys must not silently train on whole-image fallbacks.
 
     Required keys: ``img`` (or ``img_shape``), ``proposal_key`` or
@@ -180,7 +182,7 @@ class LoadProposals(BaseTransform):
         ratio = self.max_missing_ratio
         if (ratio is not None and self._lookups >= self.missing_check_after
                 and self._absent > ratio * self._lookups):
-            raise KeyError(
+            raise UserKeyError(
                 f'LoadProposals: {self._absent} of the {self._lookups} images '
                 'looked up in this process are absent from the proposal '
                 f'store "{self.proposal_file}" (more than '
@@ -261,9 +263,9 @@ class LoadProposals(BaseTransform):
             reason = f'has no valid box ({len(np.asarray(raw))} given) in'
         if boxes is None or len(boxes) == 0:
             if self.fallback == 'error':
-                raise KeyError(f'LoadProposals: image "{key}" {reason} the '
-                               f'proposal store "{self.proposal_file}" '
-                               '(fallback="error").')
+                raise UserKeyError(
+                    f'LoadProposals: image "{key}" {reason} the proposal '
+                    f'store "{self.proposal_file}" (fallback="error").')
             boxes = self._fallback_boxes(h, w)
             if raw is None:
                 LoadProposals.num_missing += 1
