@@ -15,7 +15,8 @@ from importlib import metadata
 from typing import Dict, List, Optional, Tuple
 
 # name -> (minimum inclusive, maximum exclusive); None = unbounded.
-# Tested: the pins of tools/install.sh (README "Supported stack").
+# Tested: the lock, requirements/constraints.txt (docs/get_started.md
+# "Supported stack").
 SUPPORTED: Dict[str, Tuple[Optional[str], Optional[str]]] = {
     # torch.load(weights_only=...) and pickle_module (restricted unpickler
     # on torch < 2.6, see mmregion/utils/legacy_torch_load.py)
@@ -47,8 +48,8 @@ INCOMPATIBLE: Dict[str, str] = {'transformers': '4.56.0'}
 INSTALL_HINT = (
     'fix: `bash tools/install.sh` (installs the tested versions of '
     'requirements/constraints.txt), or install the ranges of '
-    'requirements/mminstall.txt and requirements/runtime.txt (README.md '
-    '"Supported stack")')
+    'requirements/mminstall.txt and requirements/runtime.txt '
+    '(docs/get_started.md "Supported stack")')
 
 
 def version_tuple(version: str) -> tuple:

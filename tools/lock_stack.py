@@ -50,7 +50,7 @@ REPLACED = {
     'opendatalab': 'openmim never imports it',
     'pip': 'present in every environment',
 }
-# chosen by hand (README "Supported stack"); --write keeps them
+# chosen by hand (docs/get_started.md "Supported stack"); --write keeps them
 HAND_PINNED = ('torch', 'torchvision', 'numpy',
                'opencv-contrib-python-headless') + NO_DEPS
 # '===' (PEP 440 arbitrary equality): the registry's build, never a local
@@ -66,7 +66,7 @@ HEADER = """\
 # resolves; `python tools/lock_stack.py --write` rewrites it after a pin in
 # the hand-pinned block is changed. torch/torchvision use '===' so that a
 # local '+cpu' wheel of the same release is never taken
-# (README.md "Supported stack").
+# (docs/get_started.md "Supported stack").
 """
 
 

@@ -1,10 +1,10 @@
 """The lock (requirements/constraints.txt), the ranges and the installer agree.
 
 The lock must satisfy every range that the requirement files,
-``mmregion/dependency.py`` and the README state, and ``tools/install.py``
-must replace an out-of-range numpy while keeping an in-range stack. The
-network-bound resolution check (``tools/lock_stack.py --check``) runs in
-``.ci/run``, not here.
+``mmregion/dependency.py`` and docs/get_started.md state, and
+``tools/install.py`` must replace an out-of-range numpy while keeping an
+in-range stack. The network-bound resolution check (``tools/lock_stack.py
+--check``) runs in ``.ci/run``, not here.
 """
 import os
 import os.path as osp
@@ -70,9 +70,9 @@ def test_linters_are_the_locked_ones():
         assert spec.operator == '==' and spec.version == LOCK[req.name], req
 
 
-def test_readme_table_shows_the_locked_versions():
-    readme = open(osp.join(ROOT, 'README.md')).read()
-    table = readme[readme.index('## Supported stack'):]
+def test_docs_table_shows_the_locked_versions():
+    page = open(osp.join(ROOT, 'docs', 'get_started.md')).read()
+    table = page[page.index('## Supported stack'):]
     rows = {
         m.group(1).strip(): m.group(2).strip()
         for m in re.finditer(r'^\| ([^|]+) \| ([^|]+) \|', table, re.M)
@@ -83,7 +83,7 @@ def test_readme_table_shows_the_locked_versions():
                  'opencv-contrib-python-headless', 'setuptools'):
         assert rows[name].split(',')[0].strip() == LOCK[name], (name,
                                                                 rows[name])
-    # the ranges the README states are the checked ones
+    # the ranges the page states are the checked ones
     assert '< 2' in table.split('| numpy |')[1].split('\n')[0]
     assert '< 81' in table.split('| setuptools |')[1].split('\n')[0]
     assert '< 4.12' in table.split('| opencv-contrib-python-headless |')[1]
