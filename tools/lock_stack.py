@@ -38,7 +38,8 @@ from typing import Dict, List, Optional, Tuple
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 LOCK = osp.join(ROOT, 'requirements', 'constraints.txt')
 # resolved with their dependencies
-TOP_LEVEL = ('runtime.txt', 'tests.txt', 'lint.txt', 'stack_deps.txt')
+TOP_LEVEL = ('runtime.txt', 'tests.txt', 'lint.txt', 'docs.txt',
+             'stack_deps.txt')
 # installed with --no-deps (their imports are requirements/stack_deps.txt);
 # mmcv is built from its sdist, so a dry run cannot read its metadata
 # without building it: its requirements are listed in stack_deps.txt too
