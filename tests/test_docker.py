@@ -54,9 +54,10 @@ def test_base_image_cuda_matches_torch():
     m = re.match(r'(\d+)\.(\d+)\.\d+-cudnn-devel-ubuntu(22|24)\.04$', tag)
     assert m, tag
     assert f'{m.group(1)}.{m.group(2)}' == EXPECTED_TORCH_CUDA
-    with open(osp.join(REPO, 'tools', 'install.sh')) as f:
-        install = f.read()
-    assert 'TORCH_VER=2.13.0' in install  # the pin this CUDA matches
+    with open(osp.join(REPO, 'requirements', 'constraints.txt')) as f:
+        lock = f.read()
+    # the pin this CUDA matches (tools/install.sh installs through the lock)
+    assert re.search(r'^torch===2\.13\.0$', lock, re.M)
 
 
 def test_installed_torch_cuda_matches_when_known():
