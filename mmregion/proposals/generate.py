@@ -421,6 +421,7 @@ def _generate_locked(out: str,
     failed_now = 0
     processed = 0
     first_failures: List[str] = []
+    held: list = []  # finished shards not written yet
     # decide on the failure ratio once this many images are in
     min_seen = min(len(tasks), 50)
     shard_iter = iter(pending)
@@ -463,7 +464,12 @@ def _generate_locked(out: str,
                     f'{max_failed_ratio:.0%} failing is an error '
                     '(--max-failed-ratio to change it).')
             if len(boxes_of) + len(failed) == len(cur_keys):
-                writer.write_shard(cur, boxes_of, failed)
+                # held back until the failure ratio is decided
+                held.append((cur, boxes_of, failed))
+                if processed >= min_seen:
+                    for shard in held:
+                        writer.write_shard(*shard)
+                    held.clear()
                 boxes_of, failed = {}, []
                 cur = next(shard_iter, None)
                 cur_keys = set(writer.shard_keys(cur)) \

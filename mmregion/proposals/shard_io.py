@@ -20,8 +20,7 @@ from .format import META_FILE, PackedBoxes, show_value
 
 __all__ = [
     'read_shard', 'write_shard', 'read_shard_failed', 'read_shard_digest',
-    'read_shard_num_keys',
-    'iter_shard_boxes', 'settings_mismatch_error'
+    'read_shard_num_keys', 'iter_shard_boxes', 'settings_mismatch_error'
 ]
 
 
@@ -132,10 +131,9 @@ def read_shard(path: str,
             f'{store or osp.dirname(path)} was opened with: the store was '
             'regenerated while being read. Restart the reader (training) '
             'once tools/generate_proposals.py has finished.')
-    if (keys.ndim != 1 or offsets.shape != (len(keys) + 1, )
-            or boxes.ndim != 2 or boxes.shape[1] != 4 or len(offsets) == 0
-            or offsets[0] != 0 or offsets[-1] != len(boxes)
-            or np.any(np.diff(offsets) < 0)
+    if (keys.ndim != 1 or offsets.shape != (len(keys) + 1, ) or boxes.ndim != 2
+            or boxes.shape[1] != 4 or len(offsets) == 0 or offsets[0] != 0
+            or offsets[-1] != len(boxes) or np.any(np.diff(offsets) < 0)
             or np.any(keys[1:] <= keys[:-1])):
         raise InputError(f'Corrupt proposal shard {path}: inconsistent '
                          f'keys {keys.shape}, offsets {offsets.shape}, '

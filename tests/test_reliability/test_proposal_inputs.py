@@ -157,3 +157,69 @@ def test_browse_refuses_unsafe_keys(toy_coco, tmp_path, capsys):
              str(tmp_path / 'b')])
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(pkl) in err[0]
+
+
+def test_wrong_img_root_is_an_error_not_a_success(toy_coco, tmp_path, capsys):
+    """issue 23 item 6: a wrong --img-root made every image fail, with one
+    WARNING per image, an empty store and exit status 0."""
+    from mmengine.logging import MMLogger
+    ann = str(toy_coco / 'annotations' / 'instances_train.json')
+    out = tmp_path / 'out'
+    MMLogger.get_current_instance()
+    with pytest.raises(InputError) as info:
+        generate_proposals(
+            ann,
+            str(out),
+            img_root=str(tmp_path / 'nowhere'),
+            method='grid',
+            shard_size=3,
+            progress=False)
+    msg = str(info.value)
+    assert '\n' not in msg
+    assert '8 of the first 8 images could not be read' in msg
+    assert 'is --img-root right?' in msg and '000000.jpg' in msg
+    assert not list(out.glob('shard-*'))  # no store of failures
+    # the tool: one error line, exit status 1, not a success
+    tool = _tool()
+    with pytest.raises(SystemExit) as ex:
+        from mmregion.apis.cli import run_tool
+        run_tool(tool.main, [
+            ann,
+            str(tmp_path / 'out2'), '--img-root',
+            str(tmp_path / 'nowhere'), '--method', 'grid', '--no-progress'
+        ])
+    assert ex.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count('error: ') == 1 and 'is --img-root right?' in err
+    # the same images with a few failures (below the ratio) still finish
+    shutil.copytree(toy_coco / 'train', tmp_path / 'imgs')
+    (tmp_path / 'imgs' / '000001.jpg').unlink()
+    stats = generate_proposals(
+        ann,
+        str(tmp_path / 'out3'),
+        img_root=str(tmp_path / 'imgs'),
+        method='grid',
+        progress=False)
+    assert stats['failed'] == 1 and stats['done'] == 7
+
+
+def test_failures_are_logged_up_to_a_limit(toy_coco, tmp_path, capsys):
+    """Failures beyond 20 are counted, not logged one per line."""
+    from mmregion.proposals.generate import _generate_locked
+    keys = [f'missing{i:03d}.jpg' for i in range(30)]
+    stats = _generate_locked(
+        str(tmp_path / 'out'),
+        keys,
+        str(tmp_path),
+        dict(method='grid', seed=0, grid_sizes=[2]),
+        workers=1,
+        shard_size=10,
+        overwrite=False,
+        progress=False,
+        start_method=None,
+        chunksize=1,
+        max_failed_ratio=1.0)
+    assert stats['failed'] == 30
+    text = capsys.readouterr()
+    logged = (text.out + text.err).count('Skipping unreadable image')
+    assert logged == 20

@@ -62,8 +62,8 @@ class ResumeLrHook(Hook):
         (``before_run`` comes before the checkpoint is loaded)."""
         self._config_lrs = {
             name: [_base_lr(g) for g in opt.param_groups]
-            for name, opt in _optimizers(getattr(runner, 'optim_wrapper',
-                                                 None))
+            for name, opt in _optimizers(
+                getattr(runner, 'optim_wrapper', None))
         }
 
     def before_train(self, runner) -> None:
