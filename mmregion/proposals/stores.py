@@ -71,19 +71,33 @@ class InMemoryProposalStore(ProposalStore):
                  boxes_of: Dict[str, np.ndarray],
                  path: str = '') -> None:
         self.path = path
-        self._packed = PackedBoxes.from_dict(boxes_of)
+        self._keys = sorted(boxes_of)
+        # a dict, not a fixed-width '<U' array: one long key must not make
+        # every key as long (20000 keys x 100000 chars = 8 GB)
+        self._index = {k: i for i, k in enumerate(self._keys)}
+        arrays = [
+            np.asarray(boxes_of[k], np.float32).reshape(-1, 4)
+            for k in self._keys
+        ]
+        self._offsets = np.zeros(len(arrays) + 1, np.int64)
+        np.cumsum([len(a) for a in arrays], out=self._offsets[1:])
+        self._boxes = np.concatenate(arrays) if arrays else np.zeros(
+            (0, 4), np.float32)
 
     def get(self, key: str) -> Optional[np.ndarray]:
-        return self._packed.get(key)
+        i = self._index.get(key)
+        if i is None:
+            return None
+        return self._boxes[self._offsets[i]:self._offsets[i + 1]].copy()
 
     def keys(self) -> List[str]:
-        return [str(k) for k in self._packed.keys]
+        return list(self._keys)
 
     def __len__(self) -> int:
-        return len(self._packed)
+        return len(self._keys)
 
     def __contains__(self, key: str) -> bool:
-        return self._packed.index(key) >= 0
+        return key in self._index
 
 
 class ShardedProposalStore(ProposalStore):

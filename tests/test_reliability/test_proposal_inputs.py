@@ -223,3 +223,41 @@ def test_failures_are_logged_up_to_a_limit(toy_coco, tmp_path, capsys):
     text = capsys.readouterr()
     logged = (text.out + text.err).count('Skipping unreadable image')
     assert logged == 20
+
+
+def test_symlink_loops_and_non_utf8_names(toy_coco, tmp_path, capsys):
+    """issue 26 items 5 and 7: `ln -s . a; ln -s . b` hung the folder
+    scan, `sub/up -> ..` listed 573 keys for 8 files, and one non-UTF-8
+    name aborted the whole run with "surrogates not allowed"."""
+    import os
+    src = tmp_path / 'imgs'
+    (src / 'sub').mkdir(parents=True)
+    shutil.copy(toy_coco / 'train' / '000000.jpg', src / 'x.jpg')
+    shutil.copy(toy_coco / 'train' / '000001.jpg', src / 'sub' / 'y.jpg')
+    shutil.copy(toy_coco / 'train' / '000002.jpg',
+                os.path.join(os.fsencode(src), b'bad\xff\xfe.jpg'))
+    os.symlink('.', src / 'a')
+    os.symlink('.', src / 'b')
+    os.symlink('..', src / 'sub' / 'up')
+    keys, _ = list_images(str(src))
+    assert keys == ['sub/y.jpg', 'x.jpg']
+    stats = generate_proposals(
+        str(src), str(tmp_path / 'out'), method='grid', progress=False)
+    assert stats['total'] == 2 and stats['done'] == 2
+    text = capsys.readouterr()
+    log = text.out + text.err
+    assert 'symlink loop' in log
+    assert r"bad\udcff\udcfe.jpg" in log and 'not valid UTF-8' in log
+
+
+@pytest.mark.parametrize('name,match', [('a' * 100000 + '.jpg', '100004 '
+                                         'characters long'),
+                                        ('bad\ud800.jpg', 'not valid UTF-8')])
+def test_long_and_surrogate_file_names_refused(tmp_path, name, match):
+    """issue 26 item 4: one 100,000-character file_name among 20,000
+    images made fixed-width '<U' keys of 8 GB."""
+    path = _coco_with(tmp_path, name)
+    with pytest.raises(InputError, match=match):
+        load_proposal_store(str(path))
+    with pytest.raises(InputError, match=match):
+        check_file_name(name, 'x', allow_unsafe_paths=True)
