@@ -80,3 +80,24 @@ def test_explain_exception_ignores_unrelated_errors():
     assert explain_exception(RuntimeError('boom')) is None
     line = explain_exception(FileNotFoundError('x.pth can not be found.'))
     assert line == 'file not found: x.pth can not be found.'
+
+
+def test_resume_from_another_method_is_one_line(tmp_path):
+    """issue 26 item 8: `--resume` with a checkpoint of another method
+    ended in a 360-730-line torch ValueError."""
+    import torch
+    from mmengine.optim import OptimWrapper
+
+    def sgd(*sizes):
+        return torch.optim.SGD(
+            [torch.nn.Parameter(torch.ones(n)) for n in sizes], lr=0.1)
+
+    other_groups = sgd(1)
+    other_groups.add_param_group(
+        {'params': [torch.nn.Parameter(torch.ones(3))]})
+    for other in (sgd(1, 2), other_groups):  # group sizes, group count
+        with pytest.raises(ValueError) as info:
+            OptimWrapper(sgd(1)).load_state_dict(other.state_dict())
+        line = explain_exception(info.value)
+        assert line is not None and line.startswith('--resume: the checkpoint')
+        assert 'load_from=' in line and '\n' not in line
