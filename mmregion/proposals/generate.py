@@ -363,6 +363,19 @@ def generate_proposals(src: str,
     if nms_priority not in NMS_PRIORITIES:
         raise ValueError(f'Unknown nms_priority {nms_priority!r}, expected '
                          f'one of {NMS_PRIORITIES}')
+    bad = [(name, value) for name, value, ok in [
+        ('grid_sizes', list(grid_sizes),
+         method != 'grid' or (len(grid_sizes) > 0 and all(
+             int(g) >= 1 for g in grid_sizes))),
+        ('num_random', num_random, method != 'random' or num_random >= 1),
+        ('topk', topk, topk is None or topk >= 1),
+        ('shard_size', shard_size, shard_size >= 1),
+        ('workers', workers, workers >= 1),
+    ] if not ok]
+    if bad:
+        name, value = bad[0]
+        raise InputError(f'generate_proposals: {name}={value!r} must be >= 1'
+                         ' (--' + name.replace('_', '-') + ')')
     keys, root = list_images(src, img_root, allow_unsafe_paths)
     if not keys:
         raise ValueError(f'No images found in {src}')

@@ -158,12 +158,20 @@ def load_checkpoint_safely(filename: str,
         CorruptCheckpointError: The file is empty, truncated, not a regular
             file or not a torch checkpoint.
     """
+    if not isinstance(filename, str) or not filename.strip():
+        raise CorruptCheckpointError(
+            f'checkpoint path {filename!r} is empty (an empty '
+            'work_dir/last_checkpoint?); name a checkpoint file')
     filename = osp.expanduser(filename)
     try:
         st = os.stat(filename)
     except FileNotFoundError:
         raise FileNotFoundError(
             f'checkpoint {filename} can not be found.') from None
+    except (ValueError, OSError) as e:  # a NUL byte, a name too long...
+        raise CorruptCheckpointError(
+            f'checkpoint path {filename!r:.300} cannot be used: {e}') \
+            from None
     if not stat.S_ISREG(st.st_mode):  # a FIFO would block torch.load
         raise CorruptCheckpointError(
             f'checkpoint {filename} is not a regular file.')

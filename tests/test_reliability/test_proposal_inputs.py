@@ -267,3 +267,20 @@ def test_long_and_surrogate_file_names_refused(tmp_path, name, match):
         load_proposal_store(str(path))
     with pytest.raises(InputError, match=match):
         check_file_name(name, 'x', allow_unsafe_paths=True)
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(method='grid', grid_sizes=(0, )), 'grid_sizes'),
+    (dict(method='random', num_random=-5), 'num_random'),
+    (dict(method='grid', shard_size=0), 'shard_size'),
+])
+def test_nonsense_counts_are_refused(toy_coco, tmp_path, kwargs, match):
+    """issue 26 minor: --grid-sizes 0 / --num-random -5 were reported as
+    48 unreadable images with exit 0 and the store marked complete."""
+    with pytest.raises(InputError, match=f'{match}=.* must be >= 1'):
+        generate_proposals(
+            str(toy_coco / 'val'),
+            str(tmp_path / 'o'),
+            progress=False,
+            **kwargs)
+    assert not (tmp_path / 'o').exists()

@@ -210,3 +210,13 @@ def test_loaded_arrays_are_plain_data_and_save_as_ndarray(tmp_path):
     data = pickle.dumps(meta['a'], protocol=2)
     assert b'mmregion' not in data
     assert type(pickle.loads(data)) is np.ndarray
+
+
+@pytest.mark.parametrize('path,match', [('', 'is empty'),
+                                        ('a\0b.pth', 'cannot be used')])
+def test_empty_or_nul_checkpoint_path(path, match):
+    """issue 26 minor: an empty last_checkpoint gave "checkpoint  can not
+    be found", a NUL in it a bare ValueError."""
+    from mmregion.utils import CheckpointError
+    with pytest.raises(CheckpointError, match=match):
+        load_checkpoint_safely(path)
