@@ -138,6 +138,12 @@ def _build_parser():
         action='store_true',
         help='accept absolute and ../ file_names in a COCO json (refused by '
         'default: they read outside the image root)')
+    p.add_argument(
+        '--max-failed-ratio',
+        type=float,
+        default=0.5,
+        help='stop with an error when more than this share of the images '
+        'cannot be read (a wrong --img-root); 1 never stops')
     p.add_argument('--no-progress', action='store_true')
     return p
 
@@ -177,7 +183,8 @@ def main(argv=None):
         nms_priority=args.nms_priority,
         squash_size=args.squash_size,
         swap_rb=args.swap_rb,
-        allow_unsafe_paths=args.allow_unsafe_paths)
+        allow_unsafe_paths=args.allow_unsafe_paths,
+        max_failed_ratio=args.max_failed_ratio)
     print(f'Proposals in {args.out}: {stats["total"]} images; '
           f'{stats["done"]} done, {stats["skipped"]} skipped (already done), '
           f'{stats["failed"]} failed (total failed {stats["failed_total"]}); '

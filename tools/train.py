@@ -113,6 +113,13 @@ def merge_args(cfg, args):
                             'exist')
         cfg.resume = True
         cfg.load_from = args.resume
+    if args.resume is not None:
+        # the config's lr wins over the checkpoint's (logged), so that
+        # `--resume --cfg-options optim_wrapper.optimizer.lr=X` works
+        hooks = list(cfg.get('custom_hooks') or [])
+        if not any('ResumeLrHook' in str(h.get('type')) for h in hooks):
+            hooks.append(dict(type='mmregion.ResumeLrHook'))
+        cfg.custom_hooks = hooks
 
     for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         loader = cfg.get(name)

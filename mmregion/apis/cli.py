@@ -252,6 +252,14 @@ def explain_exception(exc: BaseException) -> Optional[str]:
         return f'unknown type in config: {core}{hint}'
     if isinstance(exc, FileNotFoundError):
         return f'file not found: {first}'
+    if isinstance(exc, ValueError) and first.startswith(
+            'loaded state dict') and 'parameter group' in first:
+        # torch's Optimizer.load_state_dict during mmengine's resume
+        return ('--resume: the checkpoint\'s optimizer has other parameter '
+                'groups than the model of this config (written by another '
+                'method or config?); resume with the config that wrote it, '
+                'or start from its weights with load_from=CHECKPOINT '
+                '(no --resume)')
     return None
 
 
@@ -259,7 +267,7 @@ def run_cli(main, argv: Optional[Iterable[str]] = None) -> None:
     """Run ``main``; print user errors as one line and exit with status 1."""
     try:
         main(argv)
-    except (UserError, KeyError, FileNotFoundError) as e:
+    except (UserError, KeyError, FileNotFoundError, ValueError) as e:
         line = explain_exception(e)
         if line is None:
             raise

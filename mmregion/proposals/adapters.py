@@ -9,7 +9,7 @@ from mmregion.utils.images import read_coco_images
 from mmregion.utils.input_checks import (InputError, check_file_name,
                                          coco_image_entries, read_json_file)
 from .format import show_value
-from .safe_pickle import ProposalUnpickler, UnsafeProposalFileError
+from .safe_pickle import load_proposal_pickle
 from .stores import InMemoryProposalStore
 
 __all__ = ['load_coco_json_store', 'load_pickle_store', 'to_boxes']
@@ -102,16 +102,9 @@ def load_pickle_store(
         path: str,
         ann_file: Optional[str] = None,
         allow_unsafe_paths: bool = False) -> InMemoryProposalStore:
-    # mmdet proposal files are pickles: read them with an allow-list
-    with open(path, 'rb') as f:
-        try:
-            obj = ProposalUnpickler(f).load()
-        except UnsafeProposalFileError as e:
-            raise UnsafeProposalFileError(f'{path}: {e}') from None
-        except Exception as e:  # truncated, not a pickle, bad arguments...
-            raise InputError(
-                f'{path}: not a readable proposal pickle: '
-                f'{type(e).__name__}: {show_value(str(e), 200)}') from None
+    # mmdet proposal files are pickles: read as data only (no object of
+    # numpy/torch/mmengine is built by the unpickler)
+    obj = load_proposal_pickle(path)
     try:
         if isinstance(obj, dict):
             boxes_of = {

@@ -30,6 +30,7 @@ from mmengine.logging import print_log
 from mmregion.utils.images import IMG_EXTENSIONS  # noqa: F401
 from mmregion.utils.images import (find_truncation, read_coco_images,
                                    scan_image_folder)
+from mmregion.utils.input_checks import InputError, show_value
 from mmregion.utils.progress import ProgressBar
 from .shard_io import read_shard, read_shard_failed
 from .sources import (NMS_PRIORITIES, grid_proposals, random_proposals,
@@ -306,7 +307,8 @@ def generate_proposals(src: str,
                        nms_priority: str = 'random',
                        squash_size: Optional[int] = None,
                        swap_rb: bool = False,
-                       allow_unsafe_paths: bool = False) -> Dict[str, float]:
+                       allow_unsafe_paths: bool = False,
+                       max_failed_ratio: float = 0.5) -> Dict[str, float]:
     """Write a proposal directory for every image of ``src``.
 
     Args:
@@ -340,6 +342,11 @@ def generate_proposals(src: str,
         swap_rb (bool): Search on the RGB image (DETReg).
         allow_unsafe_paths (bool): Accept absolute / ``..`` file names in
             a COCO json. Defaults to False.
+        max_failed_ratio (float): More unreadable images than this share
+            (checked from the 50th image on, before the shard is written)
+            stops the run with an :class:`InputError` naming a few (a wrong
+            ``img_root``). The first 20 failures are logged one by one,
+            the rest counted. Defaults to 0.5.
 
     ``out`` is locked for the run (:class:`ProposalDirLock`): a second run
     into the same folder fails with the first one's pid and host.
@@ -356,6 +363,19 @@ def generate_proposals(src: str,
     if nms_priority not in NMS_PRIORITIES:
         raise ValueError(f'Unknown nms_priority {nms_priority!r}, expected '
                          f'one of {NMS_PRIORITIES}')
+    bad = [(name, value) for name, value, ok in [
+        ('grid_sizes', list(grid_sizes),
+         method != 'grid' or (len(grid_sizes) > 0 and all(
+             int(g) >= 1 for g in grid_sizes))),
+        ('num_random', num_random, method != 'random' or num_random >= 1),
+        ('topk', topk, topk is None or topk >= 1),
+        ('shard_size', shard_size, shard_size >= 1),
+        ('workers', workers, workers >= 1),
+    ] if not ok]
+    if bad:
+        name, value = bad[0]
+        raise InputError(f'generate_proposals: {name}={value!r} must be >= 1'
+                         ' (--' + name.replace('_', '-') + ')')
     keys, root = list_images(src, img_root, allow_unsafe_paths)
     if not keys:
         raise ValueError(f'No images found in {src}')
@@ -385,13 +405,22 @@ def generate_proposals(src: str,
 
     with ProposalDirLock(out):
         return _generate_locked(out, keys, root, params, workers, shard_size,
-                                overwrite, progress, start_method, chunksize)
+                                overwrite, progress, start_method, chunksize,
+                                max_failed_ratio)
 
 
-def _generate_locked(out: str, keys: List[str], root: str, params: dict,
-                     workers: int, shard_size: int, overwrite: bool,
-                     progress: bool, start_method: Optional[str],
-                     chunksize: int) -> Dict[str, float]:
+def _generate_locked(out: str,
+                     keys: List[str],
+                     root: str,
+                     params: dict,
+                     workers: int,
+                     shard_size: int,
+                     overwrite: bool,
+                     progress: bool,
+                     start_method: Optional[str],
+                     chunksize: int,
+                     max_failed_ratio: float = 0.5,
+                     max_logged_failures: int = 20) -> Dict[str, float]:
     """The body of :func:`generate_proposals`, with ``out`` locked."""
     writer = ProposalWriter(
         out, keys, shard_size=shard_size, params=params, overwrite=overwrite)
@@ -403,6 +432,11 @@ def _generate_locked(out: str, keys: List[str], root: str, params: dict,
     start = time.time()
     bar = ProgressBar(len(tasks), desc='proposals', enabled=progress)
     failed_now = 0
+    processed = 0
+    first_failures: List[str] = []
+    held: list = []  # finished shards not written yet
+    # decide on the failure ratio once this many images are in
+    min_seen = min(len(tasks), 50)
     shard_iter = iter(pending)
     cur = next(shard_iter, None)
     cur_keys = set(writer.shard_keys(cur)) if cur is not None else set()
@@ -410,21 +444,45 @@ def _generate_locked(out: str, keys: List[str], root: str, params: dict,
     failed: List[str] = []
 
     def _consume(results):
-        nonlocal cur, cur_keys, boxes_of, failed, failed_now
+        nonlocal cur, cur_keys, boxes_of, failed, failed_now, processed
         for key, boxes, err in results:
+            processed += 1
             if boxes is None:
                 failed.append(key)
                 failed_now += 1
-                print_log(
-                    f'Skipping unreadable image {osp.join(root, key)}: '
-                    f'{err}',
-                    logger='current',
-                    level=30)
+                if len(first_failures) < 3:
+                    first_failures.append(f'{show_value(key)} ({err})')
+                if failed_now <= max_logged_failures:
+                    more = (' (further unreadable images are counted, not '
+                            'logged)'
+                            if failed_now == max_logged_failures else '')
+                    print_log(
+                        'Skipping unreadable image '
+                        f'{show_value(osp.join(root, key), 300)}: {err}'
+                        f'{more}',
+                        logger='current',
+                        level=30)
             else:
                 boxes_of[key] = boxes
             bar.update()
+            if processed >= min_seen and \
+                    failed_now > max_failed_ratio * processed:
+                # before this shard is written: a wrong --img-root leaves
+                # no store of failures behind
+                raise InputError(
+                    f'{failed_now} of the first {processed} images could '
+                    f'not be read under {root} (e.g. '
+                    f'{", ".join(first_failures)}): is --img-root right? '
+                    f'Nothing was stored for them. More than '
+                    f'{max_failed_ratio:.0%} failing is an error '
+                    '(--max-failed-ratio to change it).')
             if len(boxes_of) + len(failed) == len(cur_keys):
-                writer.write_shard(cur, boxes_of, failed)
+                # held back until the failure ratio is decided
+                held.append((cur, boxes_of, failed))
+                if processed >= min_seen:
+                    for shard in held:
+                        writer.write_shard(*shard)
+                    held.clear()
                 boxes_of, failed = {}, []
                 cur = next(shard_iter, None)
                 cur_keys = set(writer.shard_keys(cur)) \

@@ -19,7 +19,7 @@ from .adapters import load_coco_json_store, load_pickle_store
 from .format import (FORMAT_NAME, FORMAT_VERSION, META_FILE, PackedBoxes,
                      image_list_digest, run_digest, shard_file_name)
 from .safe_pickle import (ProposalUnpickler, UnsafeProposalFileError,
-                          _ProposalUnpickler)
+                          load_proposal_pickle)
 from .shard_io import (read_shard, read_shard_digest, read_shard_failed,
                        write_shard)
 from .stores import InMemoryProposalStore, ProposalStore, ShardedProposalStore
@@ -32,7 +32,7 @@ _load_shard = read_shard  # old private name
 __all__ = [
     'load_proposal_store', 'FORMAT_NAME', 'FORMAT_VERSION', 'META_FILE',
     'PackedBoxes', 'image_list_digest', 'run_digest', 'shard_file_name',
-    'ProposalUnpickler', 'UnsafeProposalFileError', '_ProposalUnpickler',
+    'ProposalUnpickler', 'UnsafeProposalFileError', 'load_proposal_pickle',
     'read_shard', 'read_shard_digest', 'read_shard_failed', 'write_shard',
     'InMemoryProposalStore', 'ProposalStore', 'ShardedProposalStore',
     'LOCK_FILE', 'ProposalDirBusyError', 'ProposalDirLock', 'ProposalWriter'

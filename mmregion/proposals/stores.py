@@ -14,7 +14,8 @@ from mmengine.logging import print_log
 from mmregion.utils.input_checks import InputError, read_json_file
 from .format import (FORMAT_NAME, FORMAT_VERSION, META_FILE, SHARD_RE,
                      PackedBoxes, show_value)
-from .shard_io import read_shard, read_shard_digest, settings_mismatch_error
+from .shard_io import (read_shard, read_shard_digest, read_shard_num_keys,
+                       settings_mismatch_error)
 
 __all__ = ['ProposalStore', 'InMemoryProposalStore', 'ShardedProposalStore']
 
@@ -38,7 +39,18 @@ class ProposalStore:
         raise NotImplementedError
 
     def __len__(self) -> int:
-        return len(self.keys())
+        """Images stored, counted in the shards (``meta.json``'s
+        ``num_stored`` is not trusted)."""
+        if self._keys is not None:
+            return len(self._keys)
+        total = 0
+        for s in self._shards:
+            fname = osp.join(self.path, s['file'])
+            if osp.lexists(fname):
+                total += read_shard_num_keys(fname)
+            elif s['file'] in self._present:
+                self._read(s['file'])  # raises: it disappeared
+        return total
 
     def __contains__(self, key: str) -> bool:
         return self.get(key) is not None
@@ -59,19 +71,33 @@ class InMemoryProposalStore(ProposalStore):
                  boxes_of: Dict[str, np.ndarray],
                  path: str = '') -> None:
         self.path = path
-        self._packed = PackedBoxes.from_dict(boxes_of)
+        self._keys = sorted(boxes_of)
+        # a dict, not a fixed-width '<U' array: one long key must not make
+        # every key as long (20000 keys x 100000 chars = 8 GB)
+        self._index = {k: i for i, k in enumerate(self._keys)}
+        arrays = [
+            np.asarray(boxes_of[k], np.float32).reshape(-1, 4)
+            for k in self._keys
+        ]
+        self._offsets = np.zeros(len(arrays) + 1, np.int64)
+        np.cumsum([len(a) for a in arrays], out=self._offsets[1:])
+        self._boxes = np.concatenate(arrays) if arrays else np.zeros(
+            (0, 4), np.float32)
 
     def get(self, key: str) -> Optional[np.ndarray]:
-        return self._packed.get(key)
+        i = self._index.get(key)
+        if i is None:
+            return None
+        return self._boxes[self._offsets[i]:self._offsets[i + 1]].copy()
 
     def keys(self) -> List[str]:
-        return [str(k) for k in self._packed.keys]
+        return list(self._keys)
 
     def __len__(self) -> int:
-        return len(self._packed)
+        return len(self._keys)
 
     def __contains__(self, key: str) -> bool:
-        return self._packed.index(key) >= 0
+        return key in self._index
 
 
 class ShardedProposalStore(ProposalStore):
@@ -128,8 +154,12 @@ class ShardedProposalStore(ProposalStore):
             osp.join(path, s['file']) for s in self._shards
             if osp.lexists(osp.join(path, s['file']))
         ]
+        # shards present now must stay (a regeneration that removes them
+        # while we read is an error, not "no proposals")
+        self._present = {osp.basename(f) for f in present}
+        expected = meta.get('run_sha1')
+        self.run_sha1 = expected if isinstance(expected, str) else None
         if verify:
-            expected = meta.get('run_sha1')
             for fname in present:
                 digest = read_shard_digest(fname)
                 if expected and digest and digest != expected:
@@ -147,12 +177,24 @@ class ShardedProposalStore(ProposalStore):
         if i in self._cache:
             self._cache.move_to_end(i)
             return self._cache[i]
-        fname = osp.join(self.path, self._shards[i]['file'])
-        shard = read_shard(fname) if osp.lexists(fname) else None
+        shard = self._read(self._shards[i]['file'])
         self._cache[i] = shard
         if len(self._cache) > self._cache_shards:
             self._cache.popitem(last=False)
         return shard
+
+    def _read(self, name: str) -> Optional[PackedBoxes]:
+        """Read a shard of the run the store was opened with, or fail."""
+        fname = osp.join(self.path, name)
+        if not osp.lexists(fname):
+            if name in self._present:
+                raise InputError(
+                    f'Proposal shard {fname} disappeared while {self.path} '
+                    'was being read: the store was regenerated (--overwrite)'
+                    '. Restart the reader (training) once '
+                    'tools/generate_proposals.py has finished.')
+            return None
+        return read_shard(fname, expect_run=self.run_sha1, store=self.path)
 
     def _shard_of(self, key: str) -> int:
         return bisect.bisect_right(self._first_keys, key) - 1
@@ -175,15 +217,22 @@ class ShardedProposalStore(ProposalStore):
         if self._keys is None:
             keys = []
             for s in self._shards:
-                fname = osp.join(self.path, s['file'])
-                if osp.lexists(fname):
-                    keys.extend(str(k) for k in read_shard(fname).keys)
+                shard = self._read(s['file'])
+                if shard is not None:
+                    keys.extend(str(k) for k in shard.keys)
             self._keys = keys
         return list(self._keys)
 
     def __len__(self) -> int:
-        stats = self.meta.get('stats') or {}
-        if self.complete and isinstance(stats, dict) and isinstance(
-                stats.get('num_stored'), int):
-            return int(stats['num_stored'])
-        return len(self.keys())
+        """Images stored, counted in the shards (``meta.json``'s
+        ``num_stored`` is not trusted)."""
+        if self._keys is not None:
+            return len(self._keys)
+        total = 0
+        for s in self._shards:
+            fname = osp.join(self.path, s['file'])
+            if osp.lexists(fname):
+                total += read_shard_num_keys(fname)
+            elif s['file'] in self._present:
+                self._read(s['file'])  # raises: it disappeared
+        return total

@@ -27,11 +27,13 @@ import torch
 from .errors import UserError
 from .legacy_torch_load import (restricted_torch_load,
                                 torch_has_tuple_safe_globals)
+from .safe_numpy import (DtypeSpec, UnsafeArrayError, as_dtype, check_array,
+                         empty_bytes, scalar_from_bytes)
 
 __all__ = [
     'safe_checkpoint_globals', 'install_safe_checkpoint_loader',
     'load_checkpoint_safely', 'CheckpointError', 'UnsafeCheckpointError',
-    'CorruptCheckpointError'
+    'CorruptCheckpointError', 'CheckedArray'
 ]
 
 
@@ -54,29 +56,67 @@ _CORRUPT_ERRORS = (EOFError, RuntimeError, KeyError, ValueError, IndexError,
                    ImportError)
 
 
+class CheckedArray(np.ndarray):
+    """A numpy array loaded from a checkpoint, rebuilt from checked data.
+
+    ``numpy.core.multiarray._reconstruct`` of a checkpoint gives an empty
+    instance of this subclass; its ``__setstate__`` accepts only a plain
+    dtype (:class:`~mmregion.utils.safe_numpy.DtypeSpec`), a shape and raw
+    bytes of exactly ``prod(shape) * itemsize`` (capped), never numpy's own
+    state with object fields or offsets. It pickles as a plain ndarray.
+    """
+
+    def __new__(cls, *args, **kwargs):
+        raise pickle.UnpicklingError(
+            'refusing to call numpy.ndarray() from a checkpoint')
+
+    def __setstate__(self, state: Any) -> None:
+        if not (isinstance(state, tuple) and len(state) == 5 and state[0] == 1
+                and isinstance(state[3], bool)):
+            raise UnsafeArrayError(f'refusing ndarray state {state!r:.80}')
+        dtype = as_dtype(state[2])
+        shape, data = check_array(state[1], dtype, state[4])
+        super().__setstate__((1, shape, dtype, state[3], data.tobytes()))
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return self.view(np.ndarray).__reduce_ex__(protocol)
+
+    def __reduce__(self) -> Any:
+        return self.view(np.ndarray).__reduce__()
+
+
+def _reconstruct(cls: Any, shape: Any, code: Any) -> CheckedArray:
+    """``numpy.core.multiarray._reconstruct``, for an empty array only."""
+    if cls is not CheckedArray or shape != (0, ) or code != b'b':
+        raise UnsafeArrayError(
+            f'refusing _reconstruct{(cls, shape, code)!r:.80}')
+    return np.ndarray.__new__(CheckedArray, (0, ), 'b')
+
+
+def _scalar(dtype: Any, data: Any) -> Any:
+    """``numpy.core.multiarray.scalar`` of a plain dtype from its bytes."""
+    return scalar_from_bytes(as_dtype(dtype), data)
+
+
 def safe_checkpoint_globals() -> List[Any]:
-    """Types that mmengine stores in checkpoints and that are safe to load.
+    """What a checkpoint may name, beyond torch's own weights-only list.
+
+    numpy arrays, scalars and dtypes (mmengine writes them into the message
+    hub) are built by checked stand-ins from a dtype of
+    :data:`~mmregion.utils.safe_numpy.SAFE_DTYPES`, a shape and bytes of
+    the right size (:class:`CheckedArray`), never by numpy's pickle helpers;
+    and mmengine's ``HistoryBuffer``.
 
     Returns:
-        list: numpy array/scalar reconstruction helpers and dtypes, and
-        mmengine's ``HistoryBuffer``. None of them executes code on load.
+        list: Objects and ``(object, 'module.name')`` pairs for
+        ``torch.serialization.add_safe_globals``.
     """
-    allowed: List[Any] = [np.ndarray, np.dtype]
-    if int(np.__version__.split('.')[0]) >= 2:
-        from numpy._core import multiarray
-    else:
-        from numpy.core import multiarray
-    allowed += [multiarray._reconstruct, multiarray.scalar]
-    # numpy >= 1.25 pickles dtypes as instances of these classes
-    dtypes_mod = getattr(np, 'dtypes', None)
-    if dtypes_mod is not None:
-        for name in dir(dtypes_mod):
-            obj = getattr(dtypes_mod, name)
-            if isinstance(obj, type) and issubclass(obj, np.dtype):
-                allowed.append(obj)
-    for name in ('bool_', 'int8', 'int16', 'int32', 'int64', 'uint8', 'uint16',
-                 'uint32', 'uint64', 'float16', 'float32', 'float64', 'str_'):
-        allowed.append(getattr(np, name))
+    allowed: List[Any] = []
+    for mod in ('numpy.core.multiarray', 'numpy._core.multiarray'):
+        allowed += [(_reconstruct, f'{mod}._reconstruct'),
+                    (_scalar, f'{mod}.scalar')]
+    allowed += [(CheckedArray, 'numpy.ndarray'), (DtypeSpec, 'numpy.dtype'),
+                (empty_bytes, 'builtins.bytes')]
     from mmengine.logging.history_buffer import HistoryBuffer
     allowed.append(HistoryBuffer)
     # HistoryBuffer pickles its statistics methods as
@@ -118,12 +158,20 @@ def load_checkpoint_safely(filename: str,
         CorruptCheckpointError: The file is empty, truncated, not a regular
             file or not a torch checkpoint.
     """
+    if not isinstance(filename, str) or not filename.strip():
+        raise CorruptCheckpointError(
+            f'checkpoint path {filename!r} is empty (an empty '
+            'work_dir/last_checkpoint?); name a checkpoint file')
     filename = osp.expanduser(filename)
     try:
         st = os.stat(filename)
     except FileNotFoundError:
         raise FileNotFoundError(
             f'checkpoint {filename} can not be found.') from None
+    except (ValueError, OSError) as e:  # a NUL byte, a name too long...
+        raise CorruptCheckpointError(
+            f'checkpoint path {filename!r:.300} cannot be used: {e}') \
+            from None
     if not stat.S_ISREG(st.st_mode):  # a FIFO would block torch.load
         raise CorruptCheckpointError(
             f'checkpoint {filename} is not a regular file.')
@@ -140,9 +188,9 @@ def load_checkpoint_safely(filename: str,
         if not zipfile.is_zipfile(filename) and 'GLOBAL' not in str(e):
             _raise_corrupt(filename, st.st_size, e)  # raw bytes, no archive
         first = str(e).strip().splitlines()
-        detail = next(
-            (ln for ln in first if 'GLOBAL' in ln or 'Unsupported' in ln),
-            first[0] if first else '')
+        detail = next((ln for ln in first if ln.startswith('refusing')
+                       or 'GLOBAL' in ln or 'Unsupported' in ln),
+                      first[0] if first else '')
         detail = detail.split('. Please use')[0]
         raise UnsafeCheckpointError(
             f'Refused to load checkpoint {filename}: it contains a pickled '

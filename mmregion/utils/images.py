@@ -15,7 +15,7 @@ from typing import List, Optional, Sequence
 import cv2
 import numpy as np
 
-from .input_checks import coco_image_entries, read_json_file
+from .input_checks import coco_image_entries, read_json_file, show_value
 
 __all__ = [
     'IMG_EXTENSIONS', 'scan_image_folder', 'read_coco_images', 'to_bgr',
@@ -36,7 +36,10 @@ def scan_image_folder(folder: str,
     regular file (a FIFO, a broken link): the readers refuse and count it
     (never a silent skip). Hidden files (``.name``: editor and OS
     leftovers, temporary files of writers) are skipped; linked folders are
-    followed.
+    followed, each real folder once: a symlink loop (``ln -s . a``) or a
+    folder reached twice is listed once, with a warning. A name that is
+    not valid UTF-8 (it could not be stored as a key) is skipped with a
+    warning naming it.
 
     Args:
         folder (str): The local folder to scan.
@@ -48,15 +51,61 @@ def scan_image_folder(folder: str,
     Returns:
         list[str]: ``/``-separated paths relative to ``root``, sorted.
     """
+    from mmengine.logging import print_log
     extensions = tuple(e.lower() for e in extensions)
     root = folder if root is None else root
-    keys = []
-    for dirpath, _, files in os.walk(folder, followlinks=True):
-        for name in files:
-            if not name.startswith('.') and \
-                    name.lower().endswith(extensions):
-                rel = osp.relpath(osp.join(dirpath, name), root)
+    keys: List[str] = []
+    seen = set()
+    revisited: List[str] = []
+    not_utf8: List[str] = []
+    # folders reached without a link first, so that a real path wins over
+    # a linked alias of the same folder (deterministic keys)
+    stack, linked = [folder], []
+    while stack or linked:
+        path = stack.pop() if stack else linked.pop()
+        try:
+            st = os.stat(path)
+            entries = sorted(os.scandir(path), key=lambda e: e.name)
+        except OSError:  # vanished or unreadable: its files are not listed
+            revisited.append(path)
+            continue
+        ident = (st.st_dev, st.st_ino)
+        if ident in seen:  # a symlink loop or a folder linked twice
+            revisited.append(path)
+            continue
+        seen.add(ident)
+        for entry in entries:
+            name = entry.name
+            if name.startswith('.'):
+                continue
+            try:
+                name.encode('utf-8')
+            except UnicodeEncodeError:
+                not_utf8.append(entry.path)
+                continue
+            try:
+                is_dir = entry.is_dir()  # follows links
+            except OSError:
+                is_dir = False
+            if is_dir:
+                (linked if entry.is_symlink() else stack).append(entry.path)
+            elif name.lower().endswith(extensions):
+                rel = osp.relpath(entry.path, root)
                 keys.append(rel.replace(os.sep, '/'))
+    if revisited:
+        print_log(
+            f'{folder}: {len(revisited)} folder(s) not scanned again: a '
+            'symlink loop or a folder linked twice, or unreadable (e.g. '
+            f'{show_value(revisited[0], 200)}); their files are listed once',
+            logger='current',
+            level=30)
+    if not_utf8:
+        print_log(
+            f'{folder}: {len(not_utf8)} file name(s) that are not valid '
+            f'UTF-8 skipped (e.g. {show_value(not_utf8[0], 200)}); rename '
+            'them to include them',
+            logger='current',
+            level=30)
     return sorted(keys)
 
 

@@ -16,6 +16,10 @@ __all__ = [
     'show_value'
 ]
 
+# PATH_MAX on Linux: a longer file_name cannot be opened (and would make
+# fixed-width key arrays huge)
+MAX_FILE_NAME_CHARS = 4096
+
 
 class InputError(UserError, ValueError):
     """Bad input data (a file or an entry of it), reported as one line.
@@ -70,6 +74,15 @@ def check_file_name(name: Any,
     if not isinstance(name, str) or not name:
         raise InputError(f'{where}: file_name must be a non-empty string, '
                          f'got {_show(name)}')
+    if len(name) > MAX_FILE_NAME_CHARS:
+        raise InputError(f'{where}: file_name {_show(name)} is '
+                         f'{len(name)} characters long, more than a path '
+                         f'can be ({MAX_FILE_NAME_CHARS})')
+    try:
+        name.encode('utf-8')
+    except UnicodeEncodeError:
+        raise InputError(f'{where}: file_name {_show(name)} is not valid '
+                         'UTF-8 (a lone surrogate)') from None
     if '\0' in name:
         raise InputError(f'{where}: file_name {_show(name)} contains a NUL '
                          'byte')

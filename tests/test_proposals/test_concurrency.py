@@ -192,3 +192,88 @@ def test_workers_die_with_killed_parent(tmp_path):
     for p in left:  # do not leak them if the test fails
         os.kill(p, signal.SIGKILL)
     assert not left, f'workers {left} outlived their parent'
+
+
+def test_store_regenerated_while_read_fails_loudly(toy_coco, tmp_path):
+    """issue 26 item 2: an open store regenerated with other settings
+    (--overwrite) must not mix two runs: the reader fails naming the
+    shard, instead of 4 boxes for one image and 9 for the next."""
+    src, out = str(toy_coco / 'train'), str(tmp_path / 'out')
+    generate_proposals(src, out, **KW)
+    store = load_proposal_store(out)
+    assert len(store.get('000000.jpg')) == 4  # shard 0 now cached
+    generate_proposals(src, out, overwrite=True, **dict(KW, grid_sizes=(3, )))
+    assert len(store.get('000000.jpg')) == 4  # the cached shard: same run
+    with pytest.raises(
+            InputError,
+            match='shard-00001.npz belongs to another'
+            ' run.*regenerated while being read'):
+        store.get('000003.jpg')
+    with pytest.raises(InputError, match='another run'):
+        store.keys()
+    # a shard removed by a regeneration that has not rewritten it yet
+    store = load_proposal_store(out)
+    os.remove(os.path.join(out, 'shard-00002.npz'))
+    with pytest.raises(InputError, match='shard-00002.npz disappeared'):
+        store.get('000007.jpg')
+    # a fresh reader sees the new run only
+    generate_proposals(src, out, **dict(KW, grid_sizes=(3, )))
+    fresh = load_proposal_store(out)
+    assert {len(fresh.get(k)) for k in fresh.keys()} == {9}
+
+
+class _Header:
+    """A member that is only an .npy header declaring ``shape``."""
+
+    def __init__(self, shape, descr='<f4'):
+        self.shape, self.descr = shape, descr
+
+
+def _rewrite_shard(path, **arrays):
+    import io
+    import zipfile
+    with np.load(path) as z:
+        data = {k: z[k] for k in z.files}
+    data.update(arrays)
+    with zipfile.ZipFile(path, 'w', zipfile.ZIP_DEFLATED) as zf:
+        for k, v in data.items():
+            buf = io.BytesIO()
+            if isinstance(v, _Header):
+                np.lib.format.write_array_header_1_0(
+                    buf,
+                    dict(descr=v.descr, fortran_order=False, shape=v.shape))
+                buf.write(bytes(1000))
+            else:
+                np.lib.format.write_array(buf, v)
+            zf.writestr(k + '.npy', buf.getvalue())
+
+
+@pytest.mark.parametrize(
+    'name,value,match',
+    [
+        ('boxes', lambda b: b.astype(bool), 'bool'),
+        ('boxes', lambda b: b.astype(np.complex64), 'complex64'),
+        ('boxes', lambda b: b.astype('datetime64[s]'), 'datetime64'),
+        ('boxes', lambda b: b.astype(np.int8), 'int8'),
+        ('boxes', lambda b: b.astype(str), '<U'),
+        ('offsets', lambda o: o.astype(np.uint64)[::-1].copy(), 'uint64'),
+        ('offsets', lambda o: o[::-1].copy(), 'never decrease'),
+        ('keys', lambda k: k[::-1].copy(), 'sorted and unique'),
+        # a tiny compressed file declaring a huge array: refused from the
+        # header, before anything is decompressed
+        ('boxes', lambda b: _Header(
+            (80_000_000, 4)), 'at most 1073741824 bytes'),
+        ('keys', lambda k: _Header(
+            (3, ), '<U32000000'), 'at most 4096 characters'),
+    ])
+def test_shard_arrays_are_checked(toy_coco, tmp_path, name, value, match):
+    """issue 26 minor + item 4: wrong shard dtypes are not cast silently,
+    decreasing offsets do not hand one image another's boxes, and declared
+    sizes are checked against caps before allocating."""
+    out = tmp_path / 'out'
+    generate_proposals(str(toy_coco / 'train'), str(out), **KW)
+    shard = out / 'shard-00001.npz'
+    with np.load(shard) as z:
+        _rewrite_shard(shard, **{name: value(z[name])})
+    with pytest.raises(InputError, match=f'shard-00001.npz.*{match}'):
+        load_proposal_store(str(out)).get('000003.jpg')

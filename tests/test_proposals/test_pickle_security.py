@@ -6,6 +6,8 @@ file; each must fail with a one-line error naming the file instead.
 import collections
 import pickle
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -139,3 +141,132 @@ def test_legit_numpy_pickles_still_load(tmp_path):
         store = load_proposal_store(str(path))
         np.testing.assert_array_equal(store.get('a.jpg'), boxes)
         np.testing.assert_array_equal(store.get('b/c.jpg'), boxes[:1])
+
+
+# --- issue 26 item 1: numpy states are never built by the unpickler -------
+class _Dtype:
+    """A pickled ``numpy.dtype`` with a hand-written ``__setstate__``."""
+
+    def __init__(self, name, state):
+        self.name, self.state = name, state
+
+    def __reduce__(self):
+        return (np.dtype, (self.name, False, True), self.state)
+
+
+class _Array:
+    """A pickled array: ``_reconstruct`` + BUILD with a given state."""
+
+    def __init__(self, shape, dtype, data):
+        self.shape, self.dtype, self.data = shape, dtype, data
+
+    def __reduce__(self):
+        return (np.core.multiarray._reconstruct, (np.ndarray, (0, ), b'b'),
+                (1, self.shape, self.dtype, False, self.data))
+
+
+# (a) object fields: np.asarray dereferenced b'AAAA...' as a pointer
+_POINTER = _Array((4, ),
+                  _Dtype('V8', (3, '|', None, ('a', ), {
+                      'a': (np.dtype('O'), 0)
+                  }, 8, 1, 16)), b'A' * 32)
+# (b) a field offset of 100000: heap memory read as 64 boxes
+_OFFSET = _Array((64, 4),
+                 _Dtype('f4', (3, '<', None, ('a', ), {
+                     'a': (np.dtype('f4'), 100000)
+                 }, 4, 1, 16)), b'\0' * 1024)
+
+
+def _load_in_child(path: str, loader: str) -> subprocess.CompletedProcess:
+    """Load in a child process: a regression would segfault, not pytest."""
+    code = (f'import sys; import mmregion\n'
+            f'from {loader.rsplit(".", 1)[0]} import '
+            f'{loader.rsplit(".", 1)[1]} as load\n'
+            'try:\n'
+            f'    load({path!r})\n'
+            'except ValueError as e:\n'
+            '    print("REFUSED", e); sys.exit(3)\n'
+            'except Exception as e:\n'
+            '    print("REFUSED", type(e).__name__, e); sys.exit(3)\n'
+            'print("LOADED")\n')
+    return subprocess.run([sys.executable, '-c', code],
+                          capture_output=True,
+                          text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize('name,gadget', [('pointer', _POINTER),
+                                         ('offset', _OFFSET)])
+def test_numpy_state_gadgets_are_refused(tmp_path, name, gadget):
+    for proto in (2, ):
+        path = tmp_path / f'{name}{proto}.pkl'
+        path.write_bytes(pickle.dumps({'000000.jpg': gadget}, protocol=proto))
+        out = _load_in_child(
+            str(path), 'mmregion.proposals.load_proposal_store')
+        assert out.returncode == 3, (out.returncode, out.stdout, out.stderr)
+        assert 'refusing numpy dtype' in out.stdout
+        assert str(path) in out.stdout
+
+
+@pytest.mark.parametrize(
+    'name,value,match',
+    [
+        # declared size larger than the bytes (uninitialised memory before)
+        ('short', _Array((10**6, 4), _Dtype('f4', None),
+                         b'\0' * 16), '16 data bytes, expected 16000000'),
+        ('huge', _Array((10**12, 4), _Dtype('f8', None), b'\0'), 'cap'),
+        ('bytes_call', _Reduce(bytes, (10**9, )), 'bytes'),
+        ('negative', _Array((-1, 4), _Dtype('f4', None), b''), 'shape'),
+        ('object', _Array((1, ), _Dtype('O', None), b'\0' * 8), "dtype 'O'"),
+        ('string', _Array(
+            (1, ), _Dtype('U5', None), b'\0' * 20), "dtype 'U5'"),
+        ('ndarray_call', _Reduce(np.ndarray,
+                                 ((10**9, ), 'f4')), 'numpy.ndarray'),
+    ])
+def test_array_descriptions_are_checked(tmp_path, name, value, match):
+    path = tmp_path / f'{name}.pkl'
+    path.write_bytes(pickle.dumps({'a.jpg': value}, protocol=2))
+    with pytest.raises(InputError, match=match) as info:
+        load_proposal_store(str(path))
+    assert str(path) in str(info.value)
+
+
+def test_arrays_cannot_outgrow_the_file(tmp_path):
+    """1000 arrays over the same memoised 40 KB buffer (40 MB from a
+    ~60 KB file) are refused: arrays may total at most the file size."""
+    data = b'\0' * 40000
+    dtype = _Dtype('f4', None)
+    values = {f'{i}.jpg': _Array((2500, 4), dtype, data) for i in range(1000)}
+    path = tmp_path / 'memo.pkl'
+    path.write_bytes(pickle.dumps(values, protocol=2))
+    assert path.stat().st_size < 200000
+    with pytest.raises(InputError, match='larger in total than the file'):
+        load_proposal_store(str(path))
+
+
+def test_instance_data_and_tensors_still_load(tmp_path):
+    import torch
+    from mmengine.structures import InstanceData
+    boxes = np.array([[0, 0, 10, 10], [1, 2, 5, 6]], np.float32)
+    inst = InstanceData(
+        bboxes=torch.from_numpy(boxes), scores=torch.tensor([0.1, 0.9]))
+    for proto in (2, 4, 5):
+        path = tmp_path / f'i{proto}.pkl'
+        path.write_bytes(
+            pickle.dumps(
+                {
+                    'a.jpg': inst,
+                    'b.jpg':
+                    torch.from_numpy(boxes)[:, :4].t().contiguous().t()
+                },
+                protocol=proto))
+        store = load_proposal_store(str(path))
+        np.testing.assert_allclose(store.get('a.jpg'), boxes[::-1])
+        np.testing.assert_allclose(store.get('b.jpg'), boxes)
+
+
+def test_empty_arrays_load_with_protocol_2(tmp_path):
+    path = tmp_path / 'empty.pkl'
+    path.write_bytes(
+        pickle.dumps({'a.jpg': np.zeros((0, 4), np.float32)}, protocol=2))
+    assert load_proposal_store(str(path)).get('a.jpg').shape == (0, 4)

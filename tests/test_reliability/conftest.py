@@ -89,6 +89,8 @@ def build_runner(work_dir,
                  checkpoint=None,
                  resume=False,
                  hooks=(),
+                 param_scheduler=None,
+                 lr=0.1,
                  **optim_kwargs):
     """An IterBased Runner (checkpoint every iteration) with a RecordHook.
 
@@ -109,7 +111,7 @@ def build_runner(work_dir,
             collate_fn=dict(type='default_collate')),
         optim_wrapper=dict(
             type='FiniteCheckOptimWrapper',
-            optimizer=dict(type='SGD', lr=0.1, momentum=0.9),
+            optimizer=dict(type='SGD', lr=lr, momentum=0.9),
             **optim_kwargs),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
         default_hooks=dict(
@@ -120,6 +122,7 @@ def build_runner(work_dir,
                 **(checkpoint or {})),
             logger=dict(type='LoggerHook', interval=1)),
         custom_hooks=[record, *hooks],
+        param_scheduler=param_scheduler,
         resume=resume,
         default_scope='mmregion',
         randomness=dict(seed=0),

@@ -228,3 +228,20 @@ def test_boxes_of_wrong_shape_name_the_key(logs):
 
     with pytest.raises(ValueError, match=r'"odd.jpg".*shape \(3, 3\)'):
         LoadProposals(proposal_file=Store())(_results('odd.jpg'))
+
+
+def test_topk_filter_is_chunked_and_equal_to_full_filter():
+    """issue 26 item 6: 10^7 boxes for one image were all filtered before
+    topk; now chunk by chunk until topk valid boxes are found, with the
+    same result as filtering everything."""
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(-20, W + 20, (50000, 2)).astype(np.float32)
+    wh = rng.uniform(-5, 40, (50000, 2)).astype(np.float32)
+    boxes = np.concatenate([xy, xy + wh], 1)
+    boxes[rng.random(50000) < 0.1] = np.nan
+    for topk in (1, 50, 3000, 40000):
+        t = LoadProposals(proposal_file='unused', topk=topk, min_size=4)
+        full = LoadProposals(proposal_file='unused', topk=None, min_size=4)
+        expected = full.filter_boxes(boxes, H, W, 'k')[:topk]
+        np.testing.assert_array_equal(
+            t.filter_boxes(boxes, H, W, 'k'), expected)

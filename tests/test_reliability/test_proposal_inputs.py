@@ -157,3 +157,130 @@ def test_browse_refuses_unsafe_keys(toy_coco, tmp_path, capsys):
              str(tmp_path / 'b')])
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(pkl) in err[0]
+
+
+def test_wrong_img_root_is_an_error_not_a_success(toy_coco, tmp_path, capsys):
+    """issue 23 item 6: a wrong --img-root made every image fail, with one
+    WARNING per image, an empty store and exit status 0."""
+    from mmengine.logging import MMLogger
+    ann = str(toy_coco / 'annotations' / 'instances_train.json')
+    out = tmp_path / 'out'
+    MMLogger.get_current_instance()
+    with pytest.raises(InputError) as info:
+        generate_proposals(
+            ann,
+            str(out),
+            img_root=str(tmp_path / 'nowhere'),
+            method='grid',
+            shard_size=3,
+            progress=False)
+    msg = str(info.value)
+    assert '\n' not in msg
+    assert '8 of the first 8 images could not be read' in msg
+    assert 'is --img-root right?' in msg and '000000.jpg' in msg
+    assert not list(out.glob('shard-*'))  # no store of failures
+    # the tool: one error line, exit status 1, not a success
+    tool = _tool()
+    with pytest.raises(SystemExit) as ex:
+        from mmregion.apis.cli import run_tool
+        run_tool(tool.main, [
+            ann,
+            str(tmp_path / 'out2'), '--img-root',
+            str(tmp_path / 'nowhere'), '--method', 'grid', '--no-progress'
+        ])
+    assert ex.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count('error: ') == 1 and 'is --img-root right?' in err
+    # the same images with a few failures (below the ratio) still finish
+    shutil.copytree(toy_coco / 'train', tmp_path / 'imgs')
+    (tmp_path / 'imgs' / '000001.jpg').unlink()
+    stats = generate_proposals(
+        ann,
+        str(tmp_path / 'out3'),
+        img_root=str(tmp_path / 'imgs'),
+        method='grid',
+        progress=False)
+    assert stats['failed'] == 1 and stats['done'] == 7
+
+
+def test_failures_are_logged_up_to_a_limit(tmp_path, monkeypatch):
+    """Failures beyond 20 are counted, not logged one per line."""
+    from mmregion.proposals import generate
+    from mmregion.proposals.generate import _generate_locked
+    logged = []
+    monkeypatch.setattr(generate, 'print_log',
+                        lambda msg, *a, **k: logged.append(msg))
+    keys = [f'missing{i:03d}.jpg' for i in range(30)]
+    stats = _generate_locked(
+        str(tmp_path / 'out'),
+        keys,
+        str(tmp_path),
+        dict(method='grid', seed=0, grid_sizes=[2]),
+        workers=1,
+        shard_size=10,
+        overwrite=False,
+        progress=False,
+        start_method=None,
+        chunksize=1,
+        max_failed_ratio=1.0)
+    assert stats['failed'] == 30
+    assert sum('Skipping unreadable image' in m for m in logged) == 20
+
+
+def test_symlink_loops_and_non_utf8_names(toy_coco, tmp_path, monkeypatch):
+    """issue 26 items 5 and 7: `ln -s . a; ln -s . b` hung the folder
+    scan, `sub/up -> ..` listed 573 keys for 8 files, and one non-UTF-8
+    name aborted the whole run with "surrogates not allowed"."""
+    import os
+
+    import mmengine.logging
+    logged = []
+    monkeypatch.setattr(mmengine.logging, 'print_log',
+                        lambda msg, *a, **k: logged.append(msg))
+    src = tmp_path / 'imgs'
+    (src / 'sub').mkdir(parents=True)
+    shutil.copy(toy_coco / 'train' / '000000.jpg', src / 'x.jpg')
+    shutil.copy(toy_coco / 'train' / '000001.jpg', src / 'sub' / 'y.jpg')
+    shutil.copy(toy_coco / 'train' / '000002.jpg',
+                os.path.join(os.fsencode(src), b'bad\xff\xfe.jpg'))
+    os.symlink('.', src / 'a')
+    os.symlink('.', src / 'b')
+    os.symlink('..', src / 'sub' / 'up')
+    keys, _ = list_images(str(src))
+    assert keys == ['sub/y.jpg', 'x.jpg']
+    stats = generate_proposals(
+        str(src), str(tmp_path / 'out'), method='grid', progress=False)
+    assert stats['total'] == 2 and stats['done'] == 2
+    log = '\n'.join(logged)
+    assert 'symlink loop' in log
+    assert r"bad\udcff\udcfe.jpg" in log and 'not valid UTF-8' in log
+
+
+@pytest.mark.parametrize('name,match', [('a' * 100000 + '.jpg', '100004 '
+                                         'characters long'),
+                                        ('bad\ud800.jpg', 'not valid UTF-8')])
+def test_long_and_surrogate_file_names_refused(tmp_path, name, match):
+    """issue 26 item 4: one 100,000-character file_name among 20,000
+    images made fixed-width '<U' keys of 8 GB."""
+    path = _coco_with(tmp_path, name)
+    with pytest.raises(InputError, match=match):
+        load_proposal_store(str(path))
+    with pytest.raises(InputError, match=match):
+        check_file_name(name, 'x', allow_unsafe_paths=True)
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(method='grid', grid_sizes=(0, )), 'grid_sizes'),
+    (dict(method='random', num_random=-5), 'num_random'),
+    (dict(method='grid', shard_size=0), 'shard_size'),
+])
+def test_nonsense_counts_are_refused(toy_coco, tmp_path, kwargs, match):
+    """issue 26 minor: --grid-sizes 0 / --num-random -5 were reported as
+    48 unreadable images with exit 0 and the store marked complete."""
+    with pytest.raises(InputError, match=f'{match}=.* must be >= 1'):
+        generate_proposals(
+            str(toy_coco / 'val'),
+            str(tmp_path / 'o'),
+            progress=False,
+            **kwargs)
+    assert not (tmp_path / 'o').exists()

@@ -145,3 +145,10 @@ def test_publish_model_strips_and_hashes(tmp_path, capsys):
     bad.write_bytes(src.read_bytes()[:64])
     with pytest.raises(UserError, match='cannot read checkpoint'):
         pm.main([str(bad), str(tmp_path / 'y.pth')])
+    # issue 26 minor: a state_dict that is not weights is not published
+    for value, what in [([1, 2], 'list'), ('w', 'str'), ({}, '0 entries')]:
+        odd = tmp_path / 'odd.pth'
+        torch.save(dict(state_dict=value), odd)
+        with pytest.raises(UserError, match=f'non-empty dict.*got {what}'):
+            pm.main([str(odd), str(tmp_path / 'z.pth')])
+    assert not [f for f in os.listdir(tmp_path) if f.startswith('z-')]

@@ -197,3 +197,24 @@ def test_user_key_error_from_a_dataloader_worker_is_one_line():
                        'UserKeyError: LoadProposals: 5 of the 5 images')
     assert explain_exception(exc) == 'LoadProposals: 5 of the 5 images'
     assert isinstance(exc, KeyError)
+
+
+def test_resume_from_another_method_is_one_line(tmp_path):
+    """issue 26 item 8: `--resume` with a checkpoint of another method
+    ended in a 360-730-line torch ValueError."""
+    import torch
+    from mmengine.optim import OptimWrapper
+
+    def sgd(*sizes):
+        return torch.optim.SGD(
+            [torch.nn.Parameter(torch.ones(n)) for n in sizes], lr=0.1)
+
+    other_groups = sgd(1)
+    other_groups.add_param_group(
+        {'params': [torch.nn.Parameter(torch.ones(3))]})
+    for other in (sgd(1, 2), other_groups):  # group sizes, group count
+        with pytest.raises(ValueError) as info:
+            OptimWrapper(sgd(1)).load_state_dict(other.state_dict())
+        line = explain_exception(info.value)
+        assert line is not None and line.startswith('--resume: the checkpoint')
+        assert 'load_from=' in line and '\n' not in line

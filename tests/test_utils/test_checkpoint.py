@@ -137,3 +137,86 @@ def test_getattr_is_restricted_to_history_buffer(tmp_path):
     torch.save({'meta': {'x': _GetattrEvil()}}, bad)
     with pytest.raises(pickle.UnpicklingError, match='not allowed'):
         load_checkpoint_safely(str(bad))
+
+
+def test_numpy_state_gadgets_are_refused(tmp_path):
+    """issue 26 item 1: a dtype state with object fields (a pointer read
+    from the data: SIGSEGV) or a field offset (heap read as data) is refused
+    before numpy sees it; checked in a child process."""
+    import subprocess
+    import sys
+    script = """
+import sys, numpy as np, torch
+class D:
+    def __init__(s, name, state): s.name, s.state = name, state
+    def __reduce__(s): return (np.dtype, (s.name, False, True), s.state)
+class A:
+    def __init__(s, shape, d, data): s.args = (shape, d, data)
+    def __reduce__(s):
+        shape, d, data = s.args
+        return (np.core.multiarray._reconstruct, (np.ndarray, (0,), b'b'),
+                (1, shape, d, False, data))
+ptr = D('V8', (3, '|', None, ('a',), {'a': (np.dtype('O'), 0)}, 8, 1, 16))
+off = D('f4', (3, '<', None, ('a',), {'a': (np.dtype('f4'), 100000)}, 4, 1,
+               16))
+f8 = D('f8', (3, '<', None, None, None, -1, -1, 0))
+out = sys.argv[1]
+torch.save({'meta': {'x': A((4,), ptr, b'A' * 32)}}, out + '/ptr.pth')
+torch.save({'meta': {'x': A((64, 4), off, bytes(1024))}}, out + '/off.pth')
+torch.save({'meta': {'x': A((10**6,), f8, bytes(8))}}, out + '/short.pth')
+"""
+    subprocess.run([sys.executable, '-c', script,
+                    str(tmp_path)],
+                   check=True,
+                   timeout=120)
+    code = ('import mmregion, sys\n'
+            'from mmregion.utils.checkpoint import '
+            'load_checkpoint_safely, UnsafeCheckpointError\n'
+            'for name in ("ptr", "off", "short"):\n'
+            '    try:\n'
+            '        load_checkpoint_safely(sys.argv[1] + f"/{name}.pth")\n'
+            '        print(name, "LOADED")\n'
+            '    except UnsafeCheckpointError as e:\n'
+            '        print(name, e)\n')
+    out = subprocess.run(
+        [sys.executable, '-c', code, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300)
+    assert out.returncode == 0, (out.returncode, out.stderr[-500:])
+    lines = dict(line.split(' ', 1) for line in out.stdout.splitlines())
+    for name, match in [('ptr', "dtype 'V8'"), ('off', 'fields'),
+                        ('short', '8 data bytes, expected 8000000')]:
+        assert match in lines[name] and f'{name}.pth' in lines[name]
+
+
+def test_loaded_arrays_are_plain_data_and_save_as_ndarray(tmp_path):
+    import pickle
+    path = tmp_path / 'a.pth'
+    arr = np.arange(6, dtype='>i4').reshape(2, 3).T  # big-endian, Fortran
+    torch.save({'meta': {
+        'a': arr,
+        'b': np.zeros(0),
+        's': np.float16(2)
+    }}, path)
+    meta = load_checkpoint_safely(str(path))['meta']
+    np.testing.assert_array_equal(meta['a'], arr)
+    # numpy's own unpickling gives the same (native) dtype
+    assert meta['a'].dtype == pickle.loads(pickle.dumps(arr)).dtype
+    assert meta['b'].shape == (0, )
+    assert float(meta['s']) == 2.0
+    # saved again (a resumed run's message hub): a plain ndarray, no class
+    # of ours in the pickle
+    data = pickle.dumps(meta['a'], protocol=2)
+    assert b'mmregion' not in data
+    assert type(pickle.loads(data)) is np.ndarray
+
+
+@pytest.mark.parametrize('path,match', [('', 'is empty'),
+                                        ('a\0b.pth', 'cannot be used')])
+def test_empty_or_nul_checkpoint_path(path, match):
+    """issue 26 minor: an empty last_checkpoint gave "checkpoint  can not
+    be found", a NUL in it a bare ValueError."""
+    from mmregion.utils import CheckpointError
+    with pytest.raises(CheckpointError, match=match):
+        load_checkpoint_safely(path)

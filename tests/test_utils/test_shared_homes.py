@@ -103,7 +103,7 @@ def test_shard_api_round_trip(tmp_path):
     ('mmregion.proposals.store', 'mmregion.proposals.writer',
      'ProposalDirLock'),
     ('mmregion.proposals.store', 'mmregion.proposals.safe_pickle',
-     '_ProposalUnpickler'),
+     'ProposalUnpickler'),
     ('mmregion.utils.input_checks', 'mmregion.apis.cli', 'run_tool'),
 ])
 def test_old_import_paths_keep_working(old, new, name):

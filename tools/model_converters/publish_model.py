@@ -66,6 +66,14 @@ def publish(in_file: str, out_file: str, save_keys=('meta', 'state_dict')):
     if 'state_dict' not in kept:
         raise UserError(f'{in_file}: none of the kept keys {list(save_keys)} '
                         f'holds the weights (entries: {sorted(ckpt)})')
+    weights = kept['state_dict']
+    if not isinstance(weights, dict) or not weights or not all(
+            isinstance(k, str) and torch.is_tensor(v)
+            for k, v in weights.items()):
+        what = (f'{len(weights)} entries'
+                if isinstance(weights, dict) else type(weights).__name__)
+        raise UserError(f'{in_file}: "state_dict" must be a non-empty dict '
+                        f'of named tensors, got {what}; nothing published')
     dropped = sorted(set(ckpt) - set(kept))
     buf = io.BytesIO()
     torch.save(kept, buf)

@@ -218,6 +218,21 @@ class LoadProposals(BaseTransform):
                 f'LoadProposals: the boxes of "{key}" in proposal store '
                 f'"{self.proposal_file}" have shape {boxes.shape}, expected '
                 '(N, 4) xyxy.')
+        if not self.topk:
+            return self._valid_boxes(boxes, h, w)
+        # the filter is per box, so the first topk valid boxes are found
+        # chunk by chunk: 10^7 stored boxes cost what the first chunk costs
+        chunk = max(4 * self.topk, 4096)
+        kept, found = [], 0
+        for start in range(0, len(boxes), chunk):
+            kept.append(self._valid_boxes(boxes[start:start + chunk], h, w))
+            found += len(kept[-1])
+            if found >= self.topk:
+                break
+        return np.concatenate(kept)[:self.topk]
+
+    def _valid_boxes(self, boxes: np.ndarray, h: int, w: int) -> np.ndarray:
+        """Boxes clipped to the image, degenerate ones dropped, in order."""
         finite = np.isfinite(boxes).all(axis=1)
         boxes = np.where(finite[:, None], boxes, 0)
         positive = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
@@ -226,8 +241,7 @@ class LoadProposals(BaseTransform):
         bh = boxes[:, 3] - boxes[:, 1]
         keep = finite & positive & (bw > 0) & (bh > 0) & \
             (bw >= self.min_size) & (bh >= self.min_size)
-        boxes = boxes[keep]
-        return boxes[:self.topk] if self.topk else boxes
+        return boxes[keep]
 
     def transform(self, results: dict) -> dict:
         """Add ``proposals``, ``region_ids`` and ``view_affine``.

@@ -166,8 +166,9 @@ class SafeCheckpointHook(CheckpointHook):
             return
         last = runner.message_hub.get_info('last_ckpt')
         where = (f'last_checkpoint still names {last}, the last checkpoint '
-                 'with a finite state: resume from it (e.g. with a lower '
-                 'learning rate)'
+                 'with a finite state: resume from it with a lower learning '
+                 'rate (tools/train.py CONFIG --resume --cfg-options '
+                 'optim_wrapper.optimizer.lr=LOWER)'
                  if last else 'no checkpoint was written before')
         shown = ', '.join(
             bad[:5]) + (f' and {len(bad) - 5} more' if len(bad) > 5 else '')

@@ -208,9 +208,12 @@ class _FiniteCheckMixin:
             last = f' {last}' if last else ''
             raise FloatingPointError(
                 f'{message}. Training stopped before backward: the weights '
-                'and optimizer state are those of the previous step (resume '
-                f'from the last checkpoint{last}). Set optim_wrapper.'
-                'on_nonfinite="skip" to skip such steps instead.')
+                'and optimizer state are those of the previous step. Resume '
+                f'from the last checkpoint{last} with a lower learning rate: '
+                'tools/train.py CONFIG --resume --cfg-options '
+                'optim_wrapper.optimizer.lr=LOWER (the config\'s lr replaces '
+                'the checkpoint\'s), or set optim_wrapper.on_nonfinite='
+                '"skip" to skip such steps.')
         self.num_consecutive_skips += 1
         self.num_skipped += 1
         if (self.max_skips is not None
