@@ -70,7 +70,7 @@ def _selective_search():
 
 def _mmregion():
     import mmregion
-    from mmregion.utils import find_dependency_problems
+    from mmregion.dependency import find_dependency_problems
     problems = find_dependency_problems()
     if problems:
         raise RuntimeError('; '.join(problems))

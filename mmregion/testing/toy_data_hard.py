@@ -1,7 +1,7 @@
 """A harder synthetic COCO set, where pre-training can matter (``--preset
 hard`` of ``tools/make_toy_coco.py``).
 
-In the default toy set (:mod:`mmregion.utils.toy_data`) every category has
+In the default toy set (:mod:`mmregion.testing.toy_data`) every category has
 its own colour, so a network from random init solves it from colour alone.
 Here:
 

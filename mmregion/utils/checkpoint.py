@@ -181,7 +181,8 @@ def load_checkpoint_safely(filename: str,
             'completely; use an older checkpoint.')
     try:
         if not torch_has_tuple_safe_globals():  # torch < 2.6
-            return restricted_torch_load(filename, map_location)
+            return restricted_torch_load(filename, map_location,
+                                         safe_checkpoint_globals())
         return torch.load(
             filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:

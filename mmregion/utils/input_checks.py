@@ -25,7 +25,7 @@ class InputError(UserError, ValueError):
     """Bad input data (a file or an entry of it), reported as one line.
 
     A ``ValueError`` for library callers and a ``UserError`` for the command
-    line helpers of :mod:`mmregion.utils.cli` (printed without traceback).
+    line helpers of :mod:`mmregion.apis.cli` (printed without traceback).
     """
 
 
@@ -170,11 +170,3 @@ def coco_image_entries(coco: Any,
         if need_id and 'id' not in im:
             raise InputError(f'{where} has no "id"')
     return images
-
-
-def __getattr__(name: str) -> Any:
-    # ``run_tool`` moved to mmregion.apis.cli (CLI helpers); old path kept
-    if name == 'run_tool':
-        from mmregion.apis.cli import run_tool
-        return run_tool
-    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

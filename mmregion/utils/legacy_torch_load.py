@@ -14,7 +14,7 @@ pickle can invoke comes through ``find_class``, so anything else is refused.
 """
 import pickle
 import types
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Sequence
 
 import _compat_pickle
 import torch
@@ -42,13 +42,12 @@ def torch_has_tuple_safe_globals() -> bool:
         _version_tuple(torch.__version__) >= (2, 6)
 
 
-def _allowed_globals() -> Dict[str, Any]:
-    """``'module.name'`` -> object for every global a checkpoint may use."""
+def _allowed_globals(extra: Sequence[Any]) -> Dict[str, Any]:
+    """``'module.name'`` -> object for every global a checkpoint may use:
+    torch's own allow-list plus ``extra`` (objects or ``(obj, name)``)."""
     from torch import _weights_only_unpickler
-
-    from .checkpoint import safe_checkpoint_globals
     allowed = dict(_weights_only_unpickler._get_allowed_globals())
-    for item in safe_checkpoint_globals():
+    for item in extra:
         if isinstance(item, tuple):
             obj, full_name = item
         else:
@@ -87,12 +86,16 @@ def _restricted_pickle_module(allowed: Dict[str, Any]) -> types.ModuleType:
 
 
 def restricted_torch_load(filename: str,
-                          map_location: Optional[Any] = None) -> Any:
+                          map_location: Any = None,
+                          extra_globals: Sequence = ()) -> Any:
     """``torch.load`` that unpickles only allow-listed globals.
 
     Args:
         filename (str): Path of the checkpoint.
         map_location: As in :func:`torch.load`. Defaults to None.
+        extra_globals (Sequence): Allowed besides torch's own list, as for
+            ``torch.serialization.add_safe_globals`` (mmregion passes
+            :func:`~mmregion.utils.checkpoint.safe_checkpoint_globals`).
 
     Returns:
         The unpickled checkpoint.
@@ -105,4 +108,5 @@ def restricted_torch_load(filename: str,
         filename,
         map_location=map_location,
         weights_only=False,
-        pickle_module=_restricted_pickle_module(_allowed_globals()))
+        pickle_module=_restricted_pickle_module(
+            _allowed_globals(extra_globals)))

@@ -8,6 +8,7 @@ import torch
 from mmengine.logging import HistoryBuffer
 
 from mmregion.utils import checkpoint as ckpt_mod
+from mmregion.utils.checkpoint import safe_checkpoint_globals
 from mmregion.utils.legacy_torch_load import (restricted_torch_load,
                                               torch_has_tuple_safe_globals)
 
@@ -46,7 +47,7 @@ def test_this_torch_uses_add_safe_globals():
 def test_restricted_load_reads_mmengine_types(tmp_path):
     path = str(tmp_path / 'ok.pth')
     _mmengine_like_checkpoint(path)
-    ckpt = restricted_torch_load(path, map_location='cpu')
+    ckpt = restricted_torch_load(path, 'cpu', safe_checkpoint_globals())
     assert torch.equal(ckpt['state_dict']['w'], torch.arange(6.).view(2, 3))
     assert ckpt['meta']['seed'] == 3
     np.testing.assert_array_equal(ckpt['meta']['arr'], np.arange(4))
@@ -58,7 +59,7 @@ def test_restricted_load_refuses_other_globals(tmp_path):
     path = str(tmp_path / 'evil.pth')
     torch.save({'x': _Evil()}, path)
     with pytest.raises(pickle.UnpicklingError, match='Unsupported global'):
-        restricted_torch_load(path)
+        restricted_torch_load(path, 'cpu', safe_checkpoint_globals())
 
 
 def test_safe_loader_falls_back_on_old_torch(tmp_path, monkeypatch):

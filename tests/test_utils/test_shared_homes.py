@@ -1,5 +1,4 @@
 """The one home of each shared helper (issue 13) and the old import paths."""
-import importlib
 import logging
 import os
 
@@ -87,25 +86,3 @@ def test_shard_api_round_trip(tmp_path):
     assert read_shard_digest(path) == 'abc'
     listed = [(k, len(b)) for k, b in iter_shard_boxes(path)]
     assert listed == [('a.jpg', 0), ('b.jpg', 2)]
-
-
-@pytest.mark.parametrize('old,new,name', [
-    ('mmregion.utils.toy_data', 'mmregion.testing.toy_data', 'make_toy_coco'),
-    ('mmregion.utils.toy_data_hard', 'mmregion.testing.toy_data_hard',
-     'make_hard_toy_coco'),
-    ('mmregion.utils.cli', 'mmregion.apis.cli', 'run_cli'),
-    ('mmregion.utils.checkpoint_convert', 'mmregion.apis.checkpoint_convert',
-     'run_conversion'),
-    ('mmregion.utils.visualization', 'mmregion.apis.visualization',
-     'draw_boxes'),
-    ('mmregion.utils.object_probe', 'mmregion.apis.object_probe',
-     'object_probe'),
-    ('mmregion.proposals.store', 'mmregion.proposals.writer',
-     'ProposalDirLock'),
-    ('mmregion.proposals.store', 'mmregion.proposals.safe_pickle',
-     'ProposalUnpickler'),
-    ('mmregion.utils.input_checks', 'mmregion.apis.cli', 'run_tool'),
-])
-def test_old_import_paths_keep_working(old, new, name):
-    assert getattr(importlib.import_module(old),
-                   name) is getattr(importlib.import_module(new), name)
