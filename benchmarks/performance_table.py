@@ -80,6 +80,10 @@ def parse_args(argv=None):
     p.add_argument(
         '--tiny', action='store_true', help='smoke sizes (not a result)')
     p.add_argument(
+        '--render',
+        metavar='JSON',
+        help='only rewrite OUT.md from this OUT.json (no measurement)')
+    p.add_argument(
         '--threads',
         type=int,
         default=1,
@@ -144,9 +148,9 @@ def _mem(res, base, method):
         return f'peak {mem[method]["peak_mib"]:.0f} MiB'
     ph = res.get('phases') or {}
     if base in ph and method in ph:  # in-process: what a step adds
+        # no ratio: the allocator reuses freed memory, a rough figure
         b, m = ph[base]['step_rss_mib'], ph[method]['step_rss_mib']
-        return (f'step +{b:.0f} → +{m:.0f} MiB '
-                f'({m / max(b, 1.):.2f}x)')
+        return f'step RSS +{b:.0f} → +{m:.0f} MiB'
     return 'n/a'
 
 
@@ -255,7 +259,7 @@ def markdown(doc):
         'them, backward, optimizer) where one step of the method exceeds '
         'the baseline most, from one profiled step of each.', '',
         '| comparison | ratio (spread, rounds) | baseline | method | target '
-        '| peak memory (baseline → method) | extra by phase (ms) |',
+        '| memory (baseline → method) | extra by phase (ms) |',
         '|---|---|---|---|---|---|---|'
     ]
     for comp, _, b, mth, ratio, target, mem, where in rows(doc['results']):
@@ -264,11 +268,16 @@ def markdown(doc):
     lines += ['', '## Settings and details', '']
     for name, res in doc['results'].items():
         lines += [
-            f'### {res["title"]}', '', f'- setting: {res["setting"]}',
+            f'### {res["title"]}',
+            '',
+            f'- setting: {res["setting"]}',
             f'- command: `{res["command"]}` ({res["wall_s"]:.0f} s)',
-            f'- rounds: {res.get("rounds", "")}, warm-up steps: '
-            f'{res.get("warmup", "")}'
         ]
+        first = res if 'rounds' in res else next(
+            iter(res.get('comparisons', {}).values()), {})
+        if 'rounds' in first:
+            lines.append(f'- rounds: {first["rounds"]}, warm-up steps: '
+                         f'{first["warmup"]}')
         extra = res.get('extra') or {}
         if 'locsce_ms' in extra:
             lines.append('- LocSCE forward + backward alone: ' +
@@ -299,6 +308,15 @@ def markdown(doc):
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    from mmregion.utils.atomic_io import atomic_write, atomic_write_json
+    out = osp.abspath(args.out)
+    if args.render:
+        with open(args.render) as f:
+            doc = json.load(f)
+        with atomic_write(out + '.md', 'w', encoding='utf-8') as f:
+            f.write(markdown(doc))
+        print(f'wrote {out}.md from {args.render}')
+        return doc
     names = args.only or list(SETTINGS)
     doc = dict(
         command='python benchmarks/performance_table.py ' + ' '.join(argv),
@@ -315,8 +333,6 @@ def main(argv=None):
     doc['wall_s'] = time.perf_counter() - t0
     doc['uptime_after'] = uptime()
     doc['machine'] = bu.machine()
-    from mmregion.utils.atomic_io import atomic_write, atomic_write_json
-    out = osp.abspath(args.out)
     os.makedirs(osp.dirname(out), exist_ok=True)
     atomic_write_json(out + '.json', doc, indent=1)
     text = markdown(doc)
