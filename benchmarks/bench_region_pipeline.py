@@ -10,19 +10,27 @@ image-only pipeline (``MultiView`` + ``PackInputs``):
 - ``stack_regions``: our padding of a batch of region boxes against
   ``torch.nn.utils.rnn.pad_sequence``.
 
+Each comparison runs in ``bench_utils.interleaved`` ABBA rounds (one round:
+a pass over all images by each pipeline, twice); the ratio is the median of
+the per-round ratios. Peak memory is not measured (in-memory transforms).
+
 Usage: ``python benchmarks/bench_region_pipeline.py [--num-images 32]
-[--repeats 3] [--num-boxes 50]``
+[--rounds 3] [--num-boxes 50] [--json PATH]``
 """
 import argparse
 import copy
-import time
+import os.path as osp
+import sys
 
 import numpy as np
 import torch
-from mmengine.registry import DefaultScope
 
-from mmregion.models.utils import stack_regions
-from mmregion.registry import TRANSFORMS
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+import bench_utils as bu  # noqa: E402
+from mmengine.registry import DefaultScope  # noqa: E402
+
+from mmregion.models.utils import stack_regions  # noqa: E402
+from mmregion.registry import TRANSFORMS  # noqa: E402
 
 
 class _DictStore:
@@ -90,25 +98,29 @@ def _pipelines(store, photometric):
              for t in ours], [TRANSFORMS.build(t) for t in base])
 
 
-def _time(pipeline, samples, repeats):
-    best = float('inf')
-    for r in range(repeats):
-        np.random.seed(r)
-        t0 = time.perf_counter()
+def _runner(pipeline, samples):
+    """One pass of ``pipeline`` over ``samples`` (numpy RNG seeded alike)."""
+
+    def run():
+        np.random.seed(0)
         for s in samples:
             res = copy.copy(s)
             for t in pipeline:
                 res = t(res)
-        best = min(best, time.perf_counter() - t0)
-    return best / len(samples)
+
+    return run
 
 
-def main():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--num-images', type=int, default=32)
-    parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--num-boxes', type=int, default=50)
-    args = parser.parse_args()
+    bu.add_common_args(parser, rounds=3, warmup=1)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     torch.set_num_threads(1)  # as in a dataloader worker
 
     rng = np.random.default_rng(0)
@@ -130,17 +142,37 @@ def main():
                 ori_shape=(h, w)))
     store = _DictStore(boxes)
 
-    print(f'{args.num_images} images 640x480, {args.num_boxes} proposals, '
-          'two 224-px views; best of '
-          f'{args.repeats}; ratio = ours / mmpretrain MultiView')
+    setting = (f'{args.num_images} images 640x480 in memory, '
+               f'{args.num_boxes} proposals each, two 224-px views, one '
+               'torch thread (a dataloader worker)')
+    print(f'setting: {setting}; ratio = ours / mmpretrain MultiView')
+    res = dict(
+        name='region_pipeline',
+        title='Region two-view pipeline / mmpretrain MultiView',
+        setting=setting,
+        sizes=dict(num_images=args.num_images, num_boxes=args.num_boxes),
+        baseline='mmpretrain',
+        target=None,
+        comparisons={})
     with DefaultScope.overwrite_default_scope('mmregion'):
         for name, photometric in [('geometry', False), ('full', True)]:
             ours, base = _pipelines(store, photometric)
-            t_base = _time(base, samples, args.repeats)
-            t_ours = _time(ours, samples, args.repeats)
-            print(f'{name:>13}: mmpretrain {t_base * 1e3:7.2f} ms/img, '
-                  f'ours {t_ours * 1e3:7.2f} ms/img, '
-                  f'ratio {t_ours / t_base:5.2f}')
+            r = bu.interleaved(
+                dict(
+                    mmpretrain=_runner(base, samples),
+                    ours=_runner(ours, samples)), 'mmpretrain', args.rounds,
+                args.warmup)
+            per_img = {
+                k: v / args.num_images
+                for k, v in r['median_ms'].items()
+            }
+            print(f'{name:>13}: mmpretrain {per_img["mmpretrain"]:7.2f} '
+                  f'ms/img, ours {per_img["ours"]:7.2f} ms/img, ratio '
+                  f'{r["ratios"]["ours"]["median"]:5.2f} (rounds: ' +
+                  ', '.join(f'{x:.2f}'
+                            for x in r['ratios']['ours']['rounds']) + ')')
+            r['ms_per_image'] = per_img
+            res['comparisons'][name] = r
 
         # stack_regions vs pad_sequence on a batch of 32 variable-K samples
         from mmpretrain.structures import DataSample
@@ -155,19 +187,22 @@ def main():
             out = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True)
             return out.permute(0, 2, 1, 3)
 
-        for fn_name, fn in [('pad_sequence', _pad),
-                            ('stack', lambda: stack_regions(batch, 2))]:
-            fn()
-            t0 = time.perf_counter()
-            for _ in range(200):
-                fn()
-            t = (time.perf_counter() - t0) / 200
-            if fn_name == 'pad_sequence':
-                t_pad = t
-            else:
-                print(f'stack_regions: pad_sequence {t_pad * 1e6:7.1f} us, '
-                      f'ours {t * 1e6:7.1f} us, ratio {t / t_pad:5.2f} '
-                      '(batch 32, ours also builds the mask)')
+        def _repeat(fn, n=200):
+            return lambda: [fn() for _ in range(n)]
+
+        r = bu.interleaved(
+            dict(
+                pad_sequence=_repeat(_pad),
+                stack_regions=_repeat(lambda: stack_regions(batch, 2))),
+            'pad_sequence', args.rounds, args.warmup)
+        us = {k: v * 1e3 / 200 for k, v in r['median_ms'].items()}
+        print(f'stack_regions: pad_sequence {us["pad_sequence"]:7.1f} us, '
+              f'ours {us["stack_regions"]:7.1f} us, ratio '
+              f'{r["ratios"]["stack_regions"]["median"]:5.2f} (batch 32, '
+              'ours also builds the mask)')
+        r['us_per_call'] = us
+        res['comparisons']['stack_regions'] = r
+    return bu.finish(res, args)
 
 
 if __name__ == '__main__':

@@ -1,51 +1,45 @@
-"""PLRC step time and peak memory vs MoCo v2, and the point-loss cost vs P.
+"""PLRC step time and peak memory against MoCo v2, in one process.
 
-The PLRC model is built from a config (``--config``, default the paper's
-``configs/mmregion/plrc_r50_coco.py``; SyncBN becomes BN for one process).
-The MoCo v2 baseline is mmpretrain's ``MoCo`` with the same backbone, queue
-length and temperature and MoCo v2's neck (the config's ``img_neck``, or a
-pooled MLP of ``point_neck``'s sizes when the PLRC image embedding is the
-mean of the point projector). Both see the same fake batch (``--batch``
-images, ``num_views`` ``--size`` px views of a 4x4-grid-region image, crops
-overlapping as in training; MoCo v2 uses the first two) and run in this one
-process; a step
-is forward + backward + SGD step. The steps of the two models are
-interleaved (alternating which goes first) so that load on a shared machine
-hits both alike, and the medians after ``--warmup`` steps are compared.
+PLRC is built from its config (``--config``, default the release-faithful
+``configs/mmregion/plrc_r50_coco.py``: three views, one region per image,
+P = 16 points, the 56x56 distillation grid; SyncBN becomes BN for one
+process). The MoCo v2 baseline is mmpretrain's ``MoCo`` with the same
+backbone, queue length and temperature and MoCo v2's neck (the config's
+``img_neck``, or a pooled MLP of ``point_neck``'s sizes when the PLRC image
+embedding is the mean of the point projector). Both see the same fake batch
+(``--batch`` images, ``num_views`` ``--size`` px views of a 4x4-grid-region
+image, crops overlapping as in training; MoCo v2 uses the first two). A step
+is ``model.train_step`` (data preprocessor, loss, backward, SGD).
 
-Prints:
-
-- ``plrc/mocov2`` step-time ratio (target <= 1.3x);
-- the peak-memory ratio: CUDA ``max_memory_allocated`` on GPU; on CPU the
-  growth of the peak RSS (``ru_maxrss``) over two training steps, measured
-  in a fresh subprocess per model (``--mem-only``);
-- for P = 16, 64, 256 points per region: the time of the point-contrast loss
-  alone (forward + backward on random embeddings, ``2*B*K*P`` points) and of
-  the full PLRC step.
+Timing: ``bench_utils.interleaved`` ABBA rounds, median of the per-round
+ratios ``plrc/mocov2`` (target <= 1.3x). Peak memory: two steps of each model
+in a fresh subprocess. ``--phases``: one step of each by phase.
+``--point-sweep P1 P2 ...``: the point-contrast loss alone (forward +
+backward on random embeddings) at P points per region.
 
 Examples::
 
-    # R50 / 224 px, CPU with 2 threads (the backbone dominates, as in the
-    # real run)
-    python benchmarks/benchmark_plrc.py --batch 4 --threads 2
+    # the table's setting (R50 / 224 px, CPU with 2 threads)
+    python benchmarks/benchmark_plrc.py --batch 4 --threads 2 --phases
     # the toy setting
     python benchmarks/benchmark_plrc.py \
-        --config configs/mmregion/plrc_r18_toy.py --batch 4 --threads 2
+        --config configs/mmregion/plrc_r18_toy.py --batch 2 --size 64 \
+        --rounds 1 --warmup 0 --no-memory
     # GPU, paper setting
-    python benchmarks/benchmark_plrc.py --device cuda --batch 32 --iters 20
+    python benchmarks/benchmark_plrc.py --device cuda --batch 32 --rounds 10
 """
 import argparse
 import json
 import os.path as osp
-import resource
 import statistics
-import subprocess
 import sys
-import time
 
 import torch
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+import bench_utils as bu  # noqa: E402
+
+ROOT = bu.ROOT
 
 
 def parse_args(argv=None):
@@ -54,11 +48,6 @@ def parse_args(argv=None):
         '--config',
         default=osp.join(ROOT, 'configs', 'mmregion', 'plrc_r50_coco.py'))
     p.add_argument('--device', default='cpu')
-    p.add_argument(
-        '--threads',
-        type=int,
-        default=None,
-        help='torch CPU threads (default: torch default)')
     p.add_argument('--batch', type=int, default=4)
     p.add_argument(
         '--size',
@@ -71,33 +60,31 @@ def parse_args(argv=None):
         default=16,
         help='grid regions per image (4x4 = 16)')
     p.add_argument(
-        '--points',
-        type=int,
-        default=None,
-        help='P for the ratio (default: the config\'s)')
+        '--points', type=int, default=None, help='P (default: the config\'s)')
     p.add_argument(
         '--symmetric', action='store_true', help='PLRC with symmetric=True')
-    p.add_argument('--iters', type=int, default=5)
-    p.add_argument('--warmup', type=int, default=1)
-    p.add_argument('--point-sweep', type=int, nargs='*', default=[16, 64, 256])
-    p.add_argument('--no-memory', action='store_true')
     p.add_argument(
-        '--mem-only',
-        choices=['mocov2', 'plrc'],
-        default=None,
-        help=argparse.SUPPRESS)
+        '--point-sweep',
+        type=int,
+        nargs='*',
+        default=[],
+        help='time the point loss alone at these P')
+    bu.add_common_args(p, rounds=3, warmup=1)
     return p.parse_args(argv)
 
 
 def plrc_model_cfg(args, points=None):
+    """(PLRC model config dict, view size) at this setting."""
     from mmengine.config import Config
     cfg = Config.fromfile(args.config)
     model = cfg.model.to_dict()
     model['backbone']['norm_cfg'] = dict(type='BN')
-    model['symmetric'] = args.symmetric
+    if getattr(args, 'symmetric', False):
+        model['symmetric'] = True
+        model['num_views'] = 2
     if points is not None:
         model['point_sampler']['num_points'] = points
-    size = args.size
+    size = getattr(args, 'size', None)
     if size is None:
         crop = [
             t for t in cfg.view_pipeline
@@ -108,6 +95,7 @@ def plrc_model_cfg(args, points=None):
 
 
 def mocov2_cfg(plrc):
+    """mmpretrain's MoCo v2 with PLRC's backbone, queue and temperature."""
     if plrc.get('img_neck') is not None:
         neck = dict(plrc['img_neck'])
     else:  # PLRC's image embedding is the mean of the point projector
@@ -133,6 +121,11 @@ def mocov2_cfg(plrc):
 
 
 def build(kind, args, points=None):
+    """``(model, OptimWrapper, view size)`` of ``'plrc'`` or ``'mocov2'``;
+    ``args`` needs ``config`` and ``device`` (``symmetric``, ``size``
+    optional)."""
+    from mmengine.optim import OptimWrapper
+
     from mmregion.registry import MODELS
     plrc, size = plrc_model_cfg(args, points)
     cfg = plrc if kind == 'plrc' else mocov2_cfg(plrc)
@@ -143,7 +136,6 @@ def build(kind, args, points=None):
             std=[58.395, 57.12, 57.375],
             to_rgb=True)
     model = MODELS.build(cfg).to(args.device).train()
-    from mmengine.optim import OptimWrapper
     ow = OptimWrapper(
         torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9))
     return model, ow, size
@@ -200,153 +192,114 @@ def fake_batch(batch, size, regions, seed=0, views=2):
     return dict(inputs=inputs, data_samples=samples)
 
 
-def _sync(device):
-    if device.startswith('cuda'):
-        torch.cuda.synchronize()
-
-
-def timed_step(model, ow, data, device):
-    _sync(device)
-    t0 = time.perf_counter()
-    model.train_step(data, ow)
-    _sync(device)
-    return time.perf_counter() - t0
-
-
-def interleaved(models, data, args):
-    """Median step time of each ``(model, optim_wrapper)``, steps
-    interleaved and the order alternated every round."""
-    times = [[] for _ in models]
-    for i in range(args.warmup + args.iters):
-        order = list(range(len(models)))
-        if i % 2:
-            order.reverse()
-        for j in order:
-            t = timed_step(*models[j], data, args.device)
-            if i >= args.warmup:
-                times[j].append(t)
-    return [statistics.median(t) for t in times]
-
-
-def time_point_loss(args, batch, regions, points):
-    from mmregion.models.losses import PointInfoNCELoss
-    loss_fn = PointInfoNCELoss()
-    N = batch * regions * 2 * points
-    z = torch.randn(N, 128, device=args.device, requires_grad=True)
+def time_point_loss(args, loss_cfg, batch, regions, points):
+    """Median seconds of the point loss (forward + backward) over
+    ``2 * batch * regions * points`` random embeddings, and that number."""
+    from mmregion.registry import MODELS
+    loss_fn = MODELS.build(loss_cfg)
+    n = batch * regions * 2 * points
+    z = torch.randn(n, 128, device=args.device, requires_grad=True)
     labels = torch.arange(
         batch * regions, device=args.device).repeat_interleave(2 * points)
-    valid = torch.ones(N, dtype=torch.bool, device=args.device)
+    valid = torch.ones(n, dtype=torch.bool, device=args.device)
     ts = []
-    for i in range(args.warmup + args.iters):
-        _sync(args.device)
-        t0 = time.perf_counter()
-        loss_fn(z, labels, valid).backward()
-        _sync(args.device)
+    for i in range(args.warmup + max(args.rounds, 1)):
+        z.grad = None
+        t = bu.timed(lambda: loss_fn(z, labels, valid).backward(), args.device)
         if i >= args.warmup:
-            ts.append(time.perf_counter() - t0)
-    return statistics.median(ts), N
+            ts.append(t)
+    return statistics.median(ts), n
 
 
-def measure_memory(kind, args):
-    """Peak memory of two training steps of one model (this process)."""
-    model, ow, size = build(kind, args, args.points)
-    views = plrc_model_cfg(args)[0].get('num_views', 3)  # both models alike
-    data = fake_batch(args.batch, size, args.regions, views=views)
-    if args.device.startswith('cuda'):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        for _ in range(2):
-            model.train_step(data, ow)
-        torch.cuda.synchronize()
-        return dict(
-            peak_mb=(torch.cuda.max_memory_allocated() - base) / 2**20,
-            kind='cuda max_memory_allocated growth')
-    # reset the peak RSS (VmHWM) to the current RSS (Linux >= 4.0); else
-    # fall back to the growth of ru_maxrss (0 if below an earlier peak)
-    try:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')
-        rss0, kind = _status_kb('VmRSS'), 'peak RSS growth (VmHWM)'
-    except OSError:
-        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        kind = 'ru_maxrss growth'
-    for _ in range(2):
-        model.train_step(data, ow)
-    if kind.endswith('(VmHWM)'):
-        rss1 = _status_kb('VmHWM')
-    else:
-        rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return dict(peak_mb=(rss1 - rss0) / 1024., kind=kind)
+class Stepper:
+    """A model, its optimizer wrapper and the batch; ``step()`` is one
+    ``train_step``."""
 
+    def __init__(self, kind, args, points, data):
+        torch.manual_seed(0)
+        self.model, self.ow, _ = build(kind, args, points)
+        self.data = data
 
-def _status_kb(key):
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(key + ':'):
-                return int(line.split()[1])
-    raise OSError(f'{key} not in /proc/self/status')
+    def step(self):
+        self.model.train_step(self.data, self.ow)
 
-
-def memory_in_subprocess(kind, argv):
-    cmd = [sys.executable, osp.abspath(__file__), *argv, '--mem-only', kind]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    if out.returncode != 0:
-        raise RuntimeError(f'memory run of {kind} failed:\n'
-                           f'{out.stderr[-2000:]}')
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    def loss(self):
+        d = self.model.data_preprocessor(self.data, True)
+        return self.model.loss(d['inputs'], d['data_samples'])
 
 
 def setup(args):
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     from mmregion.utils import register_all_modules
     register_all_modules(init_default_scope=True)
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     setup(args)
+    cfg, size = plrc_model_cfg(args, args.points)
+    views = cfg.get('num_views', 3)
+    data = fake_batch(args.batch, size, args.regions, views=views)
     if args.mem_only:
-        print(json.dumps(measure_memory(args.mem_only, args)))
-        return
-    moco = build('mocov2', args)
-    plrc = build('plrc', args, args.points)
-    size = plrc[2]
-    m = plrc[0]
-    data = fake_batch(args.batch, size, args.regions, views=m.num_views)
-    print(f'setting: {osp.basename(args.config)}, '
-          f'{type(m.backbone).__name__}-{m.backbone.depth}, batch '
-          f'{args.batch}, {size}px, {args.regions} grid regions/img, '
-          f'P={m.point_sampler.num_points}, distill grid {m.distill_size} '
-          f'(num_distill_points={m.num_distill_points}), '
-          f'{m.dino_head.num_prototypes} prototypes, symmetric='
-          f'{m.symmetric}, {m.num_views} views, {args.device}, '
-          f'{torch.get_num_threads()} threads, '
-          f'{args.iters} interleaved steps (median)')
-    t_moco, t_plrc = interleaved([moco[:2], plrc[:2]], data, args)
-    print(f'mocov2 step {t_moco * 1e3:.1f} ms | plrc step '
-          f'{t_plrc * 1e3:.1f} ms | plrc/mocov2 = {t_plrc / t_moco:.2f}x '
-          '(target <= 1.3x)')
+        s = Stepper(args.mem_only, args, args.points, data)
+        print(json.dumps(bu.step_memory(s.step, 2, args.device)))
+        return None
+    dino = cfg['dino_head']
+    setting = (
+        f'{osp.basename(args.config)}, {cfg["backbone"]["type"]}-'
+        f'{cfg["backbone"]["depth"]}, batch {args.batch}, {size} px, '
+        f'{views} views, {args.regions} grid regions/img, regions_per_image='
+        f'{cfg.get("regions_per_image")}, P='
+        f'{cfg["point_sampler"].get("num_points")}, distill grid '
+        f'{cfg.get("distill_size")} (num_distill_points='
+        f'{cfg.get("num_distill_points")}), {dino.get("num_prototypes")} '
+        f'prototypes, symmetric={cfg.get("symmetric", False)}, '
+        f'{args.device}, {torch.get_num_threads()} torch threads')
+    print(f'setting: {setting}', flush=True)
+    steppers = dict(
+        mocov2=Stepper('mocov2', args, args.points, data),
+        plrc=Stepper('plrc', args, args.points, data))
+    res = bu.interleaved({
+        k: s.step
+        for k, s in steppers.items()
+    }, 'mocov2', args.rounds, args.warmup, args.device)
+    bu.print_timing(res, '<= 1.3x')
+    res.update(
+        name='plrc',
+        title=f'PLRC ({views} views) / MoCo v2',
+        setting=setting,
+        sizes=dict(
+            config=osp.relpath(args.config, ROOT),
+            batch=args.batch,
+            size=size,
+            views=views,
+            regions=args.regions,
+            points=cfg['point_sampler'].get('num_points')),
+        baseline='mocov2',
+        target='<= 1.3x')
+    if args.phases:
+        res['phases'] = {
+            k: bu.phase_profile(s.model, s.loss, s.ow.optimizer)
+            for k, s in steppers.items()
+        }
+        bu.print_phases(res['phases'])
+    del steppers
     if not args.no_memory:
-        mem = {k: memory_in_subprocess(k, argv) for k in ('mocov2', 'plrc')}
-        print(
-            f'peak memory ({mem["plrc"]["kind"]}): mocov2 '
-            f'{mem["mocov2"]["peak_mb"]:.0f} MB | plrc '
-            f'{mem["plrc"]["peak_mb"]:.0f} MB | plrc/mocov2 = '
-            f'{mem["plrc"]["peak_mb"] / max(mem["mocov2"]["peak_mb"], 1):.2f}x'
-        )
-    del plrc
+        res['memory'] = bu.memory_in_subprocesses(__file__, argv,
+                                                  ('mocov2', 'plrc'))
+        bu.print_memory(res['memory'])
+    sweep = {}
     for p in args.point_sweep:
-        t_loss, n = time_point_loss(args, args.batch, args.regions, p)
-        plrc_p = build('plrc', args, p)
-        t_moco_p, t_step = interleaved([moco[:2], plrc_p[:2]], data, args)
+        t, n = time_point_loss(args, cfg['loss_point'], args.batch,
+                               args.regions, p)
+        sweep[str(p)] = dict(points=n, ms=t * 1e3)
         print(f'P={p:4d}: {n} points in the SupCon set, point loss fwd+bwd '
-              f'{t_loss * 1e3:.1f} ms, plrc step {t_step * 1e3:.1f} ms '
-              f'({t_step / t_moco_p:.2f}x mocov2)')
-        del plrc_p
+              f'{t * 1e3:.1f} ms')
+    if sweep:
+        res['extra'] = dict(point_loss_sweep=sweep)
+    return bu.finish(res, args)
 
 
 if __name__ == '__main__':

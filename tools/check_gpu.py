@@ -308,7 +308,7 @@ def build_steppers(args, device):
         inputs, samples = benchmark_proseco.fake_batch(args.detr_batch,
                                                        args.detr_size, 10,
                                                        str(device))
-        det_samples = proseco._det_samples(samples, inputs[1], 1)
+        det_samples = benchmark_proseco.det_samples(samples, 1)
         if 'proseco' in args.models:
             steppers['proseco'] = Stepper(
                 'proseco',

@@ -414,6 +414,8 @@ class PLRCHead(BaseModule):
             students.append(s_vec.flatten(0, 1))
             targets.append(t_vec.flatten(0, 1))
             weights.append(ok.flatten().to(s_vec.dtype))
+        if len(students) == 1:  # one direction: no copy of (B*M, D)
+            return self.loss_distill(students[0], targets[0], weights[0])
         return self.loss_distill(
             torch.cat(students), torch.cat(targets), torch.cat(weights))
 
