@@ -69,13 +69,15 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def fake_batch(batch, size, num_boxes, device):
-    """Two (B, 3, S, S) views and B samples with (2, K, 4) boxes."""
+def fake_batch(batch, size, num_boxes, device, views=2, patch_size=None):
+    """``views`` (B, 3, S, S) views and B samples with (views, K, 4) boxes;
+    with ``patch_size``, each sample also has DETReg's ``patches`` (K, 3,
+    P, P) uint8 (what ``BoxPatches`` makes for ``embed_target='patch'``)."""
     from mmpretrain.structures import DataSample
     gen = torch.Generator().manual_seed(0)
     inputs = [
         torch.randn(batch, 3, size, size, generator=gen).to(device)
-        for _ in range(2)
+        for _ in range(views)
     ]
     samples = []
     for _ in range(batch):
@@ -83,8 +85,15 @@ def fake_batch(batch, size, num_boxes, device):
         wh = torch.rand(num_boxes, 2, generator=gen) * size * 0.4 + 4
         b = torch.cat([xy, xy + wh], 1).clamp(max=size).to(device)
         s = DataSample()
-        s.set_field(torch.stack([b, b]), 'boxes')
-        s.set_metainfo(dict(img_shape=[(size, size), (size, size)]))
+        s.set_field(torch.stack([b] * views), 'boxes')
+        s.set_metainfo(dict(img_shape=[(size, size)] * views))
+        if patch_size:
+            s.set_field(
+                torch.randint(
+                    0,
+                    256, (num_boxes, 3, patch_size, patch_size),
+                    generator=gen,
+                    dtype=torch.uint8).to(device), 'patches')
         samples.append(s)
     return inputs, samples
 
@@ -168,11 +177,20 @@ def steppers(args, kinds, device):
             m = _build(cfg['detector'], device)
             x, ds = inputs[student], det_samples(samples, student)
             out[kind] = Stepper(m, lambda m=m, x=x, ds=ds: m.loss(x, ds))
-        else:
-            c = cfg if kind == 'proseco' else \
-                Config.fromfile(args.detreg_config).model.to_dict()
-            m = _build(c, device)
+        elif kind == 'proseco':
+            m = _build(cfg, device)
             out[kind] = Stepper(m, lambda m=m: m.loss(inputs, samples))
+        else:  # detreg: its own views and, for its 'patch' target, patches
+            c = Config.fromfile(args.detreg_config).model.to_dict()
+            m = _build(c, device)
+            x, ds = fake_batch(
+                args.batch,
+                args.img_size,
+                args.num_boxes,
+                device,
+                views=c.get('num_views', 2),
+                patch_size=128 if c.get('embed_target') == 'patch' else None)
+            out[kind] = Stepper(m, lambda m=m, x=x, ds=ds: m.loss(x, ds))
     return out
 
 
