@@ -99,13 +99,14 @@ class DevelopWithMim(develop):
 
 class _CheckoutFirst:
     """Wraps setuptools' editable-install strategy: also writes a ``.pth``
-    that puts the checkout first on ``sys.path``.
+    that puts the checkout on ``sys.path`` before site-packages (after the
+    ``PYTHONPATH`` entries).
 
     mmengine reads ``_base_ = 'mmregion::...'`` from
     ``<location of the mmregion metadata>/mmregion/.mim`` (``pkg_resources``;
     ``mmengine.utils.get_installed_path``). A PEP 660 editable install keeps
     its metadata in site-packages, where no ``mmregion`` folder exists, so
-    the lookup fails. With the checkout first on ``sys.path``, the metadata
+    the lookup fails. With the checkout before site-packages, the metadata
     found first is the checkout's own ``mmregion.egg-info`` (written by this
     build), whose location is the checkout, and ``mmregion`` is imported
     from the checkout as before. This is the ``sys.path`` entry the legacy
@@ -118,8 +119,13 @@ class _CheckoutFirst:
 
     def __call__(self, wheel, files, mapping):
         self.strategy(wheel, files, mapping)
-        line = (f'import sys; {ROOT!r} in sys.path or '
-                f'sys.path.insert(0, {ROOT!r})\n')
+        # after the PYTHONPATH entries (which must still shadow an
+        # editable install, e.g. another checkout or a wheel in a
+        # --target folder), before site-packages
+        line = ('import os, sys; e = [x for x in os.environ.get('
+                "'PYTHONPATH', '').split(os.pathsep) if x in sys.path]; "
+                f'{ROOT!r} in sys.path or sys.path.insert(max([sys.path.'
+                f'index(x) + 1 for x in e] or [0]), {ROOT!r})\n')
         wheel.writestr('__editable__.mmregion-checkout.pth', line)
 
     def __enter__(self):
