@@ -35,21 +35,21 @@ CFG = 'configs/mmregion'
 SETTINGS = {
     'ccop': ('benchmark_ccop.py', [
         '--depth', '50', '--batch', '2', '--size', '160', '--regions', '8',
-        '--rounds', '3', '--warmup', '1', '--phases', '--no-memory'
+        '--rounds', '3', '--warmup', '1', '--phases'
     ], [
         '--depth', '18', '--batch', '2', '--size', '64', '--regions', '2',
         '--queue', '64', '--rounds', '1', '--warmup', '0', '--no-memory'
     ]),
     'plrc': ('benchmark_plrc.py', [
         '--batch', '2', '--size', '160', '--rounds', '3', '--warmup', '1',
-        '--phases', '--no-memory', '--point-sweep', '16', '64'
+        '--phases', '--point-sweep', '16', '64'
     ], [
         '--config', f'{CFG}/plrc_r18_toy.py', '--batch', '2', '--size', '64',
         '--rounds', '1', '--warmup', '0', '--no-memory', '--point-sweep', '4'
     ]),
     'proseco': ('benchmark_proseco.py', [
         '--batch', '2', '--img-size', '256', '--num-boxes', '30', '--rounds',
-        '3', '--warmup', '1', '--phases', '--no-memory'
+        '3', '--warmup', '1', '--phases'
     ], [
         '--config', f'{CFG}/proseco_deformable-detr_r18_toy.py', '--batch',
         '1', '--img-size', '64', '--num-boxes', '3', '--rounds', '1',

@@ -1,5 +1,5 @@
-"""tools/analysis_tools/{browse_views,get_flops,analyze_logs}.py and
-tools/model_converters/publish_model.py on the toy set / tiny inputs."""
+"""tools/analysis_tools/{browse_views,get_flops,analyze_logs,region_probe}.py
+and tools/model_converters/publish_model.py on the toy set / tiny inputs."""
 import hashlib
 import json
 import os
@@ -152,3 +152,37 @@ def test_publish_model_strips_and_hashes(tmp_path, capsys):
         with pytest.raises(UserError, match=f'non-empty dict.*got {what}'):
             pm.main([str(odd), str(tmp_path / 'z.pth')])
     assert not [f for f in os.listdir(tmp_path) if f.startswith('z-')]
+
+
+def test_region_probe_compares_with_random_init(tmp_path, capsys):
+    """The demo's last step: a backbone against random init on the same
+    test boxes, with a paired interval, a McNemar p and a verdict."""
+    from mmregion.apis.transfer.probe import build_backbone
+    from mmregion.testing.toy_data_hard import make_hard_toy_coco
+    make_hard_toy_coco(
+        str(tmp_path / 'd'), num_train=8, num_val=6, size=64, labeled_frac=1)
+    ckpt = tmp_path / 'other.pth'
+    torch.save(dict(state_dict=build_backbone(seed=1).state_dict()), str(ckpt))
+    tool = _load_tool('analysis_tools/region_probe')
+    d = tmp_path / 'd'
+    out = tmp_path / 'probe.json'
+    rc = tool.main([
+        str(d / 'annotations/instances_train_labeled.json'),
+        str(d / 'train'),
+        str(d / 'annotations/instances_val.json'),
+        str(d / 'val'), '--checkpoint', f'seed1={ckpt}', '--bn-images', '4',
+        '--out',
+        str(out)
+    ])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert set(res['results']) == {'random', 'seed1'}
+    c = res['comparisons']['seed1']
+    assert c['low'] <= c['diff'] <= c['high']
+    assert 0 <= c['p'] <= 1
+    assert c['verdict'] in ('better', 'worse', 'no significant difference')
+    assert 'vs random init' in capsys.readouterr().out
+    # bad input: one line, rc 2
+    assert tool.main(['a', 'b', 'c', 'd', '--checkpoint', 'nopath']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'NAME=PATH' in err[0]
