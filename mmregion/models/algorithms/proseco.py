@@ -14,16 +14,12 @@ Per training step, with views sharing geometry and selective-search boxes
 2. localisation (DETReg): the student's class-agnostic head regresses the
    selective-search boxes through the detector's own ``loss_by_feat``
    (Hungarian matching, focal + L1 + GIoU, every decoder layer);
-3. the head's objective, one of:
-
-   - :class:`ProSeCoHead` (``with_teacher``): the teacher (a
-     :class:`MomentumTeacher` of detector + neck, no gradient) sees the
-     teacher view; its proposals are matched to the student's predictions
-     and contrasted by :class:`LocSCELoss`;
-   - :class:`DETRegHead`: the object embedding of every student query
-     matched to a selective-search box regresses a detached backbone
-     feature of that box (:func:`region_targets`), taken from the view
-     ``target_view``.
+3. the head: :class:`ProSeCoHead` matches the proposals of the teacher (a
+   :class:`MomentumTeacher` of detector + neck, no gradient, on the
+   teacher view) to the student's and contrasts them (:class:`LocSCELoss`);
+   or :class:`DETRegHead` regresses the embedding of each query matched to
+   a box on that box's detached backbone feature (:func:`region_targets`,
+   from the view ``target_view``).
 
 Non-finite predictions end the step with ``loss_nonfinite_<quantity>``
 terms (:func:`nonfinite_terms`).
@@ -61,7 +57,11 @@ class ProSeCo(NonFiniteLossGuardMixin, BaseModel):
             layer's query embeddings (:class:`ObjectEmbeddingNeck`).
         head (dict, optional): The objective: ``ProSeCoHead`` (contrast
             with an EMA teacher) or ``DETRegHead`` (embedding regression).
-            None trains the localisation alone. Defaults to ``ProSeCoHead``.
+            A head with ``with_teacher`` gets student and teacher outputs
+            (:meth:`ProSeCoHead.loss`), any other the student's and per-box
+            targets made as its ``target_cfg`` says
+            (:meth:`DETRegHead.loss`). None trains the localisation alone.
+            Defaults to ``ProSeCoHead``.
         loc_loss (bool): Use the localisation loss. Defaults to True.
         momentum (float): mmengine convention: the teacher becomes
             ``(1 - m) * teacher + m * student`` at every step, so
@@ -93,9 +93,11 @@ class ProSeCo(NonFiniteLossGuardMixin, BaseModel):
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         target_view = student_view if target_view is None else target_view
-        for name, v in (('teacher_view', teacher_view),
-                        ('student_view', student_view), ('target_view',
-                                                         target_view)):
+        views = dict(
+            teacher_view=teacher_view,
+            student_view=student_view,
+            target_view=target_view)
+        for name, v in views.items():
             if not 0 <= v < num_views:
                 raise ValueError(f'ProSeCo: {name}={v} is not a view index '
                                  f'(num_views={num_views}).')
