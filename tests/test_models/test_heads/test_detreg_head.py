@@ -70,11 +70,8 @@ def test_hungarian_assigner_uses_each_box_once():
             assigner=dict(
                 type='mmdet.HungarianAssigner',
                 match_costs=[
-                    dict(type='mmdet.FocalLossCost', weight=2.0),
-                    dict(
-                        type='mmdet.BBoxL1Cost', weight=5.0,
-                        box_format='xywh'),
-                    dict(type='mmdet.IoUCost', iou_mode='giou', weight=2.0)
+                    dict(type='mmdet.FocalLossCost'),
+                    dict(type='mmdet.BBoxL1Cost', box_format='xywh')
                 ])))
     # every box gets a query: each target row used once
     embeds = torch.randn(1, 6, D, requires_grad=True)
