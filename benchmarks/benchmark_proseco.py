@@ -1,8 +1,8 @@
 """ProSeCo and DETReg step cost against supervised Deformable DETR.
 
 Three models in one process, each built from its config: ProSeCo
-(``--config``), DETReg (``--detreg-config``; ProSeCo's class with the
-DETReg losses: localisation + object embedding, no contrast) and the
+(``--config``), DETReg (``--detreg-config``; ProSeCo's class with a
+``DETRegHead``: localisation + object embedding, no contrast) and the
 supervised detector of ``--config``'s ``model.detector`` (``detector.loss``
 on the same boxes of the student view). A step is ``model.loss`` + backward
 + AdamW step on one fixed random batch (two views, ``--num-boxes``
@@ -72,7 +72,8 @@ def parse_args(argv=None):
 def fake_batch(batch, size, num_boxes, device, views=2, patch_size=None):
     """``views`` (B, 3, S, S) views and B samples with (views, K, 4) boxes;
     with ``patch_size``, each sample also has DETReg's ``patches`` (K, 3,
-    P, P) uint8 (what ``BoxPatches`` makes for ``embed_target='patch'``)."""
+    P, P) uint8 (what ``BoxPatches`` makes for a ``DETRegHead`` with
+    ``target='patch'``)."""
     from mmpretrain.structures import DataSample
     gen = torch.Generator().manual_seed(0)
     inputs = [
@@ -189,7 +190,7 @@ def steppers(args, kinds, device):
                 args.num_boxes,
                 device,
                 views=c.get('num_views', 2),
-                patch_size=128 if c.get('embed_target') == 'patch' else None)
+                patch_size=128 if c['head'].get('target') == 'patch' else None)
             out[kind] = Stepper(m, lambda m=m, x=x, ds=ds: m.loss(x, ds))
     return out
 
@@ -229,9 +230,10 @@ def main(argv=None):
         print(json.dumps(bu.step_memory(s.step, 2, dev)))
         return None
     cfg = Config.fromfile(args.config).model
-    loss_cfg = cfg.get('contrast_loss') or dict(type='LocSCELoss')
+    loss_cfg = cfg.head.get('loss') if cfg.head.type == 'ProSeCoHead' \
+        else dict(type='LocSCELoss')
     nq = cfg.detector.num_queries
-    dim = cfg.embed_head.out_channels
+    dim = cfg.neck.out_channels
     setting = (f'{osp.basename(args.config)}' +
                (f' / {osp.basename(args.detreg_config)}' if 'detreg' in kinds
                 else '') + f', {dev}, batch {args.batch}, {args.img_size} px, '

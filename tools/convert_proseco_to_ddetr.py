@@ -1,7 +1,7 @@
 """Export a ProSeCo / DETReg pre-training checkpoint to an mmdet detector.
 
 Keeps the student detector (``detector.*`` keys, prefix removed) and drops the
-pre-training parts: the EMA teacher, the object-embedding head and, when its
+pre-training parts: the EMA teacher, the object-embedding neck and, when its
 shapes differ from the fine-tuning model's (class-agnostic pre-training vs.
 ``--num-classes`` classes), the classification branch. The output is a
 checkpoint that an mmdet Deformable DETR fine-tuning config loads with
@@ -148,9 +148,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     ref = build_reference(args.config) if args.config else None
     det, dropped = convert(state, args.num_classes, ref, args.keep_cls)
     n_teacher = sum(k.startswith('teacher.') for k in state)
-    n_embed = sum(k.startswith('embed_head.') for k in state)
+    n_embed = sum(k.startswith('neck.') for k in state)
     print(f'kept {len(det)} detector tensors; dropped {n_teacher} teacher, '
-          f'{n_embed} embedding-head and {len(dropped)} cls-branch tensors')
+          f'{n_embed} object-embedding neck and {len(dropped)} cls-branch '
+          'tensors')
     for k in dropped:
         print(f'  dropped (shape differs from fine-tuning head): {k}')
     if ref is not None:

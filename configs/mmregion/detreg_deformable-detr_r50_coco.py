@@ -5,50 +5,62 @@
 # set here. Audit rows: docs/fidelity.md, section ProSeCo / DETReg.
 _base_ = ['./proseco_deformable-detr_r50_coco.py']
 
+# DETReg's Hungarian matching: class cost 2 + L1 5 + GIoU 2 (DETReg main.py
+# defaults --set_cost_class 2 --set_cost_bbox 5 --set_cost_giou 2), used
+# once per step by DETReg for the localisation and the embedding losses:
+# the detector's assigner and the head's are the same
+detreg_assigner = dict(
+    type='mmdet.HungarianAssigner',
+    match_costs=[
+        dict(type='mmdet.FocalLossCost', weight=2.0),
+        dict(type='mmdet.BBoxL1Cost', weight=5.0, box_format='xywh'),
+        dict(type='mmdet.IoUCost', iou_mode='giou', weight=2.0)
+    ])
+
 model = dict(
     detector=dict(
         # DETReg's full localisation set: focal objectness (x2, all decoder
         # layers) + L1 5 + GIoU 2, class cost 2 in the matching (DETReg
         # main.py defaults --cls_loss_coef 2 --set_cost_class 2)
         bbox_head=dict(loss_cls=dict(loss_weight=2.0)),
-        train_cfg=dict(
-            assigner=dict(match_costs=[
-                dict(type='mmdet.FocalLossCost', weight=2.0),
-                dict(type='mmdet.BBoxL1Cost', weight=5.0, box_format='xywh'),
-                dict(type='mmdet.IoUCost', iou_mode='giou', weight=2.0)
-            ]))),
-    contrast_loss=None,
-    # DETReg object-embedding loss: F.l1_loss(pred, target, reduction='mean')
-    # (DETReg models/deformable_detr.py:322), i.e. the element-wise mean
-    # over matched boxes x 512 dims: mmdet's L1Loss with its default
-    # reduction 'mean' (ProSeCo calls it without avg_factor); weight 1
-    # (DETReg --object_embedding_loss_coeff 1)
-    embed_loss=dict(type='mmdet.L1Loss', reduction='mean', loss_weight=1.0),
+        train_cfg=dict(assigner=detreg_assigner)),
     # DETReg feature_embed = MLP(256, 256, 512, 2): two linear layers
-    embed_head=dict(
-        type='ObjectEmbeddingHead',
+    neck=dict(
+        type='ObjectEmbeddingNeck',
         in_channels=256,
         hid_channels=256,
         out_channels=512,  # = channels of R-50 layer2 (C3)
         num_layers=2),
-    embed_feat_level=0,  # backbone out_indices[0] = layer2 (C3): DETReg
-    # DETReg's target (datasets/selfdet.py, obj_embedding_head=
-    # 'intermediate'): each box cropped from the original image
-    # (img.crop(box)), resized by torchvision Resize((128, 128)) (PIL
-    # bilinear, antialiased), colour-augmented per crop (get_query_transforms
-    # : the SimCLR jitter / grayscale / blur of strong_view), then the frozen
-    # SwAV layer2, global-average-pooled: embed_target='patch' with
-    # KeepSourceRegions + BoxPatches in the pipeline below. Options:
-    # 'crop' (RoIAlign of the box in the view, resized to embed_crop_size on
-    # the model side) or 'roi' (RoIAlign 7x7 of the full-image C3).
-    embed_target='patch',
-    embed_crop_size=128,
-    embed_roi_size=7,
+    # no contrast and no teacher: DETReg's object-embedding loss instead
+    head=dict(
+        _delete_=True,
+        type='DETRegHead',
+        assigner=detreg_assigner,
+        # DETReg object-embedding loss: F.l1_loss(pred, target,
+        # reduction='mean') (DETReg models/deformable_detr.py:322), i.e. the
+        # element-wise mean over matched boxes x 512 dims: mmdet's L1Loss
+        # with its default reduction 'mean' (ProSeCo calls it without
+        # avg_factor); weight 1 (DETReg --object_embedding_loss_coeff 1)
+        loss=dict(type='mmdet.L1Loss', reduction='mean', loss_weight=1.0),
+        feat_level=0,  # backbone out_indices[0] = layer2 (C3): DETReg
+        # DETReg's target (datasets/selfdet.py, obj_embedding_head=
+        # 'intermediate'): each box cropped from the original image
+        # (img.crop(box)), resized by torchvision Resize((128, 128)) (PIL
+        # bilinear, antialiased), colour-augmented per crop
+        # (get_query_transforms: the SimCLR jitter / grayscale / blur of
+        # strong_view), then the frozen SwAV layer2, global-average-pooled:
+        # target='patch' with KeepSourceRegions + BoxPatches in the pipeline
+        # below. Options: 'crop' (RoIAlign of the box in the view, resized
+        # to crop_size on the model side) or 'roi' (RoIAlign 7x7 of the
+        # full-image C3).
+        target='patch',
+        crop_size=128,
+        roi_size=7),
     # DETReg photometrics: the detector input has no colour augmentation
     # (one view: the shared geometry only); the colour augmentation is the
     # patches' own, drawn per crop (DETReg datasets/selfdet.py)
     num_views=1,
-    teacher_view=0,  # unused: no teacher without contrast_loss
+    teacher_view=0,  # unused: no teacher with a DETRegHead
     student_view=0)
 
 # ProSeCo's geometry (512-px RandomResizedCrop, flip); DETReg's multi-scale

@@ -48,7 +48,7 @@ model = dict(
                     ffn_drop=0.0))),
         positional_encoding=dict(num_feats=embed_dims // 2),
         bbox_head=dict(embed_dims=embed_dims, sync_cls_avg_factor=False)),
-    embed_head=dict(in_channels=embed_dims, hid_channels=64, out_channels=64),
+    neck=dict(in_channels=embed_dims, hid_channels=64, out_channels=64),
     # a faster-moving teacher for runs of a few hundred iterations
     momentum=0.01)
 

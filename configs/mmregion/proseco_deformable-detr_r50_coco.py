@@ -125,39 +125,45 @@ model = dict(
     detector=detector,
     # projection of the decoder query embeddings; assumed 2-layer MLP
     # 256-256-256 (ProSeCo's projector is not public)
-    embed_head=dict(
-        type='ObjectEmbeddingHead',
+    neck=dict(
+        type='ObjectEmbeddingNeck',
         in_channels=embed_dims,
         hid_channels=256,
         out_channels=256,
         num_layers=2),
-    # teacher proposals -> student predictions; weights assumed: feature
-    # similarity 2 (in place of DETR's class cost 2), L1 5, GIoU 2 (DETR)
-    matcher=dict(
-        type='ProposalHungarianMatcher',
-        feat_weight=2.0,
-        l1_weight=5.0,
-        giou_weight=2.0),
-    contrast_loss=dict(
-        type='LocSCELoss',
-        coeff=0.5,  # lambda_SCE: SCE default
-        student_temperature=0.1,  # tau: SCE default (SCE `temp`)
-        # tau_m (assumed: ProSeCo's is not public): 0.05 = SCE's class
-        # default `temp_m` (sce/models/siamese/sce.py) and its CIFAR-10 run;
-        # SCE's configs/model/siamese/sce/default.yaml has 0.04, its
-        # ImageNet run (resnet50_imagenet.yaml) 0.07
-        teacher_temperature=0.05,
-        pos_iou_thr=0.5,  # delta: best in the ProSeCo paper's ablation
-        # the two points the ProSeCo poster leaves open (see the docstring of
-        # mmregion/models/losses/loc_sce_loss.py): target rows as printed
-        # (True = SCE's L1 normalisation) and the teacher proposal as the
-        # anchor of p'_(in, j sigma_n(m)) ('student' = SCE's orientation)
-        normalize_target=False,
-        anchor='teacher',
-        # negatives from this GPU's batch (True: the global batch; the
-        # paper's N_b is unverified)
-        gather_negatives=False,
-        loss_weight=1.0),  # assumed (DETReg's embedding-loss weight 1)
+    head=dict(
+        type='ProSeCoHead',
+        # teacher proposals -> student predictions; weights assumed: feature
+        # similarity 2 (in place of DETR's class cost 2), L1 5, GIoU 2 (DETR)
+        matcher=dict(
+            type='ProposalHungarianMatcher',
+            feat_weight=2.0,
+            l1_weight=5.0,
+            giou_weight=2.0),
+        # all N queries are proposals (assumed); a top-k by objectness needs
+        # loss_cls.loss_weight > 0 (no objectness is trained otherwise)
+        num_proposals=None,
+        loss=dict(
+            type='LocSCELoss',
+            coeff=0.5,  # lambda_SCE: SCE default
+            student_temperature=0.1,  # tau: SCE default (SCE `temp`)
+            # tau_m (assumed: ProSeCo's is not public): 0.05 = SCE's class
+            # default `temp_m` (sce/models/siamese/sce.py) and its CIFAR-10
+            # run; SCE's configs/model/siamese/sce/default.yaml has 0.04, its
+            # ImageNet run (resnet50_imagenet.yaml) 0.07
+            teacher_temperature=0.05,
+            pos_iou_thr=0.5,  # delta: best in the ProSeCo paper's ablation
+            # the two points the ProSeCo poster leaves open (see the
+            # docstring of mmregion/models/losses/loc_sce_loss.py): target
+            # rows as printed (True = SCE's L1 normalisation) and the
+            # teacher proposal as the anchor of p'_(in, j sigma_n(m))
+            # ('student' = SCE's orientation)
+            normalize_target=False,
+            anchor='teacher',
+            # negatives from this GPU's batch (True: the global batch; the
+            # paper's N_b is unverified)
+            gather_negatives=False,
+            loss_weight=1.0)),  # assumed (DETReg's embedding-loss weight 1)
     loc_loss=True,  # DETReg-style localisation on selective-search boxes
     # mmengine convention: teacher = (1 - m) * teacher + m * student, so
     # 0.001 is MoCo's 0.999, constant: SCE configs/model/siamese/sce/
@@ -169,9 +175,6 @@ model = dict(
     momentum=0.001,
     teacher_view=0,  # weak view -> teacher (ProSeCo)
     student_view=1,  # strong view -> student (ProSeCo)
-    # all N queries are proposals (assumed); a top-k by objectness needs
-    # loss_cls.loss_weight > 0 (no objectness is trained otherwise)
-    num_teacher_proposals=None,
     data_preprocessor=dict(
         type='mmpretrain.SelfSupDataPreprocessor',
         mean=[123.675, 116.28, 103.53],

@@ -106,7 +106,7 @@ def _proseco():
     inputs, samples = t._batch((3, 2))
     # NaN after the Hungarian matching (its guard raises on NaN costs)
     return model, dict(inputs=inputs, data_samples=samples), \
-        model.contrast_head.loss_module
+        model.head.loss_module
 
 
 @pytest.mark.parametrize(

@@ -47,8 +47,11 @@ def test_convert_proseco_checkpoint(tmp_path, capsys):
     assert 'unexpected: 0' in text and 'shape_mismatch: 0' in text
     conv = torch.load(out, map_location='cpu', weights_only=True)
     sd = conv['state_dict']
+    # no teacher, no object-embedding neck (``neck.layers``: the detector's
+    # own neck is ``neck.convs``), no prefix
     assert not any(
-        k.startswith(('teacher', 'embed_head', 'detector.')) for k in sd)
+        k.startswith(('teacher', 'neck.layers', 'detector.')) for k in sd)
+    assert any(k.startswith('neck.convs') for k in sd)
     assert not any('cls_branches' in k for k in sd)
     ref = model.detector.state_dict()
     torch.testing.assert_close(sd['query_embedding.weight'],

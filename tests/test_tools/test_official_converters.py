@@ -46,9 +46,7 @@ THIN = dict(
     },
     detreg={
         'model.detector.backbone.base_channels': 16,
-        'model.detector.neck.in_channels': [32, 64, 128],
-        'model.contrast_loss': None,
-        'model.embed_loss': dict(type='mmdet.L1Loss')
+        'model.detector.neck.in_channels': [32, 64, 128]
     })
 
 
@@ -318,7 +316,7 @@ def _ddetr_official(model):
         (r'detector\.bbox_head\.reg_branches\.(\d+)\.(\d)\.(\w+)',
          lambda m: f'bbox_embed.{m.group(1)}.layers.{int(m.group(2)) // 2}.'
          f'{m.group(3)}'),
-        (r'embed_head\.layers\.(\d)\.(\w+)', r'feature_embed.layers.\1.\2'),
+        (r'neck\.layers\.(\d)\.(\w+)', r'feature_embed.layers.\1.\2'),
     ]
     for side, prefix in (('encoder', enc), ('decoder', dec)):
         for pattern, name in ffn:
@@ -331,7 +329,7 @@ def _ddetr_official(model):
 
 def test_detreg_converter_round_trip(tmp_path, capsys):
     tool = _load_tool('detreg_to_mmregion')
-    model = _build('proseco_deformable-detr_r18_toy.py', **THIN['detreg'])
+    model = _build('detreg_deformable-detr_r18_toy.py', **THIN['detreg'])
     official = _ddetr_official(model)
     official['transformer.some_new_param'] = torch.zeros(1)
     for level in range(4):  # the official input_proj convs have a bias
@@ -351,7 +349,7 @@ def test_detreg_converter_round_trip(tmp_path, capsys):
     assert '1 unknown: transformer.some_new_param' in line
 
     state, line = _run(tool, src, tmp_path / 'det.pth', 'detector', capsys)
-    detector = _build('proseco_deformable-detr_r18_toy.py',
+    detector = _build('detreg_deformable-detr_r18_toy.py',
                       **THIN['detreg']).detector
     _check_algorithm(detector, state)
     assert 'input_proj conv bias, not in ChannelMapper+GN 4' in line
@@ -360,7 +358,7 @@ def test_detreg_converter_round_trip(tmp_path, capsys):
             assert torch.equal(detector.state_dict()[k], v), k
 
     state, line = _run(tool, src, tmp_path / 'algo.pth', 'algorithm', capsys)
-    fresh = _build('proseco_deformable-detr_r18_toy.py', **THIN['detreg'])
+    fresh = _build('detreg_deformable-detr_r18_toy.py', **THIN['detreg'])
     _check_algorithm(fresh, state)
-    for k, v in model.embed_head.state_dict().items():
-        assert torch.equal(fresh.embed_head.state_dict()[k], v), k
+    for k, v in model.neck.state_dict().items():
+        assert torch.equal(fresh.neck.state_dict()[k], v), k

@@ -28,7 +28,7 @@ Targets:
 - ``detector``: an mmdet ``DeformableDETR`` state dict (``load_from``).
 - ``algorithm``: mmregion's DETReg model
   (``detreg_deformable-detr_r50_coco.py``:
-  ``detector.*`` + ``embed_head.*`` from ``feature_embed``).
+  ``detector.*`` + ``neck.*`` from ``feature_embed``).
 
 Example::
 
@@ -136,9 +136,9 @@ def detreg_rules(target: str, keep_bias: bool = False) -> List[Rule]:
             Rule(r'feature_embed\..+', None, 'object-embedding head'),
         ]
     return _detector_rules('detector.', keep_bias) + [
-        # DETReg's 2-layer MLP is mmdet's MLP, as ObjectEmbeddingHead
+        # DETReg's 2-layer MLP is mmdet's MLP, as ObjectEmbeddingNeck
         Rule(r'feature_embed\.layers\.(\d+)\.(weight|bias)',
-             r'embed_head.layers.\1.\2'),
+             r'neck.layers.\1.\2'),
     ]
 
 

@@ -9,8 +9,8 @@ p=0.8, grayscale p=0.2, blur p=0.5). :class:`KeepSourceRegions` keeps the
 decoded image and the loaded boxes before the geometric transforms;
 :class:`BoxPatches`, after :class:`MultiViewRegions`, crops the kept regions
 from them. :class:`PackRegionInputs` packs ``patches`` (K, 3, S, S) uint8
-and the model (``ProSeCo(embed_target='patch')``) normalises them like the
-views.
+and the model (``ProSeCo`` with ``DETRegHead(target='patch')``) normalises
+them like the views.
 """
 from typing import Callable, List, Optional, Sequence, Union
 

@@ -2,46 +2,41 @@
 
 Bouniot et al., "Proposal-Contrastive Pretraining for Object Detection from
 Fewer Data", ICLR 2023 (the official code is not public; the choices it
-leaves open are options, ``docs/fidelity.md``). The same class also gives
-the DETReg baseline (Bar et al., CVPR 2022): localisation + object-embedding
-loss, no contrast.
+leaves open are options, ``docs/fidelity.md``). The same class with a
+:class:`DETRegHead` is the DETReg baseline (Bar et al., CVPR 2022):
+localisation + object-embedding loss, no teacher.
 
-Per training step, with two views sharing geometry and selective-search boxes
+Per training step, with views sharing geometry and selective-search boxes
 (only the photometric augmentation differs, ``docs/design.md``):
 
-1. the student (mmdet detector + :class:`ObjectEmbeddingHead` on the decoder
-   query embeddings) sees the strong view, the teacher (a
-   :class:`MomentumTeacher` of the student, no gradient) the weak view;
+1. the student (mmdet detector + :class:`ObjectEmbeddingNeck` on the
+   decoder query embeddings) sees the student view;
 2. localisation (DETReg): the student's class-agnostic head regresses the
    selective-search boxes through the detector's own ``loss_by_feat``
    (Hungarian matching, focal + L1 + GIoU, every decoder layer);
-3. contrast (ProSeCo, :class:`ProSeCoHead`): teacher proposals matched to
-   the student's predictions, :class:`LocSCELoss` over the batch;
-4. optionally (DETReg baseline, :class:`DETRegHead`): an L1 loss between
-   the object embedding of every student query matched to a selective-search
-   box and a detached backbone feature of that box, taken from the view
-   ``embed_target_view``.
+3. the head: :class:`ProSeCoHead` matches the proposals of the teacher (a
+   :class:`MomentumTeacher` of detector + neck, no gradient, on the
+   teacher view) to the student's and contrasts them (:class:`LocSCELoss`);
+   or :class:`DETRegHead` regresses the embedding of each query matched to
+   a box on that box's detached backbone feature (:func:`region_targets`,
+   from the view ``target_view``).
 
-The heads are built from the flat config keys (``matcher``,
-``contrast_loss``, ``num_teacher_proposals``; ``embed_loss``, ``embed_*``);
-there is no ``head`` key. Non-finite predictions end the step with
-``loss_nonfinite_<quantity>`` terms (:func:`nonfinite_terms`).
+Non-finite predictions end the step with ``loss_nonfinite_<quantity>``
+terms (:func:`nonfinite_terms`).
 """
-import logging
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
-from mmengine.logging import print_log
 from mmengine.model import BaseModel
 from torch import Tensor
 
 from mmregion.registry import MODELS
-from ..heads.proseco_head import nonfinite_terms
 from ..utils.detr_adapter import (build_pretraining_detector,
                                   det_samples_for_view, run_detector)
-from ..utils.loss_guard import NonFiniteLossGuardMixin
+from ..utils.loss_guard import NonFiniteLossGuardMixin, nonfinite_terms
 from ..utils.momentum_teacher import MomentumTeacher
 from ..utils.own_scope import in_mmregion_scope
+from ..utils.region_features import region_targets
 from ..utils.region_utils import check_views, stack_regions
 
 __all__ = ['ProSeCo']
@@ -58,105 +53,72 @@ class ProSeCo(NonFiniteLossGuardMixin, BaseModel):
             mmdet's ``forward(hidden_states[, references])`` /
             ``loss_by_feat(cls, box, [enc_cls, enc_box,] gt, metas)`` API
             (DETR, Deformable DETR, Conditional DETR, ...).
-        embed_head (dict): Config of the object-embedding projection head
-            applied to the last decoder layer's query embeddings.
-        matcher (dict): Config of the teacher->student proposal matcher
-            (:class:`ProSeCoHead`).
-        contrast_loss (dict, optional): Contrastive loss of
-            :class:`ProSeCoHead` (``LocSCELoss`` or any loss with the same
-            call signature). None disables the teacher and the head (DETReg
-            baseline). Defaults to ``LocSCELoss``.
-        embed_loss (dict, optional): Loss of :class:`DETRegHead` (DETReg
-            embedding loss, e.g. ``dict(type='mmdet.L1Loss')``). None
-            disables it. Defaults to None.
+        neck (dict): Object-embedding projection of the last decoder
+            layer's query embeddings (:class:`ObjectEmbeddingNeck`).
+        head (dict, optional): The objective: ``ProSeCoHead`` (contrast
+            with an EMA teacher) or ``DETRegHead`` (embedding regression).
+            A head with ``with_teacher`` gets student and teacher outputs
+            (:meth:`ProSeCoHead.loss`), any other the student's and per-box
+            targets made as its ``target_cfg`` says
+            (:meth:`DETRegHead.loss`). None trains the localisation alone.
+            Defaults to ``ProSeCoHead``.
         loc_loss (bool): Use the localisation loss. Defaults to True.
         momentum (float): mmengine convention: the teacher becomes
             ``(1 - m) * teacher + m * student`` at every step, so
             ``m = 0.001`` is MoCo's momentum 0.999. Defaults to 0.001.
-            (``teacher_momentum``, its former name, still works with a
-            deprecation warning.)
         teacher_view (int): Index of the weak view (teacher). Defaults to 0.
         student_view (int): Index of the strong view (student). Defaults to 1.
         num_views (int): Number of views in the batch. Defaults to 2.
-        num_teacher_proposals (int, optional): :class:`ProSeCoHead`'s
-            ``num_proposals`` (teacher top-k; None keeps all N).
-        embed_feat_level, embed_roi_size, embed_target, embed_crop_size:
-            :class:`DETRegHead`'s ``feat_level`` (default 0), ``roi_size``
-            (7), ``target`` (``'roi'``; ``'patch'``: DETReg's patches of the
-            pipeline, ``data_samples[i].patches`` from :class:`BoxPatches`,
-            normalised here like the views) and ``crop_size`` (128).
-        embed_target_view (int, optional): View whose image gives the
-            embedding target; None = the student view. Defaults to None.
+        target_view (int, optional): View whose image gives the
+            ``DETRegHead`` targets; None = the student view.
         data_preprocessor (dict, optional): e.g.
-            ``dict(type='mmpretrain.SelfSupDataPreprocessor', ...)``.
+            ``dict(type='mmpretrain.SelfSupDataPreprocessor', ...)``; it
+            also normalises ``target='patch'`` patches.
         init_cfg (dict, optional): Initialisation config.
     """
 
     @in_mmregion_scope
     def __init__(self,
                  detector: dict,
-                 embed_head: dict,
-                 matcher: dict = dict(type='ProposalHungarianMatcher'),
-                 contrast_loss: Optional[dict] = dict(type='LocSCELoss'),
-                 embed_loss: Optional[dict] = None,
+                 neck: dict,
+                 head: Optional[dict] = dict(type='ProSeCoHead'),
                  loc_loss: bool = True,
                  momentum: float = 0.001,
                  teacher_view: int = 0,
                  student_view: int = 1,
                  num_views: int = 2,
-                 num_teacher_proposals: Optional[int] = None,
-                 embed_feat_level: int = 0,
-                 embed_roi_size: int = 7,
-                 embed_target: str = 'roi',
-                 embed_crop_size: int = 128,
-                 embed_target_view: Optional[int] = None,
+                 target_view: Optional[int] = None,
                  data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None,
-                 teacher_momentum: Optional[float] = None) -> None:
+                 init_cfg: Optional[dict] = None) -> None:
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        if teacher_momentum is not None:
-            print_log(
-                'ProSeCo: `teacher_momentum` is deprecated, use `momentum` '
-                '(same meaning and convention).',
-                logger='current',
-                level=logging.WARNING)
-            momentum = teacher_momentum
-        views = [('teacher_view', teacher_view),
-                 ('student_view', student_view)]
-        if embed_target_view is not None:
-            views.append(('embed_target_view', embed_target_view))
-        for name, v in views:
+        target_view = student_view if target_view is None else target_view
+        views = dict(
+            teacher_view=teacher_view,
+            student_view=student_view,
+            target_view=target_view)
+        for name, v in views.items():
             if not 0 <= v < num_views:
                 raise ValueError(f'ProSeCo: {name}={v} is not a view index '
                                  f'(num_views={num_views}).')
-        if contrast_loss is None and embed_loss is None and not loc_loss:
-            raise ValueError('ProSeCo: contrast_loss, embed_loss and '
-                             'loc_loss are all disabled; nothing to train.')
+        if head is None and not loc_loss:
+            raise ValueError('ProSeCo: head=None and loc_loss=False: '
+                             'nothing to train.')
         self.detector = build_pretraining_detector(detector, init_cfg)
-        self.embed_head = MODELS.build(embed_head)
-        self.contrast_head = None if contrast_loss is None else \
-            MODELS.build(dict(type='ProSeCoHead', matcher=matcher,
-                              loss=contrast_loss,
-                              num_proposals=num_teacher_proposals))
-        self.detreg_head = None if embed_loss is None else \
-            MODELS.build(dict(type='DETRegHead', loss=embed_loss,
-                              feat_level=embed_feat_level,
-                              roi_size=embed_roi_size, target=embed_target,
-                              crop_size=embed_crop_size))
+        self.neck = MODELS.build(neck)
+        self.head = None if head is None else MODELS.build(head)
         self.loc_loss = loc_loss
         self.momentum = momentum
         self.teacher_view = teacher_view
         self.student_view = student_view
         self.num_views = num_views
-        self.embed_target_view = student_view if embed_target_view is None \
-            else embed_target_view
+        self.target_view = target_view
         # the teacher: an EMA copy (no grad, always in eval mode) of
-        # detector + embed_head, only needed by the contrast
+        # detector + neck, only for a head that contrasts with it
         self.teacher = None
-        if self.contrast_head is not None:
+        if getattr(self.head, 'with_teacher', False):
             self.teacher = MomentumTeacher(
-                dict(detector=self.detector, embed_head=self.embed_head),
+                dict(detector=self.detector, neck=self.neck),
                 momentum=momentum,
                 eval_mode=True)
 
@@ -206,8 +168,8 @@ class ProSeCo(NonFiniteLossGuardMixin, BaseModel):
 
         Returns:
             dict[str, Tensor]: the detector's localisation losses
-            (``loss_cls``, ``loss_bbox``, ``loss_iou``, ``d{i}.*``),
-            ``loss_contrast`` and/or ``loss_embed``.
+            (``loss_cls``, ``loss_bbox``, ``loss_iou``, ``d{i}.*``) and the
+            head's (``loss_contrast`` or ``loss_embed``).
         """
         check_views(inputs, self.num_views, 'ProSeCo.loss')
         losses: Dict[str, Tensor] = {}
@@ -218,7 +180,7 @@ class ProSeCo(NonFiniteLossGuardMixin, BaseModel):
         det_s = self._det_samples(data_samples, x_s, self.student_view)
         bb_feats, head_inputs, outs = run_detector(self.detector, x_s, det_s)
         cls_scores, bbox_preds = outs[0], outs[1]
-        s_embeds = self.embed_head(head_inputs['hidden_states'][-1])
+        s_embeds = self.neck(head_inputs['hidden_states'][-1])
         bad = nonfinite_terms(
             student_cls_scores=cls_scores,
             student_bbox_preds=bbox_preds,
@@ -236,7 +198,7 @@ class ProSeCo(NonFiniteLossGuardMixin, BaseModel):
                     *outs[:2], *extra, [d.gt_instances for d in det_s],
                     [d.metainfo for d in det_s]))
 
-        if self.contrast_head is not None:
+        if self.teacher is not None:
             # teacher on its view: scores (B, N), embeds (B, N, D), boxes
             # (B, N, 4), last decoder layer
             x_t = inputs[self.teacher_view]
@@ -245,39 +207,35 @@ class ProSeCo(NonFiniteLossGuardMixin, BaseModel):
                                           False)
                 _, t_head_inputs, t_outs = run_detector(
                     self.teacher['detector'], x_t, det_t)
-                t_embeds = self.teacher['embed_head'](
+                t_embeds = self.teacher['neck'](
                     t_head_inputs['hidden_states'][-1])
-            contrast = self.contrast_head.loss(s_embeds, bbox_preds[-1],
-                                               t_outs[0][-1][..., 0], t_embeds,
-                                               t_outs[1][-1])
+            contrast = self.head.loss(s_embeds, bbox_preds[-1],
+                                      t_outs[0][-1][..., 0], t_embeds,
+                                      t_outs[1][-1])
             if 'loss_contrast' not in contrast:  # non-finite teacher
                 return contrast
             losses.update(contrast)
-
-        if self.detreg_head is not None:
-            tv = self.embed_target_view
+        elif self.head is not None:
+            tv = self.target_view
             boxes, valid = stack_regions(data_samples, self.num_views)
-            tgt_boxes = [boxes[i, tv][valid[i]] for i in range(len(det_s))]
+            targets = region_targets(
+                self.detector.backbone,
+                inputs[tv],
+                [boxes[i, tv][valid[i]] for i in range(len(det_s))],
+                feats=bb_feats if tv == self.student_view else None,
+                patches=self._patches(data_samples),
+                **self.head.target_cfg)
             losses.update(
-                self.detreg_head.loss(
-                    s_embeds,
-                    cls_scores[-1],
-                    bbox_preds[-1],
-                    det_s,
-                    tgt_boxes,
-                    inputs[tv],
-                    self.detector.backbone,
-                    self.detector.bbox_head.assigner,
-                    bb_feats if tv == self.student_view else None,
-                    patches=self._patches(data_samples)))
+                self.head.loss(s_embeds, cls_scores[-1], bbox_preds[-1], det_s,
+                               targets))
         return losses
 
     def _patches(self, data_samples: list) -> Optional[List[Tensor]]:
         """Per image, its ``patches`` ``(K, 3, S, S)`` (uint8, from
         :class:`BoxPatches`) normalised as the data preprocessor does the
-        views (channel order, mean, std); None unless the DETReg target is
+        views (channel order, mean, std); None unless the head's target is
         ``'patch'`` and every sample has them."""
-        if self.detreg_head.target != 'patch' or any(
+        if self.head.target_cfg['kind'] != 'patch' or any(
                 getattr(s, 'patches', None) is None for s in data_samples):
             return None
         dp = self.data_preprocessor

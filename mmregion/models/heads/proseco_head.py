@@ -18,42 +18,18 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from mmregion.registry import MODELS, TASK_UTILS
+from ..utils.loss_guard import nonfinite_terms
 
-__all__ = ['ProSeCoHead', 'nonfinite_terms']
-
-
-def nonfinite_terms(**named: Tensor) -> Optional[Dict[str, Tensor]]:
-    """Check predictions before any Hungarian matching.
-
-    scipy's ``linear_sum_assignment`` raises ``ValueError: matrix contains
-    invalid numeric entries`` on a NaN/inf cost, before any loss exists, so
-    a diverged run would never reach the non-finite loss guard. Instead, the
-    step returns one term ``loss_nonfinite_<name>`` per non-finite
-    prediction (the sum of the tensor, NaN/inf, still in the graph):
-    ``NonFiniteLossGuardMixin`` records it and ``FiniteCheckOptimWrapper``
-    raises or skips (``on_nonfinite``) with a message naming it and the
-    iteration.
-
-    Args:
-        **named (Tensor): Predictions by name.
-
-    Returns:
-        dict[str, Tensor] | None: None when all are finite (one device
-        sync), else the non-finite terms.
-    """
-    flags = torch.stack(
-        [torch.isfinite(t.detach()).all() for t in named.values()])
-    if bool(flags.all()):
-        return None
-    return {
-        f'loss_nonfinite_{name}': t.float().sum()
-        for (name, t), ok in zip(named.items(), flags.tolist()) if not ok
-    }
+__all__ = ['ProSeCoHead']
 
 
 @MODELS.register_module()
 class ProSeCoHead(BaseModule):
     """Teacher top-k, proposal matching and the LocSCE contrast of ProSeCo.
+
+    Its algorithm (:class:`ProSeCo`) keeps an EMA teacher for it
+    (``with_teacher``) and passes the student's and the teacher's last
+    decoder layer outputs.
 
     Args:
         matcher (dict): Config of the teacher->student proposal matcher.
@@ -65,6 +41,7 @@ class ProSeCoHead(BaseModule):
             (by objectness) as proposals; None keeps all N.
         init_cfg (dict, optional): Initialisation config.
     """
+    with_teacher = True
 
     def __init__(self,
                  matcher: dict = dict(type='ProposalHungarianMatcher'),

@@ -47,8 +47,7 @@ from mmdet.structures.bbox import bbox_overlaps
 from torch import Tensor
 
 from mmregion.registry import MODELS
-from .sce_loss import SCE_RENAMES, SCELoss, sce_loss
-from .utils import renamed_kwargs
+from .sce_loss import SCELoss, sce_loss
 
 __all__ = ['LocSCELoss', 'loc_sce_loss', 'same_image_iou_positives']
 
@@ -165,9 +164,6 @@ class LocSCELoss(SCELoss):
             Defaults to False (per-GPU, as before; UNVERIFIED either way).
         reduction (str): 'none', 'mean' (over valid proposals) or 'sum'.
         loss_weight (float): Multiplier. Defaults to 1.0.
-
-    The old names ``temp`` / ``temp_m`` / ``iou_thr`` still work
-    (deprecated, with a warning).
     """
 
     def __init__(self,
@@ -179,16 +175,7 @@ class LocSCELoss(SCELoss):
                  anchor: str = 'teacher',
                  gather_negatives: bool = False,
                  reduction: str = 'mean',
-                 loss_weight: float = 1.0,
-                 **deprecated) -> None:
-        student_temperature, teacher_temperature, pos_iou_thr = \
-            renamed_kwargs(
-                'LocSCELoss',
-                dict(SCE_RENAMES, iou_thr='pos_iou_thr'),
-                deprecated,
-                student_temperature=student_temperature,
-                teacher_temperature=teacher_temperature,
-                pos_iou_thr=pos_iou_thr)
+                 loss_weight: float = 1.0) -> None:
         if not 0.0 <= pos_iou_thr <= 1.0:
             raise ValueError('LocSCELoss: pos_iou_thr must be in [0, 1], got '
                              f'{pos_iou_thr}')

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmregion.registry import MODELS
-from .utils import BaseLoss, renamed_kwargs, weighted_reduce
+from .utils import BaseLoss, weighted_reduce
 
 __all__ = [
     'SCELoss', 'sce_loss', 'masked_softmax', 'soft_contrast_rows',
@@ -66,8 +66,6 @@ def masked_softmax(logits: Tensor, mask: Tensor) -> Tensor:
 
 
 _ANCHORS = ('student', 'teacher')
-# deprecated config keys of SCELoss / LocSCELoss -> their names now
-SCE_RENAMES = dict(temp='student_temperature', temp_m='teacher_temperature')
 
 
 def check_anchor(owner: str, anchor: str) -> None:
@@ -229,9 +227,6 @@ class SCELoss(BaseLoss):
             global in-batch form).
         reduction (str): 'none', 'mean' (over valid rows) or 'sum'.
         loss_weight (float): Multiplier of the loss. Defaults to 1.0.
-
-    The old names ``temp`` / ``temp_m`` still work (deprecated, with a
-    warning).
     """
 
     def __init__(self,
@@ -242,16 +237,11 @@ class SCELoss(BaseLoss):
                  anchor: str = 'student',
                  gather_negatives: bool = False,
                  reduction: str = 'mean',
-                 loss_weight: float = 1.0,
-                 **deprecated) -> None:
+                 loss_weight: float = 1.0) -> None:
         super().__init__(reduction, loss_weight)
         check_anchor(type(self).__name__, anchor)
-        self.student_temperature, self.teacher_temperature = renamed_kwargs(
-            type(self).__name__,
-            SCE_RENAMES,
-            deprecated,
-            student_temperature=student_temperature,
-            teacher_temperature=teacher_temperature)
+        self.student_temperature = student_temperature
+        self.teacher_temperature = teacher_temperature
         self.coeff = coeff
         self.normalize_target = normalize_target
         self.anchor = anchor

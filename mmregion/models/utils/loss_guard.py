@@ -8,6 +8,10 @@ and values of all terms in the MessageHub runtime info
 (``NONFINITE_LOSS_INFO_KEY``). ``FiniteCheckOptimWrapper`` then names the
 culprit in its error / skip message (``loss_obj=nan at iteration 17``). The
 mixin itself never changes the losses or raises.
+
+:func:`nonfinite_terms` is the guard before a loss exists: it turns
+non-finite predictions into named ``loss_nonfinite_<name>`` terms that the
+same path reports.
 """
 import math
 from collections import OrderedDict
@@ -18,7 +22,7 @@ from mmengine.logging import MessageHub
 
 __all__ = [
     'NonFiniteLossGuardMixin', 'record_nonfinite_losses',
-    'get_nonfinite_loss_info', 'NONFINITE_LOSS_INFO_KEY'
+    'get_nonfinite_loss_info', 'nonfinite_terms', 'NONFINITE_LOSS_INFO_KEY'
 ]
 
 NONFINITE_LOSS_INFO_KEY = 'nonfinite_losses'
@@ -61,6 +65,36 @@ def record_nonfinite_losses(log_vars: Dict[str, torch.Tensor]) -> bool:
         dict(iter=hub.get_info('iter'), nonfinite=nonfinite, losses=losses),
         resumed=False)
     return False
+
+
+def nonfinite_terms(**named: torch.Tensor
+                    ) -> Optional[Dict[str, torch.Tensor]]:
+    """Check predictions before any Hungarian matching.
+
+    scipy's ``linear_sum_assignment`` raises ``ValueError: matrix contains
+    invalid numeric entries`` on a NaN/inf cost, before any loss exists, so
+    a diverged run would never reach the non-finite loss guard. Instead, the
+    step returns one term ``loss_nonfinite_<name>`` per non-finite
+    prediction (the sum of the tensor, NaN/inf, still in the graph):
+    :class:`NonFiniteLossGuardMixin` records it and
+    ``FiniteCheckOptimWrapper`` raises or skips (``on_nonfinite``) with a
+    message naming it and the iteration.
+
+    Args:
+        **named (Tensor): Predictions by name.
+
+    Returns:
+        dict[str, Tensor] | None: None when all are finite (one device
+        sync), else the non-finite terms.
+    """
+    flags = torch.stack(
+        [torch.isfinite(t.detach()).all() for t in named.values()])
+    if bool(flags.all()):
+        return None
+    return {
+        f'loss_nonfinite_{name}': t.float().sum()
+        for (name, t), ok in zip(named.items(), flags.tolist()) if not ok
+    }
 
 
 def get_nonfinite_loss_info(iteration: Optional[int] = None) -> Optional[dict]:

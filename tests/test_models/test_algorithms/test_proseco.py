@@ -1,5 +1,3 @@
-import logging
-
 import pytest
 import torch
 
@@ -96,13 +94,15 @@ def tiny_model_cfg(**kwargs) -> dict:
     cfg = dict(
         type='ProSeCo',
         detector=tiny_detector_cfg(),
-        embed_head=dict(
-            type='ObjectEmbeddingHead',
+        neck=dict(
+            type='ObjectEmbeddingNeck',
             in_channels=EMBED,
             hid_channels=32,
             out_channels=16),
-        matcher=dict(type='ProposalHungarianMatcher'),
-        contrast_loss=dict(type='LocSCELoss', pos_iou_thr=0.5),
+        head=dict(
+            type='ProSeCoHead',
+            matcher=dict(type='ProposalHungarianMatcher'),
+            loss=dict(type='LocSCELoss', pos_iou_thr=0.5)),
         momentum=0.1)
     cfg.update(kwargs)
     return cfg
@@ -149,7 +149,7 @@ def test_proseco_loss_backward():
     total = sum(losses.values())
     assert torch.isfinite(total)
     total.backward()
-    assert model.embed_head.layers[0].weight.grad.abs().sum() > 0
+    assert model.neck.layers[0].weight.grad.abs().sum() > 0
     assert model.detector.query_embedding.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.teacher.parameters())
     # the teacher stays in eval mode while the student trains
@@ -194,21 +194,11 @@ def test_teacher_is_ema_of_student():
     assert int(model.teacher.steps) == steps + 1
 
 
-def test_teacher_momentum_is_a_deprecated_alias(monkeypatch):
-    import mmregion.models.algorithms.proseco as proseco
-    logged = []
-    monkeypatch.setattr(proseco, 'print_log', lambda msg, **kw: logged.append(
-        (msg, kw)))
-    model = _build(momentum=0.3, teacher_momentum=0.2)
-    assert model.momentum == model.teacher.momentum == 0.2
-    assert len(logged) == 1 and 'teacher_momentum' in logged[0][0]
-    assert logged[0][1]['level'] == logging.WARNING
-    with pytest.raises(ValueError, match='momentum must be'):
-        _build(momentum=1.0)
-
-
 def test_proposal_topk_and_tensor_mode():
-    model = _build(num_teacher_proposals=4)
+    model = _build(
+        head=dict(
+            type='ProSeCoHead', loss=dict(type='LocSCELoss'), num_proposals=4))
+    assert model.head.num_proposals == 4
     inputs, samples = _batch((2, 2))
     losses = model(inputs, samples, mode='loss')
     assert torch.isfinite(losses['loss_contrast'])
@@ -221,21 +211,14 @@ def test_proposal_topk_and_tensor_mode():
 
 
 def test_detreg_baseline_mode():
-    model = _build(
-        contrast_loss=None,
-        embed_loss=dict(type='mmdet.L1Loss', loss_weight=1.0),
-        embed_head=dict(
-            type='ObjectEmbeddingHead',
-            in_channels=EMBED,
-            hid_channels=32,
-            out_channels=256))  # = channels of ResNet-18 stage 3 (level 0)
+    model = _detreg()
     assert model.teacher is None
     inputs, samples = _batch((3, 0))
     losses = model(inputs, samples, mode='loss')
     assert 'loss_embed' in losses and 'loss_contrast' not in losses
     assert losses['loss_embed'] > 0
     losses['loss_embed'].backward()
-    assert model.embed_head.layers[0].weight.grad.abs().sum() > 0
+    assert model.neck.layers[0].weight.grad.abs().sum() > 0
     inputs, samples = _batch((0, 0))
     assert model(inputs, samples, mode='loss')['loss_embed'] == 0
 
@@ -247,19 +230,25 @@ def test_bad_configs():
         _build(detector=det)
     with pytest.raises(ValueError, match='teacher_view'):
         _build(teacher_view=2)
+    with pytest.raises(ValueError, match='target_view'):
+        _build(target_view=2)
+    with pytest.raises(ValueError, match='nothing to train'):
+        _build(head=None, loc_loss=False)
+    with pytest.raises(ValueError, match='momentum must be'):
+        _build(momentum=1.0)
     model = _build()
     with pytest.raises(ValueError, match='list of 2'):
         model.loss(torch.zeros(1, 3, 64, 64), [])
 
 
-def _toy_cfg(toy_coco, toy_proposals):
+def _toy_cfg(toy_coco, toy_proposals, name='proseco'):
     import os.path as osp
 
     from mmengine.config import Config
     repo = osp.dirname(
         osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
     cfg = Config.fromfile(
-        osp.join(repo, 'configs/mmregion/proseco_deformable-detr_r18_toy.py'))
+        osp.join(repo, f'configs/mmregion/{name}_deformable-detr_r18_toy.py'))
     ds = cfg.train_dataloader.dataset
     ds.data_root = str(toy_coco)
     for t in ds.pipeline:
@@ -269,12 +258,16 @@ def _toy_cfg(toy_coco, toy_proposals):
 
 
 @pytest.mark.slow
-def test_toy_config_trains_and_loss_falls(toy_coco, toy_proposals):
+@pytest.mark.parametrize('name, views, head_loss',
+                         [('proseco', 2, 'loss_contrast'),
+                          ('detreg', 1, 'loss_embed')])
+def test_toy_config_trains_and_loss_falls(toy_coco, toy_proposals, name, views,
+                                          head_loss):
     from mmengine.dataset import default_collate
 
     from mmregion.registry import DATASETS
     register_all_modules()
-    cfg = _toy_cfg(toy_coco, toy_proposals)
+    cfg = _toy_cfg(toy_coco, toy_proposals, name)
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
     model.init_weights()
@@ -282,13 +275,14 @@ def test_toy_config_trains_and_loss_falls(toy_coco, toy_proposals):
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
     batch = default_collate([dataset[i] for i in range(4)])
     data = model.data_preprocessor(batch, training=True)
-    assert len(data['inputs']) == 2
+    assert len(data['inputs']) == views
     assert data['inputs'][0].shape == (4, 3, 96, 96)
     optim = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=1e-3)
     totals = []
     for _ in range(8):  # overfit one batch
         losses = model(**data, mode='loss')
+        assert head_loss in losses
         total = sum(v for k, v in losses.items() if 'loss' in k)
         assert torch.isfinite(total)
         optim.zero_grad()
@@ -298,24 +292,29 @@ def test_toy_config_trains_and_loss_falls(toy_coco, toy_proposals):
     assert sum(totals[-3:]) < sum(totals[:3]), totals
 
 
-def _detreg(**kwargs):
+def _detreg(target='roi', **kwargs):
     cfg = dict(
-        contrast_loss=None,
-        embed_loss=dict(type='mmdet.L1Loss', loss_weight=1.0),
-        embed_head=dict(
-            type='ObjectEmbeddingHead',
+        head=dict(
+            type='DETRegHead',
+            loss=dict(type='mmdet.L1Loss', loss_weight=1.0),
+            assigner=tiny_detector_cfg()['train_cfg']['assigner'],
+            target=target,
+            crop_size=32),
+        neck=dict(
+            type='ObjectEmbeddingNeck',
             in_channels=EMBED,
             hid_channels=32,
-            out_channels=256,
+            out_channels=256,  # = channels of ResNet-18 stage 3 (level 0)
             num_layers=2))
     cfg.update(kwargs)
     return _build(**cfg)
 
 
 def _capture_embed_pairs(model):
-    """Record the (pred, target) pairs and kwargs given to embed_loss."""
+    """Record the (pred, target) pairs and kwargs given to the head's
+    loss module."""
     seen = []
-    model.detreg_head.loss_module.register_forward_hook(
+    model.head.loss_module.register_forward_hook(
         lambda mod, args, kwargs, out: seen.append((args, kwargs, out)),
         with_kwargs=True)
     return seen
@@ -336,15 +335,11 @@ def test_detreg_embed_loss_is_elementwise_mean():
     torch.testing.assert_close(loss, ref)
 
 
-@pytest.mark.parametrize('embed_target', ['roi', 'crop'])
-def test_detreg_target_from_another_view(embed_target):
+@pytest.mark.parametrize('target', ['roi', 'crop'])
+def test_detreg_target_from_another_view(target):
     """Major 12/13: the detector sees view 0; the target comes from view 1
     (RoIAlign of its feature, or DETReg's per-box crop + GAP)."""
-    model = _detreg(
-        student_view=0,
-        embed_target_view=1,
-        embed_target=embed_target,
-        embed_crop_size=32)
+    model = _detreg(target, student_view=0, target_view=1)
     seen = _capture_embed_pairs(model)
     inputs, samples = _batch((3, 2))
     torch.manual_seed(1)  # same dropout masks in both calls
@@ -358,19 +353,6 @@ def test_detreg_target_from_another_view(embed_target):
     pred1, pred2 = seen[0][0][0], seen[1][0][0]
     torch.testing.assert_close(pred1, pred2)
     assert not torch.allclose(target, seen[1][0][1])
-
-
-def test_backbone_level_stops_at_its_stage():
-    from mmregion.models.heads import DETRegHead
-    model = _detreg()
-    bb = model.detector.backbone
-    bb.eval()
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        full = bb(x)
-        for level in range(len(full)):
-            torch.testing.assert_close(
-                DETRegHead.backbone_level(bb, x, level), full[level])
 
 
 def test_frozen_backbone_needs_pretrained_init(tmp_path):
@@ -431,7 +413,7 @@ def test_nonfinite_predictions_reach_the_guard(action):
         torch.optim.AdamW(model.parameters(), lr=1e-3), on_nonfinite=action)
     with torch.no_grad():
         model.detector.bbox_head.reg_branches[0][0].weight.fill_(float('nan'))
-    before = model.embed_head.layers[0].weight.detach().clone()
+    before = model.neck.layers[0].weight.detach().clone()
     inputs, samples = _batch((3, 2))
     data = dict(inputs=inputs, data_samples=samples)
     if action == 'raise':
@@ -444,18 +426,18 @@ def test_nonfinite_predictions_reach_the_guard(action):
         log_vars = model.train_step(data, wrapper)
         assert 'loss_nonfinite_student_bbox_preds' in log_vars
         assert wrapper.num_skipped == 1
-        torch.testing.assert_close(model.embed_head.layers[0].weight, before)
+        torch.testing.assert_close(model.neck.layers[0].weight, before)
     MessageHub.get_current_instance().pop_info('iter')
 
 
 def test_detreg_patch_target_uses_the_pipeline_patches():
-    """Issue 24 item 5: embed_target='patch' takes each matched box's patch
+    """Issue 24 item 5: target='patch' takes each matched box's patch
     made by BoxPatches (normalised like the views: BGR -> RGB, mean, std)
     through the backbone up to the target level, globally averaged."""
-    from mmregion.models.heads import DETRegHead
+    from mmregion.models.utils.region_features import backbone_level
     model = _detreg(
+        'patch',
         student_view=0,
-        embed_target='patch',
         data_preprocessor=dict(
             type='mmpretrain.SelfSupDataPreprocessor',
             mean=[100., 110., 120.],
@@ -478,8 +460,8 @@ def test_detreg_patch_target_uses_the_pipeline_patches():
     mean = torch.tensor([100., 110., 120.]).view(1, 3, 1, 1)
     std = torch.tensor([50., 60., 70.]).view(1, 3, 1, 1)
     with torch.no_grad():
-        ref = DETRegHead.backbone_level(model.detector.backbone,
-                                        (patches - mean) / std, 0).mean((2, 3))
+        ref = backbone_level(model.detector.backbone, (patches - mean) / std,
+                             0).mean((2, 3))
     # each target row is the feature of one patch, each patch used once
     dist = torch.cdist(target, ref)
     assert dist.min(1).values.max() < 1e-4

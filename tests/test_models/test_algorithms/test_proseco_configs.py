@@ -35,7 +35,8 @@ def test_proseco_r50_defaults():
         'mmdet.BBoxL1Cost', 'mmdet.IoUCost'
     ]
     # items 8, 9 and the per-GPU negatives
-    loss = model.contrast_loss
+    assert model.head.type == 'ProSeCoHead'
+    loss = model.head.loss
     assert (loss.normalize_target, loss.anchor,
             loss.gather_negatives) == (False, 'teacher', False)
     # item 11: every stored box loaded, K drawn per iteration
@@ -51,17 +52,19 @@ def test_detreg_r50_defaults():
     cfg = _cfg('detreg_deformable-detr_r50_coco.py')
     model = cfg.model
     assert model.detector.backbone.init_cfg.checkpoint == SWAV
-    assert model.contrast_loss is None
+    assert model.head.type == 'DETRegHead'
     assert model.detector.bbox_head.loss_cls.loss_weight == 2.0
     assert _types(model.detector.train_cfg.assigner.match_costs) == [
         'mmdet.FocalLossCost', 'mmdet.BBoxL1Cost', 'mmdet.IoUCost'
     ]
-    assert model.embed_head.num_layers == 2  # MLP(256, 256, 512, 2)
-    assert model.embed_loss.reduction == 'mean'
+    # DETReg matches once: the embedding loss uses the localisation's costs
+    assert model.head.assigner == model.detector.train_cfg.assigner
+    assert model.neck.num_layers == 2  # MLP(256, 256, 512, 2)
+    assert model.head.loss.reduction == 'mean'
     # issue 24 item 5: DETReg's patches (original image, PIL resize,
     # per-crop colour augmentation) on one uncoloured view
     assert (model.num_views, model.student_view,
-            model.embed_target) == (1, 0, 'patch')
+            model.head.target) == (1, 0, 'patch')
     pipe = cfg.train_dataloader.dataset.pipeline
     assert _types(pipe) == [
         'LoadImageFromFileSafe', 'LoadProposals', 'KeepSourceRegions',
@@ -83,7 +86,7 @@ def test_object_level_backbone_configs(method):
     assert init == dict(
         type='Pretrained',
         checkpoint=f'checkpoints/{method}_r50_coco_backbone.pth')
-    assert cfg.model.contrast_loss.type == 'LocSCELoss'
+    assert cfg.model.head.loss.type == 'LocSCELoss'
 
 
 @pytest.mark.parametrize('name', [
@@ -97,8 +100,7 @@ def test_r50_configs_build(name):
                    for p in model.detector.backbone.parameters())
     if name.startswith('detreg'):
         assert len([
-            m for m in model.embed_head.modules()
-            if isinstance(m, torch.nn.Linear)
+            m for m in model.neck.modules() if isinstance(m, torch.nn.Linear)
         ]) == 2
 
 
@@ -171,4 +173,4 @@ def test_toy_two_stage_path(tmp_path):
     assert torch.isfinite(total)
     total.backward()
     assert all(p.grad is None for p in model.detector.backbone.parameters())
-    assert model.embed_head.layers[0].weight.grad.abs().sum() > 0
+    assert model.neck.layers[0].weight.grad.abs().sum() > 0

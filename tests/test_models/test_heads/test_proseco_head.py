@@ -13,7 +13,7 @@ def _head(**kwargs) -> ProSeCoHead:
         dict(
             type='ProSeCoHead',
             matcher=dict(type='ProposalHungarianMatcher'),
-            loss=dict(type='LocSCELoss', iou_thr=0.5),
+            loss=dict(type='LocSCELoss', pos_iou_thr=0.5),
             **kwargs))
 
 

@@ -220,4 +220,4 @@ def test_bad_shapes_raise():
         loc_sce_loss(
             torch.randn(2, 3, 4), torch.randn(2, 3, 4), torch.randn(2, 4, 4))
     with pytest.raises(ValueError, match='iou_thr'):
-        LocSCELoss(iou_thr=1.5)
+        LocSCELoss(pos_iou_thr=1.5)
