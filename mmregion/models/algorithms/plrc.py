@@ -1,9 +1,10 @@
 """PLRC: point-level region contrast (Bai et al., CVPR 2022).
 
 Official code facebookresearch/PLRC @5fbd1cb; ``docs/fidelity.md`` (PLRC)
-lists what follows the release. This file runs the encoders; the objective
-(image MoCo v2, point contrast, point-affinity distillation) is
-:class:`PLRCHead` (``heads/plrc_head.py``).
+lists what follows the release. This file runs the encoders, the teacher,
+the image queue and the point sampling; the objective (image MoCo v2, point
+contrast, point-affinity distillation) is ``head``, :class:`PLRCHead`
+(``heads/plrc_head.py``), which receives features and targets.
 
 **Views** (``num_views=3``, the release): view 0, view 1 and view 0', a crop
 overlapping view 0 by >= 50 % (``MultiViewRegions(num_views=3,
@@ -22,36 +23,27 @@ teacher with the online encoder first (the release copies it at start).
 
 **Features** (the release's choices are the defaults): the image embedding
 is ``normalize(mean_hw(point_neck(C5)))`` (``builder.py:140,230``) unless an
-``img_neck`` is given; ``point_neck`` and ``dino_head`` are per-location MLPs
+``img_neck`` is given; ``point_neck`` and ``dino_neck`` are per-location MLPs
 on the dense C5 map (``dense_point_head=False`` applies ``point_neck`` to the
 sampled points); the teacher's backbone and heads run on the batch shuffled
 across GPUs (shuffle-BN; ``teacher_heads_in_shuffle=False``: heads after).
 """
-import inspect
 from typing import Dict, List, Optional, Tuple
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from mmpretrain.models.utils import batch_shuffle_ddp, batch_unshuffle_ddp
 from torch import Tensor
 
-from mmregion.registry import MODELS
-from ..heads.plrc_head import legacy_head_keys_hook
+from mmregion.registry import MODELS, TASK_UTILS
+from ..heads.plrc_head import DistillInputs
 from ..utils import check_views, stack_regions, stack_view_affine
 from ..utils.dense_ops import dense_apply
-from ..utils.feature_queue import FeatureQueue
 from ..utils.own_scope import in_mmregion_scope
-from .base_momentum import BaseMomentumSelfSupervisor, _build
+from ..utils.region_utils import select_regions
+from .base_momentum import BaseMomentumSelfSupervisor
 
 __all__ = ['PLRC']
-
-_BASE_DEFAULTS = inspect.signature(
-    BaseMomentumSelfSupervisor.__init__).parameters
-# the flat config keys of the default head
-_HEAD_KEYS = ('point_sampler', 'loss_img', 'loss_point', 'loss_distill',
-              'distill_size', 'distill_pos_ratio', 'distill_pair_frame',
-              'affinity_scale', 'num_distill_points', 'regions_per_image')
 
 
 @MODELS.register_module()
@@ -61,83 +53,104 @@ class PLRC(BaseMomentumSelfSupervisor):
     Args:
         backbone (dict): e.g. ``mmpretrain.ResNet``, ``out_indices=(3,)``.
         point_neck (dict): :class:`PointProjNeck` (2048-2048-128, ``fcs``).
-        dino_head (dict): :class:`DINOProjHead` (``fcs_2``).
+        dino_neck (dict): :class:`DINOProjHead` (``fcs_2``), the per-location
+            DINO projection with prototypes.
+        head (dict): :class:`PLRCHead` config (its ``num_prototypes`` must
+            be the ``dino_neck``'s).
         img_neck (dict, optional): a separate image-level projection of C5.
             Defaults to None (the mean of ``point_neck``; ``img_feat_dim``
             must be its ``out_channels``).
-        head (dict, optional): overrides of the :class:`PLRCHead` config,
-            which is built from the flat keys ``point_sampler``,
-            ``loss_img``, ``loss_point``, ``loss_distill``, ``distill_size``,
-            ``distill_pos_ratio``, ``distill_pair_frame``,
-            ``affinity_scale``, ``num_distill_points``
-            and ``regions_per_image`` (meaning and defaults: PLRCHead).
+        point_sampler (dict): :class:`RegionPointSampler` config. Defaults
+            to 16 points per region (``keep_point=16``).
+        regions_per_image (int, optional): common regions contrasted per
+            image, drawn at random among the valid ones. Defaults to 1 (the
+            release: the points of the other images are the negatives);
+            None: all of them (the other regions of the image are negatives
+            too).
         symmetric (bool): add the mirrored direction to every term (two
             views). Defaults to False (the release).
-        dense_point_head (bool): Defaults to True.
-        teacher_heads_in_shuffle (bool): Defaults to True.
+        dense_point_head (bool): apply ``point_neck`` to the dense C5 map
+            (the release) rather than to the sampled points. Defaults to
+            True.
+        teacher_heads_in_shuffle (bool): run the teacher's projections on
+            the shuffled batch. Defaults to True.
         num_views (int): 3 or 2. Defaults to 3.
-        **kwargs: the head keys above, then
-            :class:`BaseMomentumSelfSupervisor`'s (``img_queue_len``,
-            ``img_feat_dim``, ``momentum``, ``shuffle_bn``, ...).
+        img_queue_len (int): image queue length. Defaults to 65536.
+        img_feat_dim (int): image embedding size. Defaults to 128.
+        momentum (float): EMA momentum, mmengine convention. Defaults to
+            0.001 (the release's 0.999).
+        shuffle_bn (bool): Defaults to True.
+        data_preprocessor (dict, optional): Defaults to
+            ``mmpretrain.SelfSupDataPreprocessor``.
+        pretrained (str, optional): Checkpoint to initialise from.
+        init_cfg (dict, optional): Initialisation config.
     """
 
     @in_mmregion_scope
     def __init__(self,
                  backbone: dict,
                  point_neck: dict,
-                 dino_head: dict,
+                 dino_neck: dict,
+                 head: dict,
                  img_neck: Optional[dict] = None,
-                 head: Optional[dict] = None,
+                 point_sampler: dict = dict(
+                     type='RegionPointSampler', num_points=16),
+                 regions_per_image: Optional[int] = 1,
                  symmetric: bool = False,
                  dense_point_head: bool = True,
                  teacher_heads_in_shuffle: bool = True,
                  num_views: int = 3,
-                 **kwargs) -> None:
+                 img_queue_len: int = 65536,
+                 img_feat_dim: int = 128,
+                 momentum: float = 0.001,
+                 shuffle_bn: bool = True,
+                 data_preprocessor: Optional[dict] = None,
+                 pretrained: Optional[str] = None,
+                 init_cfg: Optional[dict] = None) -> None:
         if num_views not in (2, 3):
             raise ValueError("PLRC: num_views must be 3 (view 0, view 1, view"
                              f" 0') or 2, got num_views={num_views}")
         if symmetric and num_views != 2:
             raise ValueError('PLRC: symmetric=True needs num_views=2 (the '
                              'third view is the companion of view 0 only)')
-        head_cfg = {k: kwargs.pop(k) for k in _HEAD_KEYS if k in kwargs}
-        head_cfg.setdefault('loss_img', _BASE_DEFAULTS['loss_img'].default)
-        # without img_neck the image queue (on the point-mean embedding) is
-        # built here; the image loss is always the head's
-        queue_args = {
-            k: kwargs.pop(k, _BASE_DEFAULTS[k].default)
-            for k in ('img_queue_len', 'img_feat_dim')
-        } if img_neck is None else {}
+        if regions_per_image is not None and regions_per_image < 1:
+            raise ValueError('PLRC: regions_per_image must be >= 1 or None, '
+                             f'got {regions_per_image}')
         super().__init__(
-            backbone=backbone, img_neck=img_neck, loss_img=None, **kwargs)
-        self.point_neck = _build(point_neck)
-        self.dino_head = _build(dino_head)
+            backbone=backbone,
+            head=head,
+            img_neck=img_neck,
+            img_queue_len=img_queue_len,
+            img_feat_dim=img_feat_dim,
+            momentum=momentum,
+            shuffle_bn=shuffle_bn,
+            data_preprocessor=data_preprocessor,
+            pretrained=pretrained,
+            init_cfg=init_cfg)
+        self.point_neck = MODELS.build(point_neck)
+        self.dino_neck = MODELS.build(dino_neck)
+        if self.head.num_prototypes != self.dino_neck.num_prototypes:
+            raise ValueError(
+                f'PLRC: head.num_prototypes={self.head.num_prototypes} must '
+                'equal dino_neck.num_prototypes='
+                f'{self.dino_neck.num_prototypes} (the distillation vectors '
+                'end with the prototype logits).')
         if img_neck is None:
-            dim = getattr(self.point_neck, 'out_channels',
-                          queue_args['img_feat_dim'])
-            if dim != queue_args['img_feat_dim']:
+            dim = getattr(self.point_neck, 'out_channels', img_feat_dim)
+            if dim != img_feat_dim:
                 raise ValueError(f'PLRC: the image embedding is the mean of '
                                  f'point_neck (out_channels={dim}) but '
-                                 f'img_feat_dim={queue_args["img_feat_dim"]}'
-                                 '; set them equal (or give an img_neck).')
-            self.img_queue = FeatureQueue(queue_args['img_queue_len'], dim)
-        self.head = _build({
-            'type': 'PLRCHead',
-            'num_prototypes': self.dino_head.num_prototypes,
-            **head_cfg,
-            **(head or {})
-        })
+                                 f'img_feat_dim={img_feat_dim}; set them '
+                                 'equal (or give an img_neck).')
+            self.init_image_queue(dim)
+        self.point_sampler = TASK_UTILS.build(point_sampler)
+        self.regions_per_image = regions_per_image
         self.symmetric = symmetric
         self.dense_point_head = dense_point_head
         self.teacher_heads_in_shuffle = teacher_heads_in_shuffle
         self.num_views = num_views
         self.init_momentum_encoder(
-            ('backbone', 'img_neck', 'point_neck', 'dino_head'))
-        self._register_load_state_dict_pre_hook(legacy_head_keys_hook)
-
-    @property
-    def loss_distill(self) -> nn.Module:
-        """The head's (``PLRCTeacherTempHook`` sets its ``progress``)."""
-        return self.head.loss_distill
+            ('backbone', 'img_neck', 'point_neck', 'dino_neck'))
 
     @property
     def point_mean_embedding(self) -> bool:
@@ -172,7 +185,7 @@ class PLRC(BaseMomentumSelfSupervisor):
         if with_point and (self.dense_point_head or self.point_mean_embedding):
             out['point'], = dense_apply(get('point_neck'), c5)
         out['dino_feat'], out['dino_logits'] = dense_apply(
-            get('dino_head'), c5)
+            get('dino_neck'), c5)
         return out
 
     @torch.no_grad()
@@ -200,7 +213,7 @@ class PLRC(BaseMomentumSelfSupervisor):
                 img_shape: Tuple[int, int], momentum: bool) -> Tensor:
         """L2-normalised point embeddings ``(B, K, P, D)`` of one view at
         ``points`` ``(B, K, P, 2)`` (xy pixels of the view)."""
-        read = self.head.point_sampler.read
+        read = self.point_sampler.read
         if self.dense_point_head:
             emb = read(enc['point'], points, img_shape)
         else:
@@ -217,8 +230,8 @@ class PLRC(BaseMomentumSelfSupervisor):
             return F.normalize(enc['point'].mean(dim=(2, 3)), dim=1)
         return self.embed_image(enc['c5'], momentum=momentum)
 
-    def loss(self, inputs: List[Tensor], data_samples: List,
-             **kwargs) -> Dict[str, Tensor]:
+    def loss(self, inputs: List[Tensor],
+             data_samples: List) -> Dict[str, Tensor]:
         """Compute the PLRC losses.
 
         Args:
@@ -242,8 +255,9 @@ class PLRC(BaseMomentumSelfSupervisor):
         boxes, valid = boxes[:, :2].to(device), valid.to(device)
         view_affine = stack_view_affine(data_samples).to(device)  # (B, V, 4)
         # (B, 2, K', P, 2) xy of the same image locations in views 0 and 1
-        points, valid = self.head.sample_points(boxes, valid,
-                                                view_affine[:, :2])
+        boxes, valid = select_regions(boxes, valid, self.regions_per_image)
+        points, valid = self.point_sampler.sample(boxes, valid,
+                                                  view_affine[:, :2])
 
         directions = self.directions
         targets = [self.distill_target_view(s, t) for s, t in directions]
@@ -277,8 +291,7 @@ class PLRC(BaseMomentumSelfSupervisor):
                 self._image_embedding(teacher[t], momentum=True)
                 for _, t in directions
             ]
-        img_queue = self.img_queue.features  # (L, D), before the enqueue
-        self.img_queue.enqueue(torch.cat(img_k))
+        losses = dict(loss_img=self.image_contrast_loss(img_q, img_k))
         # per direction, (B, K', P, D) online and teacher point embeddings
         q_pts = [
             self._points(online[s], points[:, s], img_shape, False)
@@ -289,20 +302,16 @@ class PLRC(BaseMomentumSelfSupervisor):
                 self._points(teacher[t], points[:, t], img_shape, True)
                 for _, t in directions
             ]
-        return self.head.loss(
-            img_q,
-            img_k,
-            img_queue,
-            q_pts,
-            k_pts,
-            valid,
-            online=[online[s] for s, _ in directions],
-            target=[teacher[d] for d in targets],
-            reference=[teacher[t] for _, t in directions],
-            pairs=[(s, d) for (s, _), d in zip(directions, targets)],
-            view_affine=view_affine,
-            img_shape=img_shape,
-            ori_shape=self._ori_shapes(data_samples, device))
+        distill = [
+            DistillInputs(online[s]['dino_feat'], online[s]['dino_logits'],
+                          teacher[d]['dino_feat'], teacher[d]['dino_logits'],
+                          teacher[t]['dino_feat'], (s, d))
+            for (s, t), d in zip(directions, targets)
+        ]
+        losses.update(
+            self.head.loss(q_pts, k_pts, valid, distill, view_affine,
+                           img_shape, self._ori_shapes(data_samples, device)))
+        return losses
 
     def _ori_shapes(self, data_samples: List,
                     device: torch.device) -> Optional[Tensor]:

@@ -2,6 +2,7 @@
 from .ccop_head import CCOPHead  # noqa
 from .detreg_head import DETRegHead  # noqa
 from .dino_proj_head import DINOProjHead  # noqa
+from .image_contrast_head import ImageContrastHead  # noqa
 from .object_embedding_head import ObjectEmbeddingHead  # noqa
 from .plrc_head import PLRCHead  # noqa
 from .proseco_head import ProSeCoHead  # noqa

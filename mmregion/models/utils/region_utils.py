@@ -90,3 +90,27 @@ def _fields(data_samples: List,
                              f'"{name}" field (use PackRegionInputs).')
         out.append(torch.as_tensor(value, dtype=dtype))
     return out
+
+
+def select_regions(
+        boxes: torch.Tensor, valid: torch.Tensor,
+        max_regions: Optional[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Keep at most ``max_regions`` random valid regions per image.
+
+    Args:
+        boxes (torch.Tensor): ``(B, V, K, 4)``.
+        valid (torch.Tensor): ``(B, K)`` bool.
+        max_regions (int, optional): None keeps all.
+
+    Returns:
+        tuple[torch.Tensor, torch.Tensor]: ``(B, V, K', 4)`` and ``(B, K')``.
+    """
+    K = valid.size(1)
+    if max_regions is None or K <= max_regions:
+        return boxes, valid
+    score = torch.rand(valid.shape, device=valid.device) + valid.float()
+    idx = score.topk(max_regions, dim=1).indices  # (B, K')
+    valid = valid.gather(1, idx)
+    boxes = boxes.gather(
+        2, idx[:, None, :, None].expand(-1, boxes.size(1), -1, 4))
+    return boxes, valid

@@ -35,6 +35,7 @@ def _cfg():
             in_channels=16,
             hid_channels=32,
             out_channels=8),
+        head=dict(type='CCOPHead'),
         box_jitter=dict(type='CurriculumBoxJitter', n_jitter=4),
         img_queue_len=16,
         region_queue_len=16,

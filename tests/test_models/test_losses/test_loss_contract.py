@@ -203,33 +203,3 @@ def test_finite_gradients(name):
     grad = inputs[grad_input].grad
     assert grad is not None and torch.isfinite(grad).all()
     assert grad.abs().sum() > 0
-
-
-@pytest.mark.parametrize('name, old, new', [
-    ('SCELoss', dict(temp=0.3, temp_m=0.06),
-     dict(student_temperature=0.3, teacher_temperature=0.06)),
-    ('LocSCELoss', dict(temp=0.3, temp_m=0.06, iou_thr=0.2),
-     dict(student_temperature=0.3, teacher_temperature=0.06, pos_iou_thr=0.2)),
-    ('IntraImageDiscriminationLoss', dict(iou_thr=0.3), dict(neg_iou_thr=0.3)),
-    ('PointAffinityDistillationLoss',
-     dict(student_temp=0.2, teacher_temp=0.05, warmup_teacher_temp=0.03),
-     dict(
-         student_temperature=0.2,
-         teacher_temperature=0.05,
-         warmup_teacher_temperature=0.03)),
-])
-def test_deprecated_config_keys_still_work(name, old, new, monkeypatch):
-    """Renamed hyper-parameters: the old config keys give the same loss and
-    a warning naming the new key; an unknown key is still an error."""
-    from mmregion.models.losses import utils
-    messages = []
-    monkeypatch.setattr(utils, 'print_log',
-                        lambda msg, **kwargs: messages.append(msg))
-    inputs = _inputs(name)
-    _close(_build(name, **old)(**inputs), _build(name, **new)(**inputs))
-    assert len(messages) == len(old)
-    for key, msg in zip(old, messages):
-        assert f'`{key}` is deprecated' in msg and name in msg
-    assert not [k for k in new if f'`{k}` is deprecated' in ''.join(messages)]
-    with pytest.raises(TypeError, match='no_such_key'):
-        _build(name, no_such_key=1)
