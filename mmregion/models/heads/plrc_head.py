@@ -4,52 +4,44 @@ point-affinity distillation (Bai et al., CVPR 2022).
 Official code facebookresearch/PLRC @5fbd1cb (``PLRC/models/builder.py``,
 ``plrc_loss.py``); ``docs/fidelity.md`` (PLRC) lists what follows the release.
 :class:`PLRC` runs the encoders, the teacher, the queue and the point
-sampling, and hands this head features and targets. Per direction ``(s, t)``
-(online view ``s``, teacher view ``t``; see :class:`PLRC` for the views):
+sampling and hands this head features and targets. Per direction ``(s, t)``
+(online view ``s``, teacher view ``t``; with ``symmetric=True`` every term is
+the mean of both directions):
 
-1. **Image-level MoCo v2** (queue 65536, tau 0.2): the online embedding of
-   view ``s`` against the teacher's of view ``t`` and the queue
-   (``loss_img``, :class:`ImageContrastHead`, shared with CCOP).
-2. **Point-level region contrast**: ``P`` points per region are sampled at
-   the same image location in views ``s`` and ``t`` (by the algorithm,
-   :class:`RegionPointSampler`). The online points of
-   view ``s`` and the teacher points of view ``t`` form one set contrasted
-   with :class:`PointInfoNCELoss` (SupCon: positives = the other points of
-   the same region in both views, negatives = every other point of the
-   batch)::
+1. **Image-level MoCo v2** (``loss_img``, :class:`ImageContrastHead`, shared
+   with CCOP): online embedding of view ``s`` vs the teacher's of view ``t``
+   and the queue (65536 keys, tau 0.2).
+2. **Point-level region contrast** (``loss_point``,
+   :class:`PointInfoNCELoss`): ``P`` points per region at the same image
+   location in views ``s`` and ``t``; the online points of ``s`` and the
+   teacher points of ``t`` form one SupCon set (positives ``P(a)``: the other
+   points of the same region in both views; every other point a negative)::
 
        l_a = -(tau / tau_base) / |P(a)| * sum_{p in P(a)} log(
              exp(z_a . z_p / tau) / sum_{c != a} exp(z_a . z_c / tau))
-3. **Point-affinity distillation**: per-location DINO features and prototype
-   logits on the C5 grid, bilinearly upsampled to ``distill_size x
-   distill_size`` (56 officially). A cell ``i`` of the student view ``s`` is
-   paired with every cell ``j`` of the target view ``d`` whose centre lies
-   within ``distill_pos_ratio`` (0.5) times the larger cell diagonal of its
-   own (:func:`dense_cell_pairs`, ``overlap()`` of the official
-   ``utils.py``, in the release's normalised frame;
-   ``models/utils/cell_pairs.py``). The student vector of
-   ``i`` is ``[affinity_scale * f_s(i) . R, logits_s(i)]`` and the target
-   ``[affinity_scale * f'_d(j) . R, logits'_d(j)]``, ``R`` being the teacher
-   features of all ``S*S`` cells of the reference view ``t``; the loss is
-   DINO's cross-entropy to the centred, sharpened teacher,
-   ``-sum softmax((t - c) / tau_t) * log_softmax(s / tau_s)``
-   (:class:`PointAffinityDistillationLoss`). The upsampling
-   is linear, so the loss is exact without the dense ``S x S`` maps
-   (:func:`read_upsampled_rows`, :func:`upsampled_affinity`). All pairs are
-   distilled (``num_distill_points=None``, the release: the mean over all
-   pairs of the batch); an integer keeps that many random pairs per image
-   (an unbiased estimate of each image's mean, every image weighed alike).
 
-With ``symmetric=True`` (:class:`PLRC`, two views) every term is the mean of
-both directions.
+3. **Point-affinity distillation** (``loss_distill``,
+   :class:`PointAffinityDistillationLoss`): per-location DINO features ``f``
+   and prototype logits on the C5 grid, bilinearly upsampled to ``S x S``
+   (``distill_size``, 56 officially). Cell ``i`` of the student view ``s``
+   pairs with every cell ``j`` of the target view ``d`` whose centre lies
+   within ``distill_pos_ratio`` (0.5) times the larger cell diagonal
+   (:func:`dense_cell_pairs`, the release's ``overlap()``). With ``R`` the
+   teacher features of the ``S*S`` cells of the reference view ``t``::
 
-Each loss is built from its config key (``loss_img``, ``loss_point``,
-``loss_distill``) as ``self.<key>_module``. Loss weights are the
-``loss_weight`` of each loss. The paper's intended
-weighting is image 0.7, point 0.3, distillation 0.3. The official
-``main_plrc.py`` unpacks the two returned losses in swapped order, so it
-effectively trains ``1.0 * L_img + 0.21 * L_point + 0.21 * L_distill``;
-set those weights to reproduce the release.
+       s_i = [affinity_scale * f_s(i) . R, logits_s(i)]
+       t_j = [affinity_scale * f'_d(j) . R, logits'_d(j)]
+       l_ij = -sum softmax((t_j - c) / tau_t) * log_softmax(s_i / tau_s)
+
+   the mean over the pairs of the batch (``num_distill_points=None``, the
+   release; an int keeps that many random pairs per image). Upsampling is
+   linear, so the terms are exact without the dense ``S x S`` maps
+   (:func:`read_upsampled_rows`, :func:`upsampled_affinity`).
+
+Each loss is built from its config key as ``self.<key>_module``. The paper
+weighs image 0.7, point 0.3, distillation 0.3; the official ``main_plrc.py``
+unpacks two losses in swapped order and so trains ``1.0 * L_img + 0.21 *
+L_point + 0.21 * L_distill`` (set those weights to reproduce the release).
 """
 from typing import Dict, NamedTuple, Optional, Sequence, Tuple
 
@@ -66,20 +58,12 @@ __all__ = ['PLRCHead', 'DistillInputs']
 
 
 class DistillInputs(NamedTuple):
-    """One direction of the point-affinity distillation: per-location DINO
-    outputs on the C5 grid (``(B, Cb, h, w)`` L2-normalised features,
-    ``(B, Np, h, w)`` prototype logits).
-
-    Attributes:
-        student_feat (Tensor): online features of the student view.
-        student_logits (Tensor): online logits of the student view.
-        target_feat (Tensor): teacher features of the target view.
-        target_logits (Tensor): teacher logits of the target view.
-        reference_feat (Tensor): teacher features of the affinity reference
-            view (the target view in the two-view form).
-        views (tuple[int, int]): ``(student, target)`` view indices into
-            ``view_affine``.
-    """
+    """One direction of the distillation: per-location DINO outputs on the
+    C5 grid, ``(B, Cb, h, w)`` L2-normalised features and ``(B, Np, h, w)``
+    prototype logits: online of the student view, teacher of the target
+    view, teacher features of the affinity reference view (the target view
+    in the two-view form); ``views``: ``(student, target)`` indices into
+    ``view_affine``."""
     student_feat: Tensor
     student_logits: Tensor
     target_feat: Tensor

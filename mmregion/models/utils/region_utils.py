@@ -77,6 +77,19 @@ def stack_view_affine(data_samples: List) -> torch.Tensor:
                 torch.float32))
 
 
+def stack_ori_shapes(
+        data_samples: List,
+        device: Optional[torch.device] = None) -> Optional[torch.Tensor]:
+    """``(B, 2)`` float original ``(h, w)`` from the ``ori_shape`` metainfo,
+    or None when a sample lacks it (a consumer that needs it says so)."""
+    shapes = [s.metainfo.get('ori_shape') for s in data_samples]
+    if any(hw is None for hw in shapes):
+        return None
+    return torch.tensor([tuple(hw[:2]) for hw in shapes],
+                        dtype=torch.float32,
+                        device=device)
+
+
 def _fields(data_samples: List,
             name: str,
             where: str,
