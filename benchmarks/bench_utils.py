@@ -252,7 +252,7 @@ class PhaseTimer:
     A call made while another hooked module runs counts in that outer one,
     so the times add up to at most the forward; a module called several
     times is summed. Use as a context manager around one step; ``times``
-    maps e.g. ``'backbone'``, ``'head.loss_distill'``,
+    maps e.g. ``'backbone'``, ``'head.loss_distill_module'``,
     ``'detector.encoder'`` to ms.
     """
 

@@ -70,7 +70,8 @@ def mocov2_config(ccop: dict) -> dict:
         head=dict(
             type='mmpretrain.ContrastiveHead',
             loss=dict(type='mmpretrain.CrossEntropyLoss'),
-            temperature=ccop.get('loss_img', {}).get('temperature', 0.2)),
+            temperature=ccop['head'].get('loss_img',
+                                         {}).get('temperature', 0.2)),
         data_preprocessor=dict(type='mmpretrain.SelfSupDataPreprocessor'))
 
 

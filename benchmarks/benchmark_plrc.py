@@ -117,7 +117,8 @@ def mocov2_cfg(plrc):
         head=dict(
             type='mmpretrain.ContrastiveHead',
             loss=dict(type='mmpretrain.CrossEntropyLoss'),
-            temperature=plrc.get('loss_img', {}).get('temperature', 0.2)))
+            temperature=plrc['head'].get('loss_img',
+                                         {}).get('temperature', 0.2)))
 
 
 def build(kind, args, points=None):
@@ -246,15 +247,15 @@ def main(argv=None):
         s = Stepper(args.mem_only, args, args.points, data)
         print(json.dumps(bu.step_memory(s.step, 2, args.device)))
         return None
-    dino = cfg['dino_head']
+    dino, head = cfg['dino_neck'], cfg['head']
     setting = (
         f'{osp.basename(args.config)}, {cfg["backbone"]["type"]}-'
         f'{cfg["backbone"]["depth"]}, batch {args.batch}, {size} px, '
         f'{views} views, {args.regions} grid regions/img, regions_per_image='
         f'{cfg.get("regions_per_image")}, P='
         f'{cfg["point_sampler"].get("num_points")}, distill grid '
-        f'{cfg.get("distill_size")} (num_distill_points='
-        f'{cfg.get("num_distill_points")}), {dino.get("num_prototypes")} '
+        f'{head.get("distill_size")} (num_distill_points='
+        f'{head.get("num_distill_points")}), {dino.get("num_prototypes")} '
         f'prototypes, symmetric={cfg.get("symmetric", False)}, '
         f'{args.device}, {torch.get_num_threads()} torch threads')
     print(f'setting: {setting}', flush=True)
@@ -292,7 +293,7 @@ def main(argv=None):
         bu.print_memory(res['memory'])
     sweep = {}
     for p in args.point_sweep:
-        t, n = time_point_loss(args, cfg['loss_point'], args.batch,
+        t, n = time_point_loss(args, head['loss_point'], args.batch,
                                args.regions, p)
         sweep[str(p)] = dict(points=n, ms=t * 1e3)
         print(f'P={p:4d}: {n} points in the SupCon set, point loss fwd+bwd '

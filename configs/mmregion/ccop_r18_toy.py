@@ -54,13 +54,15 @@ model = dict(
     img_queue_len=8,  # toy (CCOP: 65536): 2 batches, full after 2 iters
     region_queue_len=64,  # toy (CCOP: 65536): ~2 batches of ~30 regions
     feat_dim=32,
-    loss_img=dict(type='InfoNCELoss', temperature=0.2, loss_weight=1.0),
-    loss_region=dict(type='InfoNCELoss', temperature=0.2, loss_weight=1.0),
-    loss_intra=dict(
-        type='IntraImageDiscriminationLoss',
-        margin=0.4,
-        neg_iou_thr=0.05,
-        loss_weight=1.0),
+    head=dict(
+        type='CCOPHead',
+        loss_img=dict(type='InfoNCELoss', temperature=0.2, loss_weight=1.0),
+        loss_region=dict(type='InfoNCELoss', temperature=0.2, loss_weight=1.0),
+        loss_intra=dict(
+            type='IntraImageDiscriminationLoss',
+            margin=0.4,
+            neg_iou_thr=0.05,
+            loss_weight=1.0)),
     momentum=0.01,  # toy: EMA keeps 0.99 (CCOP 0.999) for a short run
     shuffle_bn=True)
 

@@ -61,19 +61,21 @@ model = dict(
     # pointer restarts at 0 ('wrap': written at the start instead)
     region_queue_overflow='drop',
     feat_dim=128,
-    loss_img=dict(
-        type='InfoNCELoss',
-        temperature=0.2,  # r50_d2 img_temperature
-        loss_weight=1.0),  # OpenSelfSup sums all losses (weight 1)
-    loss_region=dict(
-        type='InfoNCELoss',
-        temperature=0.2,  # r50_d2 roi_temperature
-        loss_weight=1.0),
-    loss_intra=dict(
-        type='IntraImageDiscriminationLoss',
-        margin=0.4,  # ccop.py intra_loss margin=0.4
-        neg_iou_thr=0.05,  # ccop.py get_iou_mat(...) < 0.05
-        loss_weight=1.0),
+    head=dict(
+        type='CCOPHead',
+        loss_img=dict(
+            type='InfoNCELoss',
+            temperature=0.2,  # r50_d2 img_temperature
+            loss_weight=1.0),  # OpenSelfSup sums all losses (weight 1)
+        loss_region=dict(
+            type='InfoNCELoss',
+            temperature=0.2,  # r50_d2 roi_temperature
+            loss_weight=1.0),
+        loss_intra=dict(
+            type='IntraImageDiscriminationLoss',
+            margin=0.4,  # ccop.py intra_loss margin=0.4
+            neg_iou_thr=0.05,  # ccop.py get_iou_mat(...) < 0.05
+            loss_weight=1.0)),
     momentum=0.001,  # r50_d2 momentum=0.999, mmengine convention 1 - 0.999
     shuffle_bn=True)  # ccop.py _img_batch_shuffle_ddp
 

@@ -49,7 +49,7 @@ model = dict(
         in_channels=2048,
         hid_channels=2048,
         out_channels=128),
-    dino_head=dict(
+    dino_neck=dict(
         type='DINOProjHead',  # [resnet] ProjHead (fcs_2)
         in_channels=2048,
         hid_channels=2048,  # [resnet] hidden_dim=2048
@@ -59,48 +59,52 @@ model = dict(
         norm_last_layer=True),
     point_sampler=dict(type='RegionPointSampler',
                        num_points=16),  # [builder] keep_point=16
-    img_queue_len=65536,  # [loss] Ks=[65536]
-    img_feat_dim=128,  # [loss] dim=128
-    loss_img=dict(
-        type='InfoNCELoss',
-        temperature=0.2,  # [loss] NCEAverage T=0.2
-        loss_weight=0.7),  # [main] --im_ratio 0.7 (paper's intended use)
-    loss_point=dict(
-        type='PointInfoNCELoss',
-        temperature=0.2,  # [loss] SupConLoss temperature
-        base_temperature=0.07,  # [loss] base_temperature
-        cross_view_only=False,  # [loss] positives from both views
-        loss_weight=0.3),  # [main] --cl_ratio 0.3
-    loss_distill=dict(
-        type='PointAffinityDistillationLoss',
-        student_temperature=0.1,  # [loss] SelfDistillation student_temp
-        teacher_temperature=0.07,  # [loss] teacher_temp
-        warmup_teacher_temperature=0.04,  # [loss] warmup_teacher_temp
-        # [loss] warmup_teacher_temp_epochs=30 of nepochs=100, scaled
-        warmup_epochs=warmup_teacher_epochs,
-        center_momentum=0.9,  # [loss] center_momentum
-        loss_weight=0.3),  # [main] --ts_ratio 0.3
-    # The release unpacks (loss_image, loss_point) swapped in main_plrc.py and
-    # so trains 1.0 * img + 0.21 * point + 0.21 * distill; to reproduce it set
-    # loss_img.loss_weight=1.0, loss_point/loss_distill.loss_weight=0.21.
-    distill_size=56,  # [builder] mask_size=56
-    # [models/utils.py] overlap(pos_ratio=0.5): every target cell within 0.5
-    # x the larger cell diagonal is a pair ([loss] torch.nonzero)
-    distill_pos_ratio=0.5,
-    # [data] coord: crop coordinates normalised by the original (W-1, H-1)
-    # ('pixels': isotropic original pixels)
-    distill_pair_frame='normalized',
-    affinity_scale=1. / 128,  # [loss] out_pos_feat_f / 128.0
-    # all cell pairs as the release (the mean over all pairs of the batch);
-    # an int keeps that many random pairs per image (an unbiased estimate of
-    # each image's mean, but every image weighs alike; 256 costs less:
-    # benchmarks/benchmark_plrc.py)
-    num_distill_points=None,
     # [data] one common cell per image (random), the points of the other
     # images are its negatives (the 15 sampled "negative" cells are never
     # read by [loss]); None = every common region, the other regions of the
     # same image being negatives too
     regions_per_image=1,
+    img_queue_len=65536,  # [loss] Ks=[65536]
+    img_feat_dim=128,  # [loss] dim=128
+    head=dict(
+        type='PLRCHead',
+        num_prototypes=4096,  # = dino_neck.num_prototypes ([resnet] out_dim)
+        loss_img=dict(
+            type='InfoNCELoss',
+            temperature=0.2,  # [loss] NCEAverage T=0.2
+            loss_weight=0.7),  # [main] --im_ratio 0.7 (paper's intended use)
+        loss_point=dict(
+            type='PointInfoNCELoss',
+            temperature=0.2,  # [loss] SupConLoss temperature
+            base_temperature=0.07,  # [loss] base_temperature
+            cross_view_only=False,  # [loss] positives from both views
+            loss_weight=0.3),  # [main] --cl_ratio 0.3
+        loss_distill=dict(
+            type='PointAffinityDistillationLoss',
+            student_temperature=0.1,  # [loss] SelfDistillation student_temp
+            teacher_temperature=0.07,  # [loss] teacher_temp
+            warmup_teacher_temperature=0.04,  # [loss] warmup_teacher_temp
+            # [loss] warmup_teacher_temp_epochs=30 of nepochs=100, scaled
+            warmup_epochs=warmup_teacher_epochs,
+            center_momentum=0.9,  # [loss] center_momentum
+            loss_weight=0.3),  # [main] --ts_ratio 0.3
+        # The release unpacks (loss_image, loss_point) swapped in
+        # main_plrc.py and so trains 1.0 * img + 0.21 * point + 0.21 *
+        # distill; to reproduce it set loss_img.loss_weight=1.0,
+        # loss_point/loss_distill.loss_weight=0.21.
+        distill_size=56,  # [builder] mask_size=56
+        # [models/utils.py] overlap(pos_ratio=0.5): every target cell within
+        # 0.5 x the larger cell diagonal is a pair ([loss] torch.nonzero)
+        distill_pos_ratio=0.5,
+        # [data] coord: crop coordinates normalised by the original
+        # (W-1, H-1) ('pixels': isotropic original pixels)
+        distill_pair_frame='normalized',
+        affinity_scale=1. / 128,  # [loss] out_pos_feat_f / 128.0
+        # all cell pairs as the release (the mean over all pairs of the
+        # batch); an int keeps that many random pairs per image (an unbiased
+        # estimate of each image's mean, but every image weighs alike; 256
+        # costs less: benchmarks/benchmark_plrc.py)
+        num_distill_points=None),
     symmetric=False,  # [builder] one direction: online view 0, teacher view 1
     # three views [builder][data]: student = online view 0, distillation
     # target = momentum view 0' (a companion crop overlapping view 0 by

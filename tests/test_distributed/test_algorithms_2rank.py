@@ -85,13 +85,13 @@ def _build(name):
         batch = dict(inputs=inputs, data_samples=samples)
     elif name == 'plrc':
         cfg = Config.fromfile(osp.join(CFG, 'plrc_r18_toy.py')).model
-        cfg.num_distill_points = None
+        cfg.head.num_distill_points = None
         # every common region (no random pick of one cell per image: the
         # pick draws from the global RNG, whose stream differs between a
         # rank and the 1-process reference)
         cfg.regions_per_image = None
         model = MODELS.build(cfg)
-        _per_sample_points(model.head.point_sampler)
+        _per_sample_points(model.point_sampler)
         batch = model.data_preprocessor(
             benchmark_plrc.fake_batch(n, 96, 4, views=cfg.num_views), True)
     else:

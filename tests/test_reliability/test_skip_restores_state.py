@@ -90,10 +90,11 @@ def _ccop():
 
 
 def _plrc():
+    from plrc_views import grid_views
     t = _algo_test('test_plrc')
     torch.manual_seed(0)
     model = MODELS.build(t._cfg())
-    inputs, samples = t._grid_views(B=2)
+    inputs, samples = grid_views(B=2)
     data = dict(
         inputs=[(x * 50 + 120).clamp(0, 255).to(torch.uint8) for x in inputs],
         data_samples=samples)

@@ -42,7 +42,7 @@ THIN = dict(
     plrc={
         'model.backbone.base_channels': 16,
         'model.point_neck.in_channels': 128,
-        'model.dino_head.in_channels': 128
+        'model.dino_neck.in_channels': 128
     },
     detreg={
         'model.detector.backbone.base_channels': 16,
@@ -219,13 +219,13 @@ def _plrc_official(model):
         rules += [
             (ours + r'backbone\.(.+)', enc + r'\1'),
             (ours + r'point_neck\.mlp\.(.+)', enc + r'fcs.\1'),
-            (ours + r'dino_head\.mlp\.(.+)', enc + r'fcs_2.mlp.\1'),
-            (ours + r'dino_head\.prototypes',
+            (ours + r'dino_neck\.mlp\.(.+)', enc + r'fcs_2.mlp.\1'),
+            (ours + r'dino_neck\.prototypes',
              enc + 'fcs_2.last_layer.weight_v'),
-            (ours + r'dino_head\.prototype_norm',
+            (ours + r'dino_neck\.prototype_norm',
              enc + 'fcs_2.last_layer.weight_g', lambda t: t.reshape(-1, 1)),
         ]
-    rules.append((r'head\.loss_distill\.center',
+    rules.append((r'head\.loss_distill_module\.center',
                   'module.plrc_loss.self_distillation.center'))
     # no official counterpart: our separate image neck and its queue
     drop = (r'(momentum_encoder\.module\.)?img_neck\.', r'img_queue\.',

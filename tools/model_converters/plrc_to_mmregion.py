@@ -14,7 +14,7 @@ Targets:
 - ``backbone``: mmdet/mmpretrain ``ResNet`` names without prefix, for
   ``backbone.init_cfg=dict(type='Pretrained', checkpoint=OUT)``.
 - ``algorithm``: mmregion's ``PLRC`` state dict (``plrc_r50_coco.py``):
-  backbone, ``point_neck`` (= ``fcs``), ``dino_head`` (= ``fcs_2``;
+  backbone, ``point_neck`` (= ``fcs``), ``dino_neck`` (= ``fcs_2``;
   prototypes = ``weight_v``, prototype norms = ``weight_g``), their
   momentum copies and the distillation centre. Our separate image neck
   (``img_neck``) and image queue have no official counterpart (the release
@@ -43,17 +43,17 @@ _MOMENTUM = 'momentum_encoder.module.'
 
 
 def _heads(src: str, dst: str) -> List[Rule]:
-    """``fcs`` -> ``point_neck``, ``fcs_2`` -> ``dino_head`` (one encoder)."""
+    """``fcs`` -> ``point_neck``, ``fcs_2`` -> ``dino_neck`` (one encoder)."""
     g = r'(?:weight_g|parametrizations\.weight\.original0)'
     v = r'(?:weight_v|parametrizations\.weight\.original1)'
     return [
         Rule(src + r'fcs\.(\d+)\.(weight|bias)',
              dst + r'point_neck.mlp.\1.\2'),
-        Rule(src + r'fcs_2\.mlp\.(\d+\.\w+)', dst + r'dino_head.mlp.\1'),
-        Rule(src + r'fcs_2\.last_layer\.' + v, dst + 'dino_head.prototypes'),
+        Rule(src + r'fcs_2\.mlp\.(\d+\.\w+)', dst + r'dino_neck.mlp.\1'),
+        Rule(src + r'fcs_2\.last_layer\.' + v, dst + 'dino_neck.prototypes'),
         Rule(
             src + r'fcs_2\.last_layer\.' + g,
-            dst + 'dino_head.prototype_norm',
+            dst + 'dino_neck.prototype_norm',
             transform=lambda t: t.reshape(-1)),
     ]
 
@@ -82,7 +82,7 @@ def plrc_rules(target: str) -> List[Rule]:
             _heads(r'encoder_q\.enc\.', '') +
             _heads(r'encoder_k\.enc\.', _MOMENTUM) + [
                 Rule(r'plrc_loss\.self_distillation\.center',
-                     'head.loss_distill.center')
+                     'head.loss_distill_module.center')
             ] + loss_skips)
 
 

@@ -98,7 +98,7 @@ def _width_and_queues(model: dict, depth: int, width: int,
         model['img_queue_len'] = queues['image']
         model['region_queue_len'] = queues['region']
     elif kind == 'PLRC':
-        for key in ('point_neck', 'dino_head', 'img_neck'):
+        for key in ('point_neck', 'dino_neck', 'img_neck'):
             if model.get(key):
                 model[key]['in_channels'] = c5
         model['img_queue_len'] = queues['image']

@@ -11,15 +11,16 @@ class PLRCTeacherTempHook(Hook):
     """Feeds the training progress to PLRC's distillation loss.
 
     Before every training iteration it writes the progress in (fractional)
-    epochs, ``iter / iters_per_epoch``, to ``model.<loss_name>.progress``;
+    epochs, ``iter / iters_per_epoch``, to ``model.<loss_name>.progress``
+(``loss_name`` may be a dotted path);
     :class:`PointAffinityDistillationLoss` turns it into the warmed-up
     teacher temperature (0.04 -> 0.07 over 30 epochs in the official code,
     where the schedule steps once per epoch; here it is linear per
     iteration). The schedule itself stays in the loss config.
 
     Args:
-        loss_name (str): attribute of the model holding the loss. Defaults
-            to 'loss_distill'.
+        loss_name (str): attribute path of the model holding the loss.
+            Defaults to 'head.loss_distill_module' (:class:`PLRCHead`).
         iters_per_epoch (int, optional): for iteration-based loops; by
             default ``len(runner.train_dataloader)``.
     """
@@ -27,7 +28,7 @@ class PLRCTeacherTempHook(Hook):
     priority = 'NORMAL'
 
     def __init__(self,
-                 loss_name: str = 'loss_distill',
+                 loss_name: str = 'head.loss_distill_module',
                  iters_per_epoch: Optional[int] = None) -> None:
         self.loss_name = loss_name
         self.iters_per_epoch = iters_per_epoch
@@ -39,7 +40,9 @@ class PLRCTeacherTempHook(Hook):
         model = runner.model
         if is_model_wrapper(model):
             model = model.module
-        loss = getattr(model, self.loss_name, None)
+        loss = model
+        for name in self.loss_name.split('.'):
+            loss = getattr(loss, name, None)
         if loss is None or not hasattr(loss, 'progress'):
             raise AttributeError(
                 f'PLRCTeacherTempHook: the model has no `{self.loss_name}` '

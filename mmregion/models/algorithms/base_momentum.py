@@ -24,48 +24,43 @@ from ..utils.own_scope import in_mmregion_scope
 __all__ = ['BaseMomentumSelfSupervisor']
 
 
-def _build(cfg: Optional[Union[dict, nn.Module]]) -> Optional[nn.Module]:
-    """Build ``cfg`` with mmregion's MODELS (scoped names such as
-    ``'mmdet.FPN'`` / ``'mmpretrain.ResNet'`` resolve in their library)."""
-    if cfg is None or isinstance(cfg, nn.Module):
-        return cfg
-    return MODELS.build(cfg)
-
-
 class BaseMomentumSelfSupervisor(NonFiniteLossGuardMixin, BaseSelfSupervisor):
-    """Online encoder, its EMA (momentum) copy and an image-level MoCo v2 term.
+    """Online encoder, its EMA (momentum) copy and the image-level MoCo v2
+    queue.
 
-    Submodules built here (all optional except ``backbone``):
+    mmpretrain's rule for the parts: the algorithm owns the encoders, the
+    teacher and the queues; the objective is ``head`` (built from
+    ``head=dict(type=..., loss_...=dict(...))``), which receives features
+    and targets. Built here: ``backbone``, ``neck`` (optional, e.g.
+    ``mmdet.FPN``), ``head``, ``img_neck`` (optional image-level projection
+    of the last stage, a neck taking and returning a 1-tuple, e.g.
+    :class:`LinearProjNeck`) and, with ``img_neck``, ``img_queue``
+    (:class:`FeatureQueue`; a subclass that embeds images otherwise calls
+    :meth:`init_image_queue` itself).
 
-    - ``backbone``: e.g. ``dict(type='mmpretrain.ResNet', depth=50,
-      out_indices=(0, 1, 2, 3))`` or ``dict(type='mmdet.ResNet', ...)``.
-    - ``neck``: applied to the backbone outputs (e.g. ``mmdet.FPN``).
-    - ``img_neck``: the image-level projection applied to the last backbone
-      stage (a neck taking and returning a 1-tuple, e.g.
-      ``mmpretrain.MoCoV2Neck`` or :class:`LinearProjNeck`).
-    - ``img_queue`` (:class:`FeatureQueue`) and ``loss_img``
-      (:class:`InfoNCELoss`) when ``img_neck`` is given.
+    The image-level MoCo v2 term is the same in every subclass: the
+    algorithm embeds the views (:meth:`embed_image` or its own embedding),
+    :meth:`image_contrast_loss` takes this step's negatives from the queue,
+    enqueues the keys and calls the head's ``image_loss``
+    (:class:`ImageContrastHead`).
 
-    A subclass creates the teacher by calling
-    :meth:`init_momentum_encoder` with the names of the modules it covers
-    (e.g. ``('backbone', 'neck', 'img_neck', 'region_neck')``); the teacher
-    copy of module ``name`` is :meth:`momentum_module`\\ ``(name)``. The
-    teacher has ``requires_grad=False`` everywhere and changes only in
+    A subclass creates the teacher with :meth:`init_momentum_encoder` and
+    the names of the modules it covers; the teacher copy of module ``name``
+    is :meth:`momentum_module`\\ ``(name)``. The teacher has
+    ``requires_grad=False`` everywhere and changes only in
     :meth:`update_momentum_encoder` (EMA; its first call copies the online
     weights, so a re-initialised online encoder is synced).
 
     Args:
-        backbone (dict | nn.Module): Online backbone.
+        backbone (dict | nn.Module): Online backbone, e.g.
+            ``dict(type='mmpretrain.ResNet', depth=50)``.
         neck (dict | nn.Module, optional): Neck after the backbone.
-            Defaults to None.
-        img_neck (dict | nn.Module, optional): Image-level projection on the
-            last backbone stage. Defaults to None (no image-level term).
+        head (dict | nn.Module, optional): The objective. Defaults to None.
+        img_neck (dict | nn.Module, optional): Image-level projection of the
+            last backbone stage. Defaults to None.
         img_queue_len (int): Length of the image key queue. Defaults to 65536
             (MoCo v2).
         img_feat_dim (int): Size of the image embedding. Defaults to 128.
-        loss_img (dict): Config of the image-level InfoNCE loss. Defaults to
-            ``dict(type='InfoNCELoss', temperature=0.2, loss_weight=1.0)``
-            (MoCo v2).
         momentum (float): EMA momentum in mmengine's convention
             (``0.001`` == MoCo's ``0.999``). Defaults to 0.001.
         shuffle_bn (bool): Shuffle the teacher's batch across ranks (MoCo's
@@ -80,11 +75,10 @@ class BaseMomentumSelfSupervisor(NonFiniteLossGuardMixin, BaseSelfSupervisor):
     def __init__(self,
                  backbone: Union[dict, nn.Module],
                  neck: Optional[Union[dict, nn.Module]] = None,
+                 head: Optional[Union[dict, nn.Module]] = None,
                  img_neck: Optional[Union[dict, nn.Module]] = None,
                  img_queue_len: int = 65536,
                  img_feat_dim: int = 128,
-                 loss_img: dict = dict(
-                     type='InfoNCELoss', temperature=0.2, loss_weight=1.0),
                  momentum: float = 0.001,
                  shuffle_bn: bool = True,
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
@@ -95,24 +89,33 @@ class BaseMomentumSelfSupervisor(NonFiniteLossGuardMixin, BaseSelfSupervisor):
         if isinstance(data_preprocessor, dict):
             data_preprocessor.setdefault('type',
                                          'mmpretrain.SelfSupDataPreprocessor')
-            data_preprocessor = _build(data_preprocessor)
+        # built with mmregion's MODELS: scoped names such as 'mmdet.FPN' or
+        # 'mmpretrain.ResNet' resolve in their library
+        build = (lambda cfg: cfg if cfg is None or isinstance(cfg, nn.Module)
+                 else MODELS.build(cfg))
         super().__init__(
-            backbone=_build(backbone),
-            neck=_build(neck),
+            backbone=build(backbone),
+            neck=build(neck),
+            head=build(head),
             pretrained=pretrained,
-            data_preprocessor=data_preprocessor,
+            data_preprocessor=build(data_preprocessor),
             init_cfg=init_cfg)
         self.momentum = momentum
         self.shuffle_bn = shuffle_bn
-        self.img_neck = _build(img_neck)
+        self.img_queue_len = img_queue_len
+        self.img_feat_dim = img_feat_dim
+        self.img_neck = build(img_neck)
         if self.img_neck is not None:
-            self.img_queue = FeatureQueue(img_queue_len, img_feat_dim)
-            self.loss_img = _build(loss_img)
+            self.init_image_queue(img_feat_dim)
 
     @property
     def with_img_neck(self) -> bool:
-        """bool: whether the image-level MoCo v2 term is computed."""
+        """bool: whether images are embedded by ``img_neck``."""
         return getattr(self, 'img_neck', None) is not None
+
+    def init_image_queue(self, dim: int) -> None:
+        """Create ``img_queue`` (``img_queue_len`` keys of size ``dim``)."""
+        self.img_queue = FeatureQueue(self.img_queue_len, dim)
 
     # ---- momentum encoder -------------------------------------------------
     def init_momentum_encoder(self, names: Sequence[str]) -> None:
@@ -143,21 +146,6 @@ class BaseMomentumSelfSupervisor(NonFiniteLossGuardMixin, BaseSelfSupervisor):
         """Online backbone features (the backbone that is transferred)."""
         return self.backbone(inputs)
 
-    def _forward_encoder(
-            self, inputs: Tensor,
-            momentum: bool) -> Tuple[Tuple[Tensor, ...], Tuple[Tensor, ...]]:
-        """Backbone (+ neck) of the online or the momentum encoder.
-
-        Returns:
-            tuple: ``(backbone_outs, neck_outs)``; ``neck_outs`` is
-            ``backbone_outs`` without a neck.
-        """
-        get = self.momentum_module if momentum else (
-            lambda n: getattr(self, n))
-        feats = tuple(get('backbone')(inputs))
-        outs = tuple(get('neck')(feats)) if self.with_neck else feats
-        return feats, outs
-
     def forward_momentum(
             self,
             inputs: Tensor) -> Tuple[Tuple[Tensor, ...], Tuple[Tensor, ...]]:
@@ -168,12 +156,15 @@ class BaseMomentumSelfSupervisor(NonFiniteLossGuardMixin, BaseSelfSupervisor):
             inputs (Tensor): (B, 3, H, W) images.
 
         Returns:
-            tuple: ``(backbone_outs, neck_outs)`` as in the online encoder.
+            tuple: ``(backbone_outs, neck_outs)``; ``neck_outs`` is
+            ``backbone_outs`` without a neck.
         """
         with torch.no_grad():
             if self.shuffle_bn:
                 inputs, idx_unshuffle = batch_shuffle_ddp(inputs)
-            feats, outs = self._forward_encoder(inputs, momentum=True)
+            feats = tuple(self.momentum_module('backbone')(inputs))
+            outs = tuple(self.momentum_module('neck')(
+                feats)) if self.with_neck else feats
             if self.shuffle_bn:
                 feats = tuple(
                     batch_unshuffle_ddp(f, idx_unshuffle) for f in feats)
@@ -183,7 +174,7 @@ class BaseMomentumSelfSupervisor(NonFiniteLossGuardMixin, BaseSelfSupervisor):
 
     # ---- image-level MoCo v2 ---------------------------------------------
     def embed_image(self, last_feat: Tensor, momentum: bool = False) -> Tensor:
-        """L2-normalised image embedding of the last backbone stage.
+        """L2-normalised ``img_neck`` embedding of the last backbone stage.
 
         Args:
             last_feat (Tensor): (B, C, H, W) last backbone stage.
@@ -195,19 +186,20 @@ class BaseMomentumSelfSupervisor(NonFiniteLossGuardMixin, BaseSelfSupervisor):
         neck = self.momentum_module('img_neck') if momentum else self.img_neck
         return F.normalize(neck((last_feat, ))[0], dim=1)
 
-    def image_contrast_loss(self, q_last: Tensor, k_last: Tensor) -> Tensor:
-        """Image-level MoCo v2 InfoNCE; enqueues the keys.
+    def image_contrast_loss(self, query: Sequence[Tensor],
+                            key: Sequence[Tensor]) -> Tensor:
+        """The image-level MoCo v2 term: the head's ``image_loss`` against
+        the queue as it was before this step, then the keys are enqueued.
 
         Args:
-            q_last (Tensor): (B, C, H, W) online last stage, view 1.
-            k_last (Tensor): (B, C, H, W) teacher last stage, view 2.
+            query (Sequence[Tensor]): per direction, (B, D) online
+                embeddings.
+            key (Sequence[Tensor]): per direction, (B, D) teacher
+                embeddings (all are enqueued).
 
         Returns:
-            Tensor: scalar loss (weighted by ``loss_img.loss_weight``).
+            Tensor: scalar loss (the mean over the directions).
         """
-        q = self.embed_image(q_last)
-        with torch.no_grad():
-            k = self.embed_image(k_last, momentum=True)
-        loss = self.loss_img(q, k, self.img_queue.features)
-        self.img_queue.enqueue(k)
-        return loss
+        negatives = self.img_queue.features  # a copy, before the enqueue
+        self.img_queue.enqueue(torch.cat(list(key)))
+        return self.head.image_loss(query, key, negatives)

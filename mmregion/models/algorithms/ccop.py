@@ -1,8 +1,8 @@
 """CCOP: Contrastive Object-level Pre-training with Spatial Noise Curriculum
 Learning (Yang, Huang, Crowley, arXiv 2111.13651).
 
-The algorithm runs the encoders; the objective is :class:`CCOPHead`
-(``models/heads/ccop_head.py``).
+The algorithm runs the encoders, the queues and the box jitter; the
+objective is :class:`CCOPHead` (``models/heads/ccop_head.py``).
 """
 import math
 from typing import Dict, List, Optional, Union
@@ -17,7 +17,7 @@ from mmregion.registry import MODELS, TASK_UTILS
 from ..utils.feature_queue import FeatureQueue
 from ..utils.own_scope import in_mmregion_scope
 from ..utils.region_utils import check_views, stack_regions
-from .base_momentum import BaseMomentumSelfSupervisor, _build
+from .base_momentum import BaseMomentumSelfSupervisor
 
 __all__ = ['CCOP']
 
@@ -30,21 +30,20 @@ class CCOP(BaseMomentumSelfSupervisor):
 
     Online and momentum encoders are ``backbone`` (ResNet) + ``neck`` (FPN,
     P2-P5) + ``img_neck`` (MLP on pooled C5) + ``region_neck``
-    (:class:`RoIProjNeck`). Three losses, summed with their ``loss_weight``:
-    ``loss_img`` (image-level MoCo v2), ``loss_region`` (hardest-positive
+    (:class:`RoIProjNeck`); the algorithm also owns the image and region
+    queues and the curriculum box jitter. The objective is ``head``
+    (:class:`CCOPHead`): ``loss_img`` (image-level MoCo v2, through
+    :meth:`image_contrast_loss`), ``loss_region`` (hardest-positive
     object-level InfoNCE against the region queue) and ``loss_intra``
-    (intra-image discrimination); the objective is written in
-    :class:`CCOPHead`, which the algorithm builds from ``loss_region`` and
-    ``loss_intra`` (no ``head`` key in the config). The selected positive
-    keys are enqueued.
+    (intra-image discrimination). The selected positive keys are enqueued.
 
     Everything is batched: the regions of all images are pooled with one
     RoIAlign call per FPN level (rois carry their batch index) and the
     jittered key boxes of all regions are embedded at once; only the valid
     candidates (IoU with their box >= the current threshold, at most
     ``N * (n_jitter + 1)``) go through RoIAlign and the key MLP, since an
-    invalid one can never be the positive. Padded
-    regions (``stack_regions``) are dropped before pooling and masked in the
+    invalid one can never be the positive. Padded regions
+    (``stack_regions``) are dropped before pooling and masked in the
     intra-image loss; a batch without regions gives zero region losses.
 
     Args:
@@ -53,6 +52,7 @@ class CCOP(BaseMomentumSelfSupervisor):
         img_neck (dict): Image projection config (on the last backbone
             stage).
         region_neck (dict): :class:`RoIProjNeck` config.
+        head (dict): :class:`CCOPHead` config.
         box_jitter (dict): :class:`CurriculumBoxJitter` config.
         img_queue_len (int): Image queue length. Defaults to 65536 (CCOP).
         region_queue_len (int): Region queue length. Defaults to 65536
@@ -61,18 +61,13 @@ class CCOP(BaseMomentumSelfSupervisor):
             the region queue (a variable number of keys per step):
             ``'wrap'`` (default) or ``'drop'`` (CCOP's release).
         feat_dim (int): Embedding size of both necks. Defaults to 128.
-        loss_img (dict): Image InfoNCE config (tau 0.2, CCOP).
-        loss_region (dict, optional): Region InfoNCE config of
-            :class:`CCOPHead`. Defaults to None (the head's: tau 0.2, CCOP).
-        loss_intra (dict, optional): Intra-image loss config of
-            :class:`CCOPHead`. Defaults to None (the head's: margin 0.4, IoU
-            0.05, CCOP).
         momentum (float): EMA momentum, mmengine convention (0.001 ==
             CCOP's 0.999). Defaults to 0.001.
         shuffle_bn (bool): Shuffle-BN for the momentum encoder. Defaults to
             True.
         data_preprocessor (dict, optional): Defaults to
             ``mmpretrain.SelfSupDataPreprocessor``.
+        pretrained (str, optional): Checkpoint to initialise from.
         init_cfg (dict, optional): Initialisation config.
     """
 
@@ -82,15 +77,12 @@ class CCOP(BaseMomentumSelfSupervisor):
                  neck: dict,
                  img_neck: dict,
                  region_neck: dict,
+                 head: dict,
                  box_jitter: dict = dict(type='CurriculumBoxJitter'),
                  img_queue_len: int = 65536,
                  region_queue_len: int = 65536,
                  region_queue_overflow: str = 'wrap',
                  feat_dim: int = 128,
-                 loss_img: dict = dict(
-                     type='InfoNCELoss', temperature=0.2, loss_weight=1.0),
-                 loss_region: Optional[dict] = None,
-                 loss_intra: Optional[dict] = None,
                  momentum: float = 0.001,
                  shuffle_bn: bool = True,
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
@@ -99,23 +91,19 @@ class CCOP(BaseMomentumSelfSupervisor):
         super().__init__(
             backbone=backbone,
             neck=neck,
+            head=head,
             img_neck=img_neck,
             img_queue_len=img_queue_len,
             img_feat_dim=feat_dim,
-            loss_img=loss_img,
             momentum=momentum,
             shuffle_bn=shuffle_bn,
             data_preprocessor=data_preprocessor,
             pretrained=pretrained,
             init_cfg=init_cfg)
-        self.region_neck = _build(region_neck)
-        self.box_jitter = box_jitter if isinstance(
-            box_jitter, nn.Module) else TASK_UTILS.build(box_jitter)
+        self.region_neck = MODELS.build(region_neck)
+        self.box_jitter = TASK_UTILS.build(box_jitter)
         self.region_queue = FeatureQueue(region_queue_len, feat_dim,
                                          region_queue_overflow)
-        head = dict(
-            type='CCOPHead', loss_region=loss_region, loss_intra=loss_intra)
-        self.head = _build({k: v for k, v in head.items() if v is not None})
         self.init_momentum_encoder(
             ('backbone', 'neck', 'img_neck', 'region_neck'))
 
@@ -177,8 +165,11 @@ class CCOP(BaseMomentumSelfSupervisor):
             k_pos, k_orig = self.head.select_positives(
                 q_region, k_cands, cand_valid)  # (N, D) each
 
-        losses = dict(
-            loss_img=self.image_contrast_loss(feats_q[-1], feats_k[-1]))
+        # image-level MoCo v2 (view 1 query, view 2 key)
+        img_q = self.embed_image(feats_q[-1])
+        with torch.no_grad():
+            img_k = self.embed_image(feats_k[-1], momentum=True)
+        losses = dict(loss_img=self.image_contrast_loss([img_q], [img_k]))
         losses.update(
             self.head.loss(q_region, k_pos, k_orig, self.region_queue.features,
                            boxes[:, 1], valid))

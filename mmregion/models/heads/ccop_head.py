@@ -5,8 +5,8 @@ CCOP (Yang, Huang, Crowley, arXiv 2111.13651; github ChenhongyiYang/CCOP,
 ``loss_weight``:
 
 - ``loss_img``: image-level MoCo v2 InfoNCE (view 1 query, view 2 key, the
-  image queue). It is the MoCo v2 term shared with PLRC, computed by
-  :meth:`BaseMomentumSelfSupervisor.image_contrast_loss`.
+  image queue), the term shared with PLRC (:class:`ImageContrastHead`,
+  which this head extends).
 - ``loss_region`` (here): inter-image object-level InfoNCE. Query = online
   embedding of region r in view 1; positive = the *hardest* valid jittered
   momentum key of r in view 2 (lowest similarity to the query among the
@@ -17,33 +17,41 @@ CCOP (Yang, Huang, Crowley, arXiv 2111.13651; github ChenhongyiYang/CCOP,
 - ``loss_intra`` (here): intra-image discrimination (hinge, margin 0.4)
   between the online region embeddings and the un-jittered momentum keys of
   the same image, over pairs with IoU < 0.05.
+
+Each term's loss is built from its config key (``loss_img``,
+``loss_region``, ``loss_intra``) as ``self.<key>_module`` (mmpretrain's
+``loss`` -> ``loss_module``); the algorithm :class:`CCOP` runs the encoders,
+the queues and the box jitter and hands the head features and targets.
 """
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
-from mmengine.model import BaseModule
 from torch import Tensor
 
 from mmregion.registry import MODELS
+from .image_contrast_head import ImageContrastHead
 
 __all__ = ['CCOPHead']
 
 
 @MODELS.register_module()
-class CCOPHead(BaseModule):
-    """Region-level objective of CCOP: hardest-positive InfoNCE + intra-image
-    discrimination (see the module docstring for the full objective).
+class CCOPHead(ImageContrastHead):
+    """The CCOP objective: image-level MoCo v2, hardest-positive region
+    InfoNCE and intra-image discrimination (module docstring).
 
     Regions arrive flattened over the batch: the N rows of ``query`` are the
     real regions in the order of ``valid.nonzero()`` (image, then region).
 
     Args:
+        loss_img (dict): Image-level InfoNCE config (tau 0.2, CCOP).
         loss_region (dict): Region InfoNCE config (tau 0.2, CCOP).
         loss_intra (dict): Intra-image loss config (margin 0.4, IoU 0.05).
         init_cfg (dict, optional): Initialisation config.
     """
 
     def __init__(self,
+                 loss_img: dict = dict(
+                     type='InfoNCELoss', temperature=0.2, loss_weight=1.0),
                  loss_region: dict = dict(
                      type='InfoNCELoss', temperature=0.2, loss_weight=1.0),
                  loss_intra: dict = dict(
@@ -51,10 +59,10 @@ class CCOPHead(BaseModule):
                      margin=0.4,
                      neg_iou_thr=0.05,
                      loss_weight=1.0),
-                 init_cfg: dict = None) -> None:
-        super().__init__(init_cfg=init_cfg)
-        self.loss_region = MODELS.build(loss_region)
-        self.loss_intra = MODELS.build(loss_intra)
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(loss_img=loss_img, init_cfg=init_cfg)
+        self.loss_region_module = MODELS.build(loss_region)
+        self.loss_intra_module = MODELS.build(loss_intra)
 
     @staticmethod
     @torch.no_grad()
@@ -84,7 +92,8 @@ class CCOPHead(BaseModule):
     def loss(self, query: Tensor, key_pos: Tensor, key_orig: Tensor,
              queue: Tensor, key_boxes: Tensor,
              valid: Tensor) -> Dict[str, Tensor]:
-        """The two region-level CCOP losses.
+        """The two region-level CCOP losses (``loss_img`` is
+        :meth:`image_loss`, called by the algorithm with its queue).
 
         Args:
             query (Tensor): (N, D) online region embeddings (view 1).
@@ -98,12 +107,14 @@ class CCOPHead(BaseModule):
         Returns:
             dict[str, Tensor]: ``loss_region`` and ``loss_intra``.
         """
-        losses = dict(loss_region=self.loss_region(query, key_pos, queue))
+        losses = dict(
+            loss_region=self.loss_region_module(query, key_pos, queue))
         # back to (B, K, D) with zero padding for the intra-image loss
         b_idx, r_idx = torch.nonzero(valid, as_tuple=True)
         q_pad = query.new_zeros(valid.shape + query.shape[1:])
         q_pad = q_pad.index_put((b_idx, r_idx), query)
         k_pad = key_orig.new_zeros(q_pad.shape).index_put((b_idx, r_idx),
                                                           key_orig)
-        losses['loss_intra'] = self.loss_intra(q_pad, k_pad, key_boxes, valid)
+        losses['loss_intra'] = self.loss_intra_module(q_pad, k_pad, key_boxes,
+                                                      valid)
         return losses

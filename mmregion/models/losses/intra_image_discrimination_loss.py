@@ -20,7 +20,7 @@ from mmdet.structures.bbox import bbox_overlaps
 from torch import Tensor
 
 from mmregion.registry import MODELS
-from .utils import BaseLoss, renamed_kwargs, weighted_reduce
+from .utils import BaseLoss, weighted_reduce
 
 __all__ = ['IntraImageDiscriminationLoss', 'intra_image_discrimination_loss']
 
@@ -87,8 +87,7 @@ class IntraImageDiscriminationLoss(BaseLoss):
     Args:
         margin (float): Hinge margin. Defaults to 0.4 (CCOP).
         neg_iou_thr (float): IoU below which two regions are negatives.
-            Defaults to 0.05 (CCOP). The old name ``iou_thr`` still works
-            (deprecated, with a warning).
+            Defaults to 0.05 (CCOP).
         reduction (str): 'none', 'mean' or 'sum'. Defaults to 'mean'.
         loss_weight (float): Multiplier. Defaults to 1.0 (CCOP).
     """
@@ -97,14 +96,8 @@ class IntraImageDiscriminationLoss(BaseLoss):
                  margin: float = 0.4,
                  neg_iou_thr: float = 0.05,
                  reduction: str = 'mean',
-                 loss_weight: float = 1.0,
-                 **deprecated) -> None:
+                 loss_weight: float = 1.0) -> None:
         super().__init__(reduction, loss_weight)
-        neg_iou_thr, = renamed_kwargs(
-            'IntraImageDiscriminationLoss',
-            dict(iou_thr='neg_iou_thr'),
-            deprecated,
-            neg_iou_thr=neg_iou_thr)
         self.margin = margin
         self.neg_iou_thr = neg_iou_thr
 

@@ -7,7 +7,7 @@ from mmengine import dist
 from torch import Tensor
 
 from mmregion.registry import MODELS
-from .utils import BaseLoss, renamed_kwargs, weighted_reduce
+from .utils import BaseLoss, weighted_reduce
 
 __all__ = ['PointAffinityDistillationLoss', 'point_affinity_distillation_loss']
 
@@ -72,11 +72,6 @@ class PointAffinityDistillationLoss(BaseLoss):
             Defaults to 0.9.
         reduction (str): Defaults to 'mean'.
         loss_weight (float): Defaults to 1.0.
-
-    The old names ``student_temp`` / ``teacher_temp`` /
-    ``warmup_teacher_temp`` still work (deprecated, with a warning); the
-    attributes ``student_temp`` and ``teacher_temp`` stay as read-only
-    aliases.
     """
 
     def __init__(self,
@@ -87,20 +82,11 @@ class PointAffinityDistillationLoss(BaseLoss):
                  warmup_epochs: float = 30,
                  center_momentum: float = 0.9,
                  reduction: str = 'mean',
-                 loss_weight: float = 1.0,
-                 **deprecated) -> None:
+                 loss_weight: float = 1.0) -> None:
         super().__init__(reduction, loss_weight)
-        (self.student_temperature, self.final_teacher_temperature,
-         self.warmup_teacher_temperature) = renamed_kwargs(
-             'PointAffinityDistillationLoss',
-             dict(
-                 student_temp='student_temperature',
-                 teacher_temp='teacher_temperature',
-                 warmup_teacher_temp='warmup_teacher_temperature'),
-             deprecated,
-             student_temperature=student_temperature,
-             teacher_temperature=teacher_temperature,
-             warmup_teacher_temperature=warmup_teacher_temperature)
+        self.student_temperature = student_temperature
+        self.final_teacher_temperature = teacher_temperature
+        self.warmup_teacher_temperature = warmup_teacher_temperature
         self.out_dim = out_dim
         self.warmup_epochs = warmup_epochs
         self.center_momentum = center_momentum
@@ -115,16 +101,6 @@ class PointAffinityDistillationLoss(BaseLoss):
         r = min(max(self.progress / self.warmup_epochs, 0.), 1.)
         return self.warmup_teacher_temperature + r * (
             self.final_teacher_temperature - self.warmup_teacher_temperature)
-
-    @property
-    def teacher_temp(self) -> float:
-        """Deprecated alias of :attr:`teacher_temperature`."""
-        return self.teacher_temperature
-
-    @property
-    def student_temp(self) -> float:
-        """Deprecated alias of :attr:`student_temperature`."""
-        return self.student_temperature
 
     @torch.no_grad()
     def update_center(self, teacher: Tensor, weight: Tensor) -> None:

@@ -20,18 +20,13 @@ masks nothing and no weight is given). ``avg_factor`` with ``'sum'`` is an
 error, as in mmdet. ``tests/test_models/test_losses/test_loss_contract.py``
 checks all of this for every registered loss.
 """
-import logging
-from typing import Dict, Optional, Tuple
+from typing import Optional
 
 import torch.nn as nn
 from mmdet.models.losses.utils import weight_reduce_loss
-from mmengine.logging import print_log
 from torch import Tensor
 
-__all__ = [
-    'REDUCTIONS', 'check_reduction', 'weighted_reduce', 'renamed_kwargs',
-    'BaseLoss'
-]
+__all__ = ['REDUCTIONS', 'check_reduction', 'weighted_reduce', 'BaseLoss']
 
 REDUCTIONS = ('none', 'mean', 'sum')
 
@@ -81,40 +76,6 @@ def weighted_reduce(loss: Tensor,
             return loss.sum()
     return weight_reduce_loss(
         loss, weight, reduction=reduction, avg_factor=avg_factor)
-
-
-def renamed_kwargs(owner: str, renames: Dict[str, str], deprecated: dict,
-                   **current) -> Tuple:
-    """Map deprecated keyword arguments to their new names, with a warning.
-
-    For config keys that were renamed (configs outside the repository may
-    still use the old ones). Typical use in ``__init__(self, ..., **kwargs)``:
-    ``a, b = renamed_kwargs('Loss', {'temp': 'a'}, kwargs, a=a, b=b)``.
-
-    Args:
-        owner (str): Class name for the messages.
-        renames (dict[str, str]): old name -> new name.
-        deprecated (dict): The extra keyword arguments that were given.
-        **current: The new-name arguments as given (or defaulted).
-
-    Returns:
-        tuple: the values of ``current`` in order, old keys applied.
-
-    Raises:
-        TypeError: for a keyword that is neither new nor a known old one.
-    """
-    unknown = sorted(set(deprecated) - set(renames))
-    if unknown:
-        raise TypeError(f'{owner}: unexpected keyword argument(s) {unknown}')
-    for old, value in deprecated.items():
-        new = renames[old]
-        print_log(
-            f'{owner}: `{old}` is deprecated, use `{new}` (same meaning; '
-            f'{old}={value!r} is applied as {new}).',
-            logger='current',
-            level=logging.WARNING)
-        current[new] = value
-    return tuple(current.values())
 
 
 class BaseLoss(nn.Module):

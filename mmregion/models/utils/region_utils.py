@@ -77,6 +77,19 @@ def stack_view_affine(data_samples: List) -> torch.Tensor:
                 torch.float32))
 
 
+def stack_ori_shapes(
+        data_samples: List,
+        device: Optional[torch.device] = None) -> Optional[torch.Tensor]:
+    """``(B, 2)`` float original ``(h, w)`` from the ``ori_shape`` metainfo,
+    or None when a sample lacks it (a consumer that needs it says so)."""
+    shapes = [s.metainfo.get('ori_shape') for s in data_samples]
+    if any(hw is None for hw in shapes):
+        return None
+    return torch.tensor([tuple(hw[:2]) for hw in shapes],
+                        dtype=torch.float32,
+                        device=device)
+
+
 def _fields(data_samples: List,
             name: str,
             where: str,
@@ -90,3 +103,27 @@ def _fields(data_samples: List,
                              f'"{name}" field (use PackRegionInputs).')
         out.append(torch.as_tensor(value, dtype=dtype))
     return out
+
+
+def select_regions(
+        boxes: torch.Tensor, valid: torch.Tensor,
+        max_regions: Optional[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Keep at most ``max_regions`` random valid regions per image.
+
+    Args:
+        boxes (torch.Tensor): ``(B, V, K, 4)``.
+        valid (torch.Tensor): ``(B, K)`` bool.
+        max_regions (int, optional): None keeps all.
+
+    Returns:
+        tuple[torch.Tensor, torch.Tensor]: ``(B, V, K', 4)`` and ``(B, K')``.
+    """
+    K = valid.size(1)
+    if max_regions is None or K <= max_regions:
+        return boxes, valid
+    score = torch.rand(valid.shape, device=valid.device) + valid.float()
+    idx = score.topk(max_regions, dim=1).indices  # (B, K')
+    valid = valid.gather(1, idx)
+    boxes = boxes.gather(
+        2, idx[:, None, :, None].expand(-1, boxes.size(1), -1, 4))
+    return boxes, valid

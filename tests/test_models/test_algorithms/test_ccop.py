@@ -35,6 +35,7 @@ def _cfg():
             in_channels=16,
             hid_channels=32,
             out_channels=8),
+        head=dict(type='CCOPHead'),
         box_jitter=dict(type='CurriculumBoxJitter', n_jitter=4),
         img_queue_len=16,
         region_queue_len=16,
@@ -141,3 +142,25 @@ def test_ccop_picks_hardest_valid_candidate(model, monkeypatch):
 def test_ccop_bad_inputs(model):
     with pytest.raises(ValueError, match='2 view'):
         model.loss(_inputs(2)[:1], _samples([1, 1]))
+
+
+def test_ccop_builds_its_head_and_feeds_the_shared_image_term(model):
+    from mmregion.models.heads import CCOPHead
+    model = copy.deepcopy(model)
+    assert isinstance(model.head, CCOPHead)
+    assert 'loss_region' not in dict(model.named_children())
+    seen = []
+    image_loss = model.head.image_loss
+
+    def spy(query, key, queue):
+        seen.append((len(query), queue.clone()))
+        return image_loss(query, key, queue)
+
+    model.head.image_loss = spy
+    queue_before = model.img_queue.queue.clone()
+    losses = model.loss(_inputs(2), _samples([2, 1]))
+    assert len(seen) == 1 and seen[0][0] == 1  # one direction
+    assert torch.equal(seen[0][1], queue_before)  # negatives: the old queue
+    assert torch.isfinite(losses['loss_img'])
+    with pytest.raises(TypeError):  # no flat loss keys on the algorithm
+        MODELS.build(dict(_cfg(), loss_region=dict(type='InfoNCELoss')))

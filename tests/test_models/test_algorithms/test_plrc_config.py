@@ -25,10 +25,11 @@ def test_r50_defaults_are_the_release():
     assert model.img_neck is None  # image embedding = mean of point_neck
     assert model.regions_per_image == 1
     assert model.num_views == 3 and not model.symmetric
-    assert model.num_distill_points is None
+    assert model.head.num_distill_points is None
+    assert model.head.num_prototypes == model.dino_neck.num_prototypes
     # issue 24: overlap() pairs in the release's normalised frame
-    assert (model.distill_pos_ratio,
-            model.distill_pair_frame) == (0.5, 'normalized')
+    assert (model.head.distill_pos_ratio,
+            model.head.distill_pair_frame) == (0.5, 'normalized')
     assert model.teacher_heads_in_shuffle
     assert model.backbone.norm_cfg == dict(type='BN')
     assert model.img_feat_dim == model.point_neck.out_channels == 128
@@ -57,17 +58,17 @@ def test_schedule_and_teacher_warmup_scale_with_max_epochs(
     assert cfg.train_cfg.max_epochs == max_epochs
     assert cfg.param_scheduler[0].T_max == max_epochs
     assert cfg.param_scheduler[0].end == max_epochs
-    warmup = cfg.model.loss_distill.warmup_epochs
+    warmup = cfg.model.head.loss_distill.warmup_epochs
     assert warmup == max_epochs * 30 // 100
 
     from mmregion.models.losses import PointAffinityDistillationLoss
-    loss_cfg = dict(cfg.model.loss_distill)
+    loss_cfg = dict(cfg.model.head.loss_distill)
     loss_cfg.pop('type')
     loss = PointAffinityDistillationLoss(out_dim=4, **loss_cfg)
     loss.progress = warmup / 2
-    assert loss.teacher_temp == pytest.approx((0.04 + 0.07) / 2)
+    assert loss.teacher_temperature == pytest.approx((0.04 + 0.07) / 2)
     loss.progress = warmup
-    assert loss.teacher_temp == pytest.approx(0.07)
+    assert loss.teacher_temperature == pytest.approx(0.07)
 
 
 def test_toy_config_follows_the_r50_view_setup():

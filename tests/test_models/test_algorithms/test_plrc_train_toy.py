@@ -48,7 +48,7 @@ def test_plrc_toy_config_trains_and_loss_falls(toy_coco, tmp_path):
     cfg.param_scheduler = []
     cfg.optim_wrapper.optimizer.lr = 0.1
     cfg.model.img_queue_len = 4
-    cfg.model.loss_distill.warmup_epochs = 0
+    cfg.model.head.loss_distill.warmup_epochs = 0
     cfg.default_hooks.checkpoint = dict(
         type='CheckpointHook', interval=1000, by_epoch=False)
     cfg.visualizer = dict(type='Visualizer', vis_backends=[])
@@ -76,4 +76,5 @@ def test_plrc_toy_config_trains_and_loss_falls(toy_coco, tmp_path):
         curve = np.array([x[key] for x in losses])
         assert curve[-3:].mean() < curve[1:4].mean(), (key, curve)
     # the teacher-temperature hook wrote the progress (3 epochs of 2 iters)
-    assert runner.model.loss_distill.progress == pytest.approx(11 / 2)
+    assert runner.model.head.loss_distill_module.progress == pytest.approx(11 /
+                                                                           2)

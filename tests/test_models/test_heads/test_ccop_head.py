@@ -21,8 +21,9 @@ def head():
             type='CCOPHead',
             loss_region=dict(type='InfoNCELoss', temperature=0.2),
             loss_intra=dict(
-                type='IntraImageDiscriminationLoss', margin=0.4,
-                iou_thr=0.05)))
+                type='IntraImageDiscriminationLoss',
+                margin=0.4,
+                neg_iou_thr=0.05)))
 
 
 def test_select_positives_is_the_hardest_valid_candidate():
