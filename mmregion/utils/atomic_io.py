@@ -27,7 +27,6 @@ For our own code: :func:`atomic_write` (context manager) and
 :func:`atomic_save` (``torch.save``).
 """
 import json
-import logging
 import os
 import os.path as osp
 import re
@@ -39,14 +38,11 @@ from typing import IO, Any, Iterator, List, Optional, Union
 
 import torch
 from mmengine.fileio.backends import LocalBackend
-from mmengine.fileio.file_client import HardDiskBackend
-from mmengine.logging import print_log
 
 __all__ = [
     'AtomicFile', 'atomic_write', 'atomic_write_json', 'atomic_save',
-    'fsync_dir', 'AtomicLocalBackend', 'AtomicHardDiskBackend',
-    'ATOMIC_BACKEND', 'register_atomic_backends', 'atomic_backend_args',
-    'install_atomic_file_backend', 'is_atomic_tmp_file',
+    'fsync_dir', 'AtomicLocalBackend', 'ATOMIC_BACKEND',
+    'register_atomic_backend', 'atomic_backend_args', 'is_atomic_tmp_file',
     'remove_stale_tmp_files'
 ]
 
@@ -322,30 +318,18 @@ class AtomicLocalBackend(LocalBackend):
             f.write(obj)
 
 
-class AtomicHardDiskBackend(HardDiskBackend):
-    """The deprecated ``FileClient`` disk backend, with atomic writes."""
-    put = AtomicLocalBackend.put
-    put_text = AtomicLocalBackend.put_text
-
-
 ATOMIC_BACKEND = 'mmregion_atomic_local'
-ATOMIC_DISK_BACKEND = 'mmregion_atomic_disk'
 
 
-def register_atomic_backends() -> None:
-    """Register the atomic backends under their own names (idempotent).
+def register_atomic_backend() -> None:
+    """Register :class:`AtomicLocalBackend` as ``'mmregion_atomic_local'``.
 
-    ``'mmregion_atomic_local'`` (:class:`AtomicLocalBackend`) in mmengine's
-    file backends and ``'mmregion_atomic_disk'``
-    (:class:`AtomicHardDiskBackend`) in the deprecated ``FileClient``. Only
-    additions: mmengine's ``'local'`` / ``'disk'`` backends are unchanged.
+    Idempotent, and only an addition: mmengine's ``'local'`` backend is
+    unchanged.
     """
     from mmengine.fileio.backends import backends, register_backend
-    from mmengine.fileio.file_client import FileClient
     if ATOMIC_BACKEND not in backends:
         register_backend(ATOMIC_BACKEND, AtomicLocalBackend)
-    if ATOMIC_DISK_BACKEND not in FileClient._backends:
-        FileClient.register_backend(ATOMIC_DISK_BACKEND, AtomicHardDiskBackend)
 
 
 def atomic_backend_args() -> dict:
@@ -359,24 +343,5 @@ def atomic_backend_args() -> dict:
     Returns:
         dict: ``dict(backend='mmregion_atomic_local')`` (registered first).
     """
-    register_atomic_backends()
+    register_atomic_backend()
     return dict(backend=ATOMIC_BACKEND)
-
-
-def install_atomic_file_backend() -> None:
-    """Deprecated: ``import mmregion`` no longer changes mmengine's writers.
-
-    Registers the atomic backends under their own names
-    (:func:`register_atomic_backends`) and warns. Atomic checkpoint writes
-    come from :class:`~mmregion.engine.hooks.SafeCheckpointHook`; elsewhere
-    pass :func:`atomic_backend_args` or use :func:`atomic_write`.
-    """
-    register_atomic_backends()
-    print_log(
-        'install_atomic_file_backend() is deprecated and no longer replaces '
-        'mmengine\'s "local" backend: checkpoints are written atomically by '
-        'mmregion\'s CheckpointHook (type="mmregion.SafeCheckpointHook" in '
-        'other scopes); pass backend_args=atomic_backend_args() or use '
-        'atomic_write() elsewhere.',
-        logger='current',
-        level=logging.WARNING)

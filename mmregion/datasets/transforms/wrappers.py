@@ -7,7 +7,7 @@ from mmcv.transforms import BaseTransform, Compose
 
 from mmregion.registry import TRANSFORMS
 from mmregion.structures import affine_boxes, clip_boxes, relative_affine
-from .box_utils import log_count
+from mmregion.utils.log_utils import log_count
 
 Transform = Union[dict, Callable[[dict], dict]]
 
