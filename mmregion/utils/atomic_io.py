@@ -43,7 +43,7 @@ __all__ = [
     'AtomicFile', 'atomic_write', 'atomic_write_json', 'atomic_save',
     'fsync_dir', 'AtomicLocalBackend', 'ATOMIC_BACKEND',
     'register_atomic_backend', 'atomic_backend_args', 'is_atomic_tmp_file',
-    'remove_stale_tmp_files'
+    'remove_stale_tmp_files', 'pid_alive'
 ]
 
 TMP_SUFFIX = '.tmp'
@@ -79,7 +79,15 @@ def is_atomic_tmp_file(name: str) -> bool:
     return _TMP_RE.match(osp.basename(name)) is not None
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host runs (or can not be checked).
+
+    Args:
+        pid (int): A process id.
+
+    Returns:
+        bool: False only when no such process exists.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -125,7 +133,7 @@ def remove_stale_tmp_files(dirname: Union[str, Path],
         if m.group('host') != _HOST:
             if not other_hosts:
                 continue
-        elif not (own_pid and pid == os.getpid()) and _pid_alive(pid):
+        elif not (own_pid and pid == os.getpid()) and pid_alive(pid):
             continue
         try:
             os.remove(osp.join(str(dirname), name))

@@ -1,4 +1,5 @@
-# Each module adds its own import line below.
-from .linear_proj_neck import LinearProjNeck  # noqa
-from .point_proj_neck import PointProjNeck  # noqa
-from .roi_proj_neck import RoIProjNeck  # noqa
+from .linear_proj_neck import LinearProjNeck
+from .point_proj_neck import PointProjNeck
+from .roi_proj_neck import RoIProjNeck
+
+__all__ = ['LinearProjNeck', 'PointProjNeck', 'RoIProjNeck']
