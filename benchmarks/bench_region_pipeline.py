@@ -32,6 +32,8 @@ from mmengine.registry import DefaultScope  # noqa: E402
 from mmregion.models.utils import stack_regions  # noqa: E402
 from mmregion.registry import TRANSFORMS  # noqa: E402
 
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
 
 class _DictStore:
 
@@ -43,29 +45,13 @@ class _DictStore:
 
 
 def _photometric():
-    return [
-        dict(
-            type='mmpretrain.RandomApply',
-            transforms=[
-                dict(
-                    type='mmpretrain.ColorJitter',
-                    brightness=0.4,
-                    contrast=0.4,
-                    saturation=0.2,
-                    hue=0.1)
-            ],
-            prob=0.8),
-        dict(
-            type='mmpretrain.RandomGrayscale',
-            prob=0.2,
-            keep_channels=True,
-            channel_weights=(0.114, 0.587, 0.2989)),
-        dict(
-            type='mmpretrain.GaussianBlur',
-            magnitude_range=(0.1, 2.0),
-            magnitude_std='inf',
-            prob=0.5),
-    ]
+    """The CCOP recipe's colour jitter, grayscale and blur (the entries of
+    ``configs/_base_/datasets/coco_regions_2view.py``'s view pipeline
+    between its crop and its flip)."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(
+        osp.join(ROOT, 'configs/_base_/datasets/coco_regions_2view.py'))
+    return copy.deepcopy(cfg.to_dict()['view_pipeline'][1:-1])
 
 
 def _pipelines(store, photometric):

@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Tuple
 # "Supported stack").
 SUPPORTED: Dict[str, Tuple[Optional[str], Optional[str]]] = {
     # torch.load(weights_only=...) and pickle_module (restricted unpickler
-    # on torch < 2.6, see mmregion/utils/legacy_torch_load.py)
+    # on torch < 2.6, see mmregion/utils/restricted_torch_load.py)
     'torch': ('2.0.0', None),
     'torchvision': (None, None),
     'mmcv': ('2.0.0', '2.2.0'),  # mmdet 3.3.0 asserts mmcv < 2.2.0

@@ -169,7 +169,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     import mmregion  # noqa: F401
-    from mmregion.apis.cli import UserError  # incl. CheckpointError
+    from mmregion.utils.errors import UserError  # incl. CheckpointError
     args = parse_args(argv)
     try:
         out = extract_backbone(args.checkpoint, args.out, args.prefix,

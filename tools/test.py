@@ -18,9 +18,9 @@ from mmengine.config import ConfigDict
 from mmengine.runner import Runner
 
 import mmregion  # noqa: F401  (safe checkpoint loader, version checks)
-from mmregion.apis.cli import (UserError, add_cfg_options_args,
-                               apply_cfg_options, load_config, run_cli,
-                               setup_cpu_distributed)
+from mmregion.apis.cli import (add_cfg_options_args, apply_cfg_options,
+                               load_config, run_cli, setup_cpu_distributed)
+from mmregion.utils.errors import UserError
 
 
 def parse_args(argv=None):

@@ -16,9 +16,10 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
 from mmengine.runner import Runner
 
 import mmregion  # noqa: F401  (safe checkpoint loader, version checks)
-from mmregion.apis.cli import (UserError, add_cfg_options_args,
-                               apply_cfg_options, explain_downloads,
-                               load_config, run_cli, setup_cpu_distributed)
+from mmregion.apis.cli import (add_cfg_options_args, apply_cfg_options,
+                               explain_downloads, load_config, run_cli,
+                               setup_cpu_distributed)
+from mmregion.utils.errors import UserError
 
 
 def parse_args(argv=None):

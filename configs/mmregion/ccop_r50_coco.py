@@ -11,8 +11,6 @@ _base_ = [
     '../_base_/default_runtime.py',
 ]
 
-view_size = 224  # r50_d2 aug_dict size=224
-
 model = dict(
     type='CCOP',
     backbone=dict(

@@ -1,7 +1,9 @@
 # MoCo v2 (mmpretrain's implementation) on the toy set: the image-level
 # baseline the region-level methods are compared with, in the toy setting.
 # Also the smallest config that exercises the whole training loop (resume tests).  # noqa: E501
-_base_ = ['../_base_/default_runtime.py']
+_base_ = [
+    '../_base_/pipelines/mocov2_photometric.py', '../_base_/default_runtime.py'
+]
 
 data_root = 'data/toy_coco/'
 view_size = 64
@@ -40,22 +42,7 @@ view_pipeline = [
         scale=view_size,
         crop_ratio_range=(0.2, 1.),
         backend='pillow'),
-    dict(
-        type='mmpretrain.RandomApply',
-        transforms=[
-            dict(
-                type='mmpretrain.ColorJitter',
-                brightness=0.4,
-                contrast=0.4,
-                saturation=0.4,
-                hue=0.1)
-        ],
-        prob=0.8),
-    dict(
-        type='mmpretrain.RandomGrayscale',
-        prob=0.2,
-        keep_channels=True,
-        channel_weights=(0.114, 0.587, 0.2989)),
+    *_base_.mocov2_photometric[:2],  # toy: no blur
     dict(type='mmpretrain.RandomFlip', prob=0.5),
 ]
 train_pipeline = [

@@ -78,22 +78,7 @@ view_pipeline = [
         min_kept_ratio=0.,
         min_area=4,
         backend='pillow'),
-    dict(
-        type='mmpretrain.RandomApply',
-        transforms=[
-            dict(
-                type='mmpretrain.ColorJitter',
-                brightness=0.4,
-                contrast=0.4,
-                saturation=0.4,
-                hue=0.1)
-        ],
-        prob=0.8),
-    dict(
-        type='mmpretrain.RandomGrayscale',
-        prob=0.2,
-        keep_channels=True,
-        channel_weights=(0.114, 0.587, 0.2989)),
+    *_base_.mocov2_photometric[:2],  # toy: no blur
     dict(type='RegionRandomFlip', prob=0.5),
 ]
 train_pipeline = [

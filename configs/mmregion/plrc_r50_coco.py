@@ -16,15 +16,17 @@
 # 11x fewer. We train 800 COCO epochs (~370k iterations), the COCO
 # convention of CCOP and DenseCL; iteration parity with the release would be
 # ~1085 epochs. The teacher-temperature warm-up (30 of 100 epochs [loss])
-# and the cosine schedule scale with `max_epochs`: change it here only.
+# and the cosine schedule scale with `max_epochs` of the schedule
+# (../_base_/schedules/sgd_coslr_800e_plrc.py).
 _base_ = [
     '../_base_/datasets/coco_regions_2view.py',
+    '../_base_/schedules/sgd_coslr_800e_plrc.py',
     '../_base_/default_runtime.py',
 ]
 
 proposal_file = 'data/coco/proposals/train2017_grid4'
-max_epochs = 800  # see "Schedule" above (release: 100 ImageNet epochs)
-warmup_teacher_epochs = max_epochs * 30 // 100  # [loss] 30 of nepochs=100
+# [loss] 30 of nepochs=100; max_epochs: see "Schedule" above
+warmup_teacher_epochs = _base_.max_epochs * 30 // 100
 
 model = dict(
     type='PLRC',
@@ -128,27 +130,9 @@ view_pipeline = [
         min_kept_ratio=0.,  # [data] a region counts if any pixel is visible
         min_area=16,  # one cell of the 56x56 region map at 224 px [data]
         backend='pillow'),  # [data] PIL bilinear (backend='cv2': option)
-    dict(
-        type='mmpretrain.RandomApply',
-        transforms=[
-            dict(
-                type='mmpretrain.ColorJitter',
-                brightness=0.4,  # [data] ColorJitter(0.4, 0.4, 0.4, 0.1)
-                contrast=0.4,
-                saturation=0.4,
-                hue=0.1)
-        ],
-        prob=0.8),  # [data] p=0.8
-    dict(
-        type='mmpretrain.RandomGrayscale',
-        prob=0.2,  # [data] p=0.2
-        keep_channels=True,
-        channel_weights=(0.114, 0.587, 0.2989)),
-    dict(
-        type='mmpretrain.GaussianBlur',
-        magnitude_range=(0.1, 2.0),  # [data] GaussianBlurSimple([0.1, 2.0])
-        magnitude_std='inf',
-        prob=0.5),  # [data] p=0.5
+    # [data] ColorJitter(0.4, 0.4, 0.4, 0.1) p=0.8, RandomGrayscale p=0.2,
+    # GaussianBlurSimple([0.1, 2.0]) p=0.5: MoCo v2's block
+    *_base_.mocov2_photometric,
     dict(type='RegionRandomFlip',
          prob=0.5),  # [data] RandomHorizontalFlipCoord
 ]
@@ -178,21 +162,4 @@ train_dataloader = dict(
     batch_size=32,  # [main] 256 over 8 GPUs
     dataset=dict(pipeline=train_pipeline))
 
-optim_wrapper = dict(
-    # stops with a message naming the loss term and iteration when a loss
-    # turns NaN/inf (on_nonfinite='skip' skips the step instead, counted)
-    type='FiniteCheckOptimWrapper',
-    on_nonfinite='raise',
-    optimizer=dict(type='SGD', lr=0.03, momentum=0.9,
-                   weight_decay=1e-4))  # [main] lr 0.03, momentum 0.9, wd 1e-4
-param_scheduler = [
-    dict(
-        type='CosineAnnealingLR',
-        T_max=max_epochs,
-        by_epoch=True,
-        begin=0,
-        end=max_epochs)  # [main] adjust_learning_rate: cosine, per epoch
-]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
 custom_hooks = [dict(type='PLRCTeacherTempHook')]  # teacher temp warm-up
-auto_scale_lr = dict(base_batch_size=256)  # [main] batch 256

@@ -52,22 +52,16 @@ model = dict(
     # a faster-moving teacher for runs of a few hundred iterations
     momentum=0.01)
 
+# the parent's pipeline (../_base_/datasets/coco_regions_weak-strong.py)
+# on the toy store, with a milder crop and K = num_ss_boxes
 train_pipeline = [
-    dict(type='LoadImageFromFileSafe'),
-    dict(type='LoadProposals', proposal_file=proposal_file, topk=None),
+    _base_.train_pipeline[0],
+    dict(_base_.train_pipeline[1], proposal_file=proposal_file),
     dict(
-        type='RegionRandomResizedCrop',
-        scale=img_size,
-        crop_ratio_range=(0.5, 1.0),
-        min_kept_ratio=0.5),
-    dict(type='RegionRandomFlip', prob=0.5),
-    dict(
-        type='MultiViewRegions',
-        transforms=[{{_base_.weak_view}}, {{_base_.strong_view}}],
-        num_views=2,
-        min_regions=0,
-        max_regions=num_ss_boxes),
-    dict(type='PackRegionInputs'),
+        _base_.train_pipeline[2], scale=img_size, crop_ratio_range=(0.5, 1.0)),
+    _base_.train_pipeline[3],
+    dict(_base_.train_pipeline[4], max_regions=num_ss_boxes),
+    *_base_.train_pipeline[5:],
 ]
 train_dataloader = dict(
     batch_size=4,

@@ -6,23 +6,12 @@
 # CEA-LIST/SCE sce/models/siamese/sce.py, "mmdet" = mmdet 3.3.0
 # configs/deformable_detr/deformable-detr_r50_16xb2-50e_coco.py.
 _base_ = [
-    '../_base_/default_runtime.py', '../_base_/schedules/adamw_detr_50e.py'
+    '../_base_/datasets/coco_regions_weak-strong.py',
+    '../_base_/schedules/adamw_detr_50e.py', '../_base_/default_runtime.py'
 ]
 
 num_queries = 300  # DETReg; ProSeCo paper (unverified)
 embed_dims = 256  # mmdet / Deformable DETR
-data_root = 'data/coco/'
-proposal_file = data_root + 'proposals/train2017'  # tools/generate_proposals.py  # noqa: E501
-img_size = 512  # assumed: views must share one size for default_collate
-# K random selective-search boxes per image and iteration (ProSeCo: "K
-# random boxes"; DETReg --max_prop 30): LoadProposals keeps every stored box
-# (topk=None) and MultiViewRegions(max_regions=K) draws K of those still in
-# the crop, anew at each iteration (np.random, seeded per worker by
-# mmengine, so deterministic under `randomness.seed`). The CCOP-style store
-# of tools/generate_proposals.py keeps <= 50 boxes per image; a store with
-# more boxes (the DETReg-compatible generation preset, docs/proposals.md)
-# makes the draw closer to DETReg's online selective search.
-num_ss_boxes = 30  # K: DETReg --max_prop 30 (ProSeCo's K is unverified)
 # DETReg's SwAV R-50 (800 epochs), loaded as DETReg does (DETReg
 # models/backbone.py:120-123). The file is a plain state dict whose keys
 # carry DDP's "module." prefix (plus SwAV's projection_head/prototypes,
@@ -180,65 +169,3 @@ model = dict(
         mean=[123.675, 116.28, 103.53],
         std=[58.395, 57.12, 57.375],
         to_rgb=True))  # ImageNet statistics
-
-# Photometric augmentation only inside MultiViewRegions (both views share
-# the geometry, hence the same boxes). Weak (teacher) view: none but the
-# shared geometry (assumed); strong (student) view: MoCo v2 / SimCLR colour
-# augmentation (mmpretrain mocov2 config values).
-strong_view = [
-    dict(
-        type='mmpretrain.RandomApply',
-        transforms=[
-            dict(
-                type='mmpretrain.ColorJitter',
-                brightness=0.4,
-                contrast=0.4,
-                saturation=0.4,
-                hue=0.1)
-        ],
-        prob=0.8),
-    dict(
-        type='mmpretrain.RandomGrayscale',
-        prob=0.2,
-        keep_channels=True,
-        channel_weights=(0.114, 0.587, 0.2989)),
-    dict(
-        type='mmpretrain.GaussianBlur',
-        magnitude_range=(0.1, 2.0),
-        magnitude_std='inf',
-        prob=0.5),
-]
-weak_view = []
-train_pipeline = [
-    dict(type='LoadImageFromFileSafe'),
-    # every stored box; K of them are drawn in MultiViewRegions
-    dict(type='LoadProposals', proposal_file=proposal_file, topk=None),
-    # geometry before the views (shared by teacher and student)
-    dict(
-        type='RegionRandomResizedCrop',
-        scale=img_size,
-        crop_ratio_range=(0.3, 1.0),  # assumed
-        min_kept_ratio=0.5),
-    dict(type='RegionRandomFlip', prob=0.5),
-    dict(
-        type='MultiViewRegions',
-        transforms=[weak_view, strong_view],
-        num_views=2,
-        min_regions=0,  # no retry: images without boxes are masked
-        max_regions=num_ss_boxes),  # K random boxes per iteration
-    dict(type='PackRegionInputs'),
-]
-train_dataloader = dict(
-    # DETReg: 24 images/GPU x 8 GPUs; ProSeCo's batch is unverified (the
-    # paper argues smaller batches suffice thanks to 300 proposals/image)
-    batch_size=24,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='mmregion.region_collate'),
-    dataset=dict(
-        type='RegionDataset',
-        data_root=data_root,
-        ann_file='annotations/instances_train2017.json',
-        data_prefix=dict(img='train2017/'),
-        pipeline=train_pipeline))

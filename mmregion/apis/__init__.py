@@ -11,6 +11,5 @@
 - :mod:`.transfer`: the stages of ``tools/benchmark_transfer.py`` (the
   transfer benchmark's protocol, probe, detection, statistics, report).
 
-Submodules are imported on use (``from mmregion.apis.cli import ...``);
-the old ``mmregion.utils.<name>`` paths are aliases of these modules.
+Submodules are imported on use (``from mmregion.apis.cli import ...``).
 """

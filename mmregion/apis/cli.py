@@ -18,7 +18,7 @@ from mmengine.config import Config, ConfigDict, DictAction
 from mmregion.utils.errors import UserError
 
 __all__ = [
-    'UserError', 'load_config', 'check_cfg_options', 'explain_exception',
+    'load_config', 'check_cfg_options', 'explain_exception',
     'setup_cpu_distributed', 'slurm_dist_env', 'sync_bn_to_bn',
     'add_cfg_options_args', 'apply_cfg_options', 'run_cli', 'run_tool',
     'check_config_variables', 'explain_downloads'

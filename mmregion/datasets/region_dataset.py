@@ -35,8 +35,9 @@ class RegionDataset(BaseDataset):
             Empty: scan the image folder. Defaults to ''.
         data_root (str): Root joined with ``ann_file`` and ``data_prefix``.
             Defaults to ''.
-        data_prefix (dict): ``dict(img=<image folder>)`` (``img_path`` is
-            accepted as an alias). Defaults to ``dict(img='')``.
+        data_prefix (dict): ``dict(img=<image folder>)``; mmpretrain's key
+            ``img_path`` is read too, so that mmpretrain data configs work
+            unchanged. Defaults to ``dict(img='')``.
         extensions (Sequence[str]): Image suffixes of the folder mode
             (case-insensitive). Defaults to common image formats.
         allow_unsafe_paths (bool): Accept json ``file_name``s that are

@@ -7,8 +7,8 @@ from mmengine.logging import print_log
 
 from mmregion.utils.images import read_coco_images
 from mmregion.utils.input_checks import (InputError, check_file_name,
-                                         coco_image_entries, read_json_file)
-from .format import show_value
+                                         coco_image_entries, read_json_file,
+                                         show_value)
 from .safe_pickle import load_proposal_pickle
 from .stores import InMemoryProposalStore
 

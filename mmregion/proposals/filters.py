@@ -15,20 +15,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from mmregion.structures import clip_boxes as _clip_boxes
-
-
-def clip_boxes(boxes: np.ndarray, img_shape: Sequence[int]) -> np.ndarray:
-    """Clip xyxy boxes to an image.
-
-    Args:
-        boxes (np.ndarray): (N, 4) xyxy boxes.
-        img_shape (Sequence[int]): ``(h, w)`` of the image.
-
-    Returns:
-        np.ndarray: (N, 4) float32 boxes inside ``[0, w] x [0, h]``.
-    """
-    return _clip_boxes(np.asarray(boxes, np.float32).reshape(-1, 4), img_shape)
+from mmregion.structures import clip_boxes
 
 
 def box_iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:

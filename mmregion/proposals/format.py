@@ -22,12 +22,9 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from mmregion.utils.input_checks import show_value
-
 __all__ = [
     'FORMAT_NAME', 'FORMAT_VERSION', 'META_FILE', 'SHARD_RE',
-    'shard_file_name', 'image_list_digest', 'run_digest', 'PackedBoxes',
-    'show_value'
+    'shard_file_name', 'image_list_digest', 'run_digest', 'PackedBoxes'
 ]
 
 FORMAT_NAME = 'mmregion-proposals'

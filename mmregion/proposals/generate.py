@@ -27,7 +27,6 @@ import cv2
 import numpy as np
 from mmengine.logging import print_log
 
-from mmregion.utils.images import IMG_EXTENSIONS  # noqa: F401
 from mmregion.utils.images import (find_truncation, read_coco_images,
                                    scan_image_folder)
 from mmregion.utils.input_checks import InputError, show_value

@@ -19,10 +19,9 @@ from typing import Any, Dict
 
 import numpy as np
 
-from mmregion.utils.input_checks import InputError
+from mmregion.utils.input_checks import InputError, show_value
 from mmregion.utils.safe_numpy import (DtypeSpec, UnsafeArrayError,
                                        array_from_bytes, as_dtype, empty_bytes)
-from .format import show_value
 
 __all__ = [
     'UnsafeProposalFileError', 'ProposalUnpickler', 'load_proposal_pickle',

@@ -15,8 +15,8 @@ from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 import numpy as np
 
 from mmregion.utils.atomic_io import atomic_write
-from mmregion.utils.input_checks import InputError
-from .format import META_FILE, PackedBoxes, show_value
+from mmregion.utils.input_checks import InputError, show_value
+from .format import META_FILE, PackedBoxes
 
 __all__ = [
     'read_shard', 'write_shard', 'read_shard_failed', 'read_shard_digest',

@@ -8,35 +8,15 @@ The package is split by concern (``docs/design.md``):
 - :mod:`.writer`: :class:`ProposalWriter` and the directory lock;
 - :mod:`.adapters`: mmdet pickle and COCO json readers;
 - :mod:`.safe_pickle`: the restricted unpickler of proposal pickles.
-
-The names this module held before the split are re-exported here.
 """
 import os.path as osp
 from typing import Optional
 
 from mmregion.utils.input_checks import InputError
 from .adapters import load_coco_json_store, load_pickle_store
-from .format import (FORMAT_NAME, FORMAT_VERSION, META_FILE, PackedBoxes,
-                     image_list_digest, run_digest, shard_file_name)
-from .safe_pickle import (ProposalUnpickler, UnsafeProposalFileError,
-                          load_proposal_pickle)
-from .shard_io import (read_shard, read_shard_digest, read_shard_failed,
-                       write_shard)
-from .stores import InMemoryProposalStore, ProposalStore, ShardedProposalStore
-from .writer import (LOCK_FILE, ProposalDirBusyError, ProposalDirLock,
-                     ProposalWriter)
+from .stores import ProposalStore, ShardedProposalStore
 
-_load_shard = read_shard  # old private name
-
-# re-exported: the names this module held before the split
-__all__ = [
-    'load_proposal_store', 'FORMAT_NAME', 'FORMAT_VERSION', 'META_FILE',
-    'PackedBoxes', 'image_list_digest', 'run_digest', 'shard_file_name',
-    'ProposalUnpickler', 'UnsafeProposalFileError', 'load_proposal_pickle',
-    'read_shard', 'read_shard_digest', 'read_shard_failed', 'write_shard',
-    'InMemoryProposalStore', 'ProposalStore', 'ShardedProposalStore',
-    'LOCK_FILE', 'ProposalDirBusyError', 'ProposalDirLock', 'ProposalWriter'
-]
+__all__ = ['load_proposal_store']
 
 
 def load_proposal_store(path: str,

@@ -11,9 +11,9 @@ from typing import Dict, List, Optional
 import numpy as np
 from mmengine.logging import print_log
 
-from mmregion.utils.input_checks import InputError, read_json_file
+from mmregion.utils.input_checks import InputError, read_json_file, show_value
 from .format import (FORMAT_NAME, FORMAT_VERSION, META_FILE, SHARD_RE,
-                     PackedBoxes, show_value)
+                     PackedBoxes)
 from .shard_io import (read_shard, read_shard_digest, read_shard_num_keys,
                        settings_mismatch_error)
 

@@ -15,7 +15,7 @@ try:
 except ImportError:  # Windows
     fcntl = None
 
-from mmregion.utils.atomic_io import (_pid_alive, atomic_write_json,
+from mmregion.utils.atomic_io import (atomic_write_json, pid_alive,
                                       remove_stale_tmp_files)
 from mmregion.utils.input_checks import InputError
 from .format import (FORMAT_NAME, FORMAT_VERSION, META_FILE, image_list_digest,
@@ -105,7 +105,7 @@ class ProposalDirLock:
         info = self._holder()
         pid, host = info.get('pid'), info.get('host')
         if isinstance(pid, int) and pid != os.getpid():
-            if host != socket.gethostname() or _pid_alive(pid):
+            if host != socket.gethostname() or pid_alive(pid):
                 raise self._busy(info)
 
     def release(self) -> None:

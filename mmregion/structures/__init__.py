@@ -1,5 +1,11 @@
 """Geometry shared by the data pipeline and the models (no registries)."""
-from .boxes import box_areas, clip_boxes  # noqa
-from .view_affine import compose_affine  # noqa
-from .view_affine import (affine_boxes, affine_points, identity_affine,
-                          invert_affine, map_xy, relative_affine)
+from .boxes import box_areas, clip_boxes
+from .view_affine import (affine_boxes, affine_points, compose_affine,
+                          identity_affine, invert_affine, map_xy,
+                          relative_affine)
+
+__all__ = [
+    'box_areas', 'clip_boxes', 'affine_boxes', 'affine_points',
+    'compose_affine', 'identity_affine', 'invert_affine', 'map_xy',
+    'relative_affine'
+]

@@ -12,9 +12,17 @@ __all__ = ['clip_boxes', 'box_areas']
 
 
 def clip_boxes(boxes: np.ndarray, img_shape: Sequence[int]) -> np.ndarray:
-    """Clip ``(N, 4)`` xyxy boxes to an image of shape ``(h, w)`` (a copy)."""
+    """Clip xyxy boxes to an image.
+
+    Args:
+        boxes (np.ndarray): (N, 4) xyxy boxes (any array-like; empty is fine).
+        img_shape (Sequence[int]): ``(h, w, ...)`` of the image.
+
+    Returns:
+        np.ndarray: (N, 4) float32 boxes inside ``[0, w] x [0, h]`` (a copy).
+    """
     h, w = img_shape[:2]
-    boxes = boxes.copy()
+    boxes = np.array(boxes, dtype=np.float32).reshape(-1, 4)
     boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
     boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
     return boxes

@@ -87,7 +87,7 @@ def _shape_mask(rng: np.random.Generator, cat_id: int, size: int,
     if cat_id == 1:  # ellipse
         cv2.ellipse(mask, ((float(cx), float(cy)),
                            (float(w), float(h)), float(angle)), 1, -1)
-        return _open(mask)
+        return open_mask(mask)
     if cat_id == 2:  # rectangle (rotated by a small angle)
         angle = rng.uniform(-20, 20)
         pts = cv2.boxPoints(
@@ -106,10 +106,10 @@ def _shape_mask(rng: np.random.Generator, cat_id: int, size: int,
         ], 1)
     pts = np.clip(pts, 0, size - 1)
     cv2.fillPoly(mask, [np.round(pts).astype(np.int32)], 1)
-    return _open(mask)
+    return open_mask(mask)
 
 
-def _open(mask: np.ndarray) -> np.ndarray:
+def open_mask(mask: np.ndarray) -> np.ndarray:
     """Remove slivers and sharp tips that polygon rasterisers disagree on."""
     return cv2.morphologyEx(mask, cv2.MORPH_OPEN, _KERNEL)
 
@@ -165,7 +165,7 @@ def visible_annotations(owner: np.ndarray, cats: List[int]) -> List[dict]:
     """
     anns = []
     for i, cat_id in enumerate(cats):
-        visible = _open((owner == i).astype(np.uint8))
+        visible = open_mask((owner == i).astype(np.uint8))
         polys = _polygons(visible)
         if not polys:
             continue

@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from mmregion.utils.atomic_io import atomic_write_json
-from .toy_data import _open, place_objects, write_train_val
+from .toy_data import open_mask, place_objects, write_train_val
 
 SHAPES = ('ellipse', 'rectangle', 'triangle', 'star', 'cross')
 PATTERNS = ('stripes', 'dots', 'checker', 'rings', 'grid')
@@ -139,7 +139,7 @@ def _shape_mask(rng: np.random.Generator, shape: int, size: int,
     centre = (float(cx), float(cy))
     if shape == 0:  # ellipse
         cv2.ellipse(mask, (centre, (float(w), float(h)), float(angle)), 1, -1)
-        return _open(mask)
+        return open_mask(mask)
     if shape == 1:  # rectangle
         polys = [cv2.boxPoints((centre, (float(w), float(h)), float(angle)))]
     elif shape == 2:  # triangle
@@ -165,7 +165,7 @@ def _shape_mask(rng: np.random.Generator, shape: int, size: int,
     for pts in polys:
         pts = np.clip(pts, 0, size - 1)
         cv2.fillPoly(mask, [np.round(pts).astype(np.int32)], 1)
-    return _open(mask)
+    return open_mask(mask)
 
 
 def make_hard_scene(rng: np.random.Generator,

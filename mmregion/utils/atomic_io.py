@@ -27,7 +27,6 @@ For our own code: :func:`atomic_write` (context manager) and
 :func:`atomic_save` (``torch.save``).
 """
 import json
-import logging
 import os
 import os.path as osp
 import re
@@ -39,15 +38,12 @@ from typing import IO, Any, Iterator, List, Optional, Union
 
 import torch
 from mmengine.fileio.backends import LocalBackend
-from mmengine.fileio.file_client import HardDiskBackend
-from mmengine.logging import print_log
 
 __all__ = [
     'AtomicFile', 'atomic_write', 'atomic_write_json', 'atomic_save',
-    'fsync_dir', 'AtomicLocalBackend', 'AtomicHardDiskBackend',
-    'ATOMIC_BACKEND', 'register_atomic_backends', 'atomic_backend_args',
-    'install_atomic_file_backend', 'is_atomic_tmp_file',
-    'remove_stale_tmp_files'
+    'fsync_dir', 'AtomicLocalBackend', 'ATOMIC_BACKEND',
+    'register_atomic_backend', 'atomic_backend_args', 'is_atomic_tmp_file',
+    'remove_stale_tmp_files', 'pid_alive'
 ]
 
 TMP_SUFFIX = '.tmp'
@@ -83,7 +79,15 @@ def is_atomic_tmp_file(name: str) -> bool:
     return _TMP_RE.match(osp.basename(name)) is not None
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host runs (or can not be checked).
+
+    Args:
+        pid (int): A process id.
+
+    Returns:
+        bool: False only when no such process exists.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -129,7 +133,7 @@ def remove_stale_tmp_files(dirname: Union[str, Path],
         if m.group('host') != _HOST:
             if not other_hosts:
                 continue
-        elif not (own_pid and pid == os.getpid()) and _pid_alive(pid):
+        elif not (own_pid and pid == os.getpid()) and pid_alive(pid):
             continue
         try:
             os.remove(osp.join(str(dirname), name))
@@ -322,30 +326,18 @@ class AtomicLocalBackend(LocalBackend):
             f.write(obj)
 
 
-class AtomicHardDiskBackend(HardDiskBackend):
-    """The deprecated ``FileClient`` disk backend, with atomic writes."""
-    put = AtomicLocalBackend.put
-    put_text = AtomicLocalBackend.put_text
-
-
 ATOMIC_BACKEND = 'mmregion_atomic_local'
-ATOMIC_DISK_BACKEND = 'mmregion_atomic_disk'
 
 
-def register_atomic_backends() -> None:
-    """Register the atomic backends under their own names (idempotent).
+def register_atomic_backend() -> None:
+    """Register :class:`AtomicLocalBackend` as ``'mmregion_atomic_local'``.
 
-    ``'mmregion_atomic_local'`` (:class:`AtomicLocalBackend`) in mmengine's
-    file backends and ``'mmregion_atomic_disk'``
-    (:class:`AtomicHardDiskBackend`) in the deprecated ``FileClient``. Only
-    additions: mmengine's ``'local'`` / ``'disk'`` backends are unchanged.
+    Idempotent, and only an addition: mmengine's ``'local'`` backend is
+    unchanged.
     """
     from mmengine.fileio.backends import backends, register_backend
-    from mmengine.fileio.file_client import FileClient
     if ATOMIC_BACKEND not in backends:
         register_backend(ATOMIC_BACKEND, AtomicLocalBackend)
-    if ATOMIC_DISK_BACKEND not in FileClient._backends:
-        FileClient.register_backend(ATOMIC_DISK_BACKEND, AtomicHardDiskBackend)
 
 
 def atomic_backend_args() -> dict:
@@ -359,24 +351,5 @@ def atomic_backend_args() -> dict:
     Returns:
         dict: ``dict(backend='mmregion_atomic_local')`` (registered first).
     """
-    register_atomic_backends()
+    register_atomic_backend()
     return dict(backend=ATOMIC_BACKEND)
-
-
-def install_atomic_file_backend() -> None:
-    """Deprecated: ``import mmregion`` no longer changes mmengine's writers.
-
-    Registers the atomic backends under their own names
-    (:func:`register_atomic_backends`) and warns. Atomic checkpoint writes
-    come from :class:`~mmregion.engine.hooks.SafeCheckpointHook`; elsewhere
-    pass :func:`atomic_backend_args` or use :func:`atomic_write`.
-    """
-    register_atomic_backends()
-    print_log(
-        'install_atomic_file_backend() is deprecated and no longer replaces '
-        'mmengine\'s "local" backend: checkpoints are written atomically by '
-        'mmregion\'s CheckpointHook (type="mmregion.SafeCheckpointHook" in '
-        'other scopes); pass backend_args=atomic_backend_args() or use '
-        'atomic_write() elsewhere.',
-        logger='current',
-        level=logging.WARNING)

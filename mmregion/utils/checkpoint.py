@@ -12,7 +12,7 @@ clear message naming the file and the refused global, instead of a long
 traceback. We never set ``weights_only=False`` or
 ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``. On torch < 2.6, whose
 ``add_safe_globals`` lacks the form we need, the same allow-list is enforced
-by a restricted unpickler (:mod:`mmregion.utils.legacy_torch_load`).
+by a restricted unpickler (:mod:`mmregion.utils.restricted_torch_load`).
 """
 import os
 import os.path as osp
@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from .errors import UserError
-from .legacy_torch_load import (restricted_torch_load,
-                                torch_has_tuple_safe_globals)
+from .restricted_torch_load import (restricted_torch_load,
+                                    torch_has_tuple_safe_globals)
 from .safe_numpy import (DtypeSpec, UnsafeArrayError, as_dtype, check_array,
                          empty_bytes, scalar_from_bytes)
 

@@ -59,7 +59,7 @@ def scan_image_folder(folder: str,
     revisited: List[str] = []
     not_utf8: List[str] = []
     # folders reached without a link first, so that a real path wins over
-    # a linked alias of the same folder (deterministic keys)
+    # a symlink to the same folder (deterministic keys)
     stack, linked = [folder], []
     while stack or linked:
         path = stack.pop() if stack else linked.pop()

@@ -112,24 +112,12 @@ def test_coco_config_pipeline_builds():
 
 def test_mmpretrain_photometric_keep_region_keys(helpers):
     """mmpretrain's photometric transforms only touch ``img``."""
+    # the one photometric block of the configs, always applied
+    photometric = Config.fromfile(
+        osp.join(REPO, 'configs/_base_/pipelines/mocov2_photometric.py'))
     cfgs = [
-        dict(
-            type='mmpretrain.RandomApply',
-            transforms=[
-                dict(
-                    type='mmpretrain.ColorJitter',
-                    brightness=0.4,
-                    contrast=0.4,
-                    saturation=0.2,
-                    hue=0.1)
-            ],
-            prob=1.),
-        dict(type='mmpretrain.RandomGrayscale', prob=1., keep_channels=True),
-        dict(
-            type='mmpretrain.GaussianBlur',
-            magnitude_range=(0.1, 2.0),
-            magnitude_std='inf',
-            prob=1.),
+        dict(t, prob=1.) for t in photometric.to_dict()['mocov2_photometric']
+    ] + [
         dict(type='mmpretrain.Solarize', thr=128, prob=1.),
     ]
     rng = np.random.default_rng(0)

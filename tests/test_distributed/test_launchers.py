@@ -14,7 +14,8 @@ import torch
 from distributed_helpers import free_port
 
 from mmregion.apis import cli
-from mmregion.apis.cli import UserError, slurm_dist_env
+from mmregion.apis.cli import slurm_dist_env
+from mmregion.utils.errors import UserError
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOLS = osp.join(ROOT, 'tools')

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from mmregion.proposals import (box_iou, clip_boxes, filter_boxes,
-                                grid_proposals, nms_in_order, random_proposals)
+from mmregion.proposals import (box_iou, filter_boxes, grid_proposals,
+                                nms_in_order, random_proposals)
 
 
 def _no_filters(**kw):
@@ -16,12 +16,6 @@ def _no_filters(**kw):
         topk=None)
     cfg.update(kw)
     return cfg
-
-
-def test_clip_boxes():
-    b = clip_boxes(np.array([[-5, -5, 10, 300], [10, 10, 20, 20]]), (100, 50))
-    assert b.dtype == np.float32
-    np.testing.assert_array_equal(b, [[0, 0, 10, 100], [10, 10, 20, 20]])
 
 
 def test_aspect_filter_is_strict():

@@ -12,11 +12,10 @@ import torch
 
 import mmregion  # noqa: F401
 from mmregion.engine.hooks.checkpoint_hook import write_last_checkpoint
-from mmregion.utils import load_checkpoint_safely
-from mmregion.utils.atomic_io import (AtomicFile, AtomicHardDiskBackend,
-                                      AtomicLocalBackend, atomic_backend_args,
-                                      atomic_save, atomic_write,
-                                      is_atomic_tmp_file)
+from mmregion.utils import atomic_io, load_checkpoint_safely
+from mmregion.utils.atomic_io import (AtomicFile, AtomicLocalBackend,
+                                      atomic_backend_args, atomic_save,
+                                      atomic_write, is_atomic_tmp_file)
 
 N = 1 << 20  # 4 MB of float32 per checkpoint: long enough to kill mid-write
 
@@ -62,7 +61,7 @@ def test_mmengine_writes_go_through_atomic_backend(tmp_path):
     import builtins
 
     import mmengine.fileio as fileio
-    from mmengine.fileio import FileClient, LocalBackend
+    from mmengine.fileio import LocalBackend
     from mmengine.hooks import checkpoint_hook
     from mmengine.runner.checkpoint import save_checkpoint
 
@@ -73,12 +72,8 @@ def test_mmengine_writes_go_through_atomic_backend(tmp_path):
         fileio.get_file_backend(
             str(tmp_path), backend_args=args,
             enable_singleton=True)) is AtomicLocalBackend
-    assert type(FileClient(
-        backend='mmregion_atomic_disk').client) is AtomicHardDiskBackend
     # no import-time patching: 'local' is mmengine's, open is the builtin
     assert type(fileio.get_file_backend(str(tmp_path))) is LocalBackend
-    assert type(FileClient(backend='disk').client) is not \
-        AtomicHardDiskBackend
     assert getattr(checkpoint_hook, 'open', builtins.open) is builtins.open
 
     save_checkpoint(
@@ -202,3 +197,17 @@ def test_runner_checkpoint_hook_writes_atomically(tmp_path, toy, monkeypatch):
     assert last == osp.join(str(tmp_path), 'iter_2.pth')
     assert load_checkpoint_safely(last)['meta']['iter'] == 2
     assert _tmp_files(tmp_path) == []
+
+
+def test_atomic_write_json_and_stale_files_of_other_hosts(tmp_path):
+    atomic_io.atomic_write_json(tmp_path / 'a.json', dict(b=1), indent=1)
+    assert (tmp_path / 'a.json').read_text() == '{\n "b": 1\n}'
+    other = tmp_path / '.a.json.otherhost.1.0123abcd.tmp'
+    mine = tmp_path / f'.a.json.{atomic_io._HOST}.{os.getpid()}.0123abcd.tmp'
+    other.write_text('x')
+    mine.write_text('x')
+    assert atomic_io.remove_stale_tmp_files(tmp_path) == []
+    assert sorted(
+        atomic_io.remove_stale_tmp_files(
+            tmp_path, other_hosts=True,
+            own_pid=True)) == sorted([other.name, mine.name])

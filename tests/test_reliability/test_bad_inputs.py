@@ -14,10 +14,10 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 from mmregion.datasets import RegionDataset
-from mmregion.datasets.transforms import (LoadProposals, MultiViewRegions,
-                                          box_utils)
+from mmregion.datasets.transforms import LoadProposals, MultiViewRegions
 from mmregion.proposals import load_proposal_store
 from mmregion.registry import TRANSFORMS
+from mmregion.structures import identity_affine
 from mmregion.utils import log_utils
 
 pytest.importorskip('mmpretrain')
@@ -33,13 +33,8 @@ def logs(monkeypatch):
     MultiViewRegions.reset_counters()
     messages = []
     # every counted skip is logged through mmregion.utils.log_utils
-    # (box_utils: while the wrappers still log through their own copy)
-    for module in (log_utils, box_utils):
-        monkeypatch.setattr(
-            module,
-            'print_log',
-            lambda msg, **kwargs: messages.append(msg),
-            raising=module is log_utils)
+    monkeypatch.setattr(log_utils, 'print_log',
+                        lambda msg, **kwargs: messages.append(msg))
     yield messages
     LoadProposals.reset_counters()
     MultiViewRegions.reset_counters()
@@ -164,7 +159,7 @@ def test_regions_lost_in_views_counted(logs):
     res.update(
         proposals=np.array([[1, 1, 9, 9]], np.float32),
         region_ids=np.arange(1),
-        view_affine=box_utils.identity_affine())
+        view_affine=identity_affine())
     out = mv(res)
     assert out['boxes'].shape == (2, 0, 4) and out['region_ids'].shape == (0, )
     assert MultiViewRegions.num_short == 1

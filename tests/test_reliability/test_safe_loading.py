@@ -8,9 +8,9 @@ from mmengine.registry import DefaultScope
 
 from mmregion.datasets import RegionDataset
 from mmregion.datasets.transforms import LoadImageFromFileSafe
-from mmregion.datasets.transforms.safe_loading import find_truncation
 from mmregion.registry import TRANSFORMS
 from mmregion.utils import log_utils
+from mmregion.utils.images import find_truncation
 
 BAD = ('truncated.jpg', 'zero.jpg', 'random.jpg')
 GOOD = ('good.jpg', 'gray.png', 'rgba.png', 'deep.png')

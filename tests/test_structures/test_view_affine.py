@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from mmregion.structures import (affine_boxes, affine_points, box_areas,
-                                 clip_boxes, compose_affine, identity_affine,
-                                 invert_affine, map_xy, relative_affine)
+from mmregion.structures import (affine_boxes, affine_points, compose_affine,
+                                 identity_affine, invert_affine, map_xy,
+                                 relative_affine)
 
 AFFINES = [
     [1., 0., 1., 0.],
@@ -121,11 +121,3 @@ def test_relative_affine_maps_between_views():
         atol=1e-9)
     np.testing.assert_allclose(
         relative_affine(src, src), identity_affine(), atol=1e-12)
-
-
-def test_clip_and_areas():
-    boxes = np.float32([[-5, -5, 10, 300], [10, 10, 20, 20], [5, 5, 2, 9]])
-    clipped = clip_boxes(boxes, (100, 50))
-    np.testing.assert_array_equal(clipped[0], [0, 0, 10, 100])
-    assert boxes[0, 0] == -5  # a copy
-    np.testing.assert_array_equal(box_areas(clipped), [1000, 100, 0])

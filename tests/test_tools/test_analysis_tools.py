@@ -11,7 +11,7 @@ import pytest
 import torch
 from tool_utils import load_tool
 
-from mmregion.apis.cli import UserError
+from mmregion.utils.errors import UserError
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CCOP_TOY = osp.join(ROOT, 'configs', 'mmregion', 'ccop_r18_toy.py')

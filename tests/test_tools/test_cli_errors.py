@@ -6,7 +6,8 @@ import textwrap
 
 import pytest
 
-from mmregion.apis.cli import UserError, check_cfg_options, explain_exception
+from mmregion.apis.cli import check_cfg_options, explain_exception
+from mmregion.utils.errors import UserError
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TRAIN = osp.join(ROOT, 'tools', 'train.py')

@@ -21,8 +21,8 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from tool_utils import load_tool
 
-from mmregion.apis.cli import UserError
 from mmregion.registry import MODELS
+from mmregion.utils.errors import UserError
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CFG = osp.join(ROOT, 'configs', 'mmregion')

@@ -9,7 +9,8 @@ import pytest
 from mmengine.config import Config
 from tool_utils import load_tool
 
-from mmregion.apis.cli import UserError, apply_cfg_options, check_cfg_options
+from mmregion.apis.cli import apply_cfg_options, check_cfg_options
+from mmregion.utils.errors import UserError
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 

@@ -26,8 +26,9 @@ import numpy as np
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
-from mmregion.apis.cli import UserError, run_cli
+from mmregion.apis.cli import run_cli
 from mmregion.utils.atomic_io import atomic_write
+from mmregion.utils.errors import UserError
 
 Log = Dict[str, List[tuple]]  # key -> [(step, value), ...]
 

@@ -22,9 +22,10 @@ import numpy as np
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
 import mmregion  # noqa: F401  (registers the modules)
-from mmregion.apis.cli import (UserError, add_cfg_options_args,
-                               apply_cfg_options, load_config, run_cli)
+from mmregion.apis.cli import (add_cfg_options_args, apply_cfg_options,
+                               load_config, run_cli)
 from mmregion.apis.visualization import draw_boxes, region_colours, write_image
+from mmregion.utils.errors import UserError
 
 GAP = 8  # pixels between two views
 

@@ -21,8 +21,9 @@ import torch.nn as nn
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
 import mmregion  # noqa: F401  (registers the modules)
-from mmregion.apis.cli import (UserError, add_cfg_options_args,
-                               apply_cfg_options, load_config, run_cli)
+from mmregion.apis.cli import (add_cfg_options_args, apply_cfg_options,
+                               load_config, run_cli)
+from mmregion.utils.errors import UserError
 
 
 def parse_args(argv=None):

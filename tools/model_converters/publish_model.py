@@ -23,9 +23,10 @@ import torch
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
-from mmregion.apis.cli import UserError, run_cli
+from mmregion.apis.cli import run_cli
 from mmregion.utils import UnsafeCheckpointError, load_checkpoint_safely
 from mmregion.utils.atomic_io import atomic_write
+from mmregion.utils.errors import UserError
 
 
 def parse_args(argv=None):

@@ -4,6 +4,8 @@
 # CCOP's (ChenhongyiYang/CCOP `contrastive_boxes.py` / config `aug_dict`,
 # see docs/fidelity.md).
 # Proposals: `python tools/generate_proposals.py` -> data/coco/proposals/
+_base_ = ['../pipelines/mocov2_photometric.py']
+
 dataset_type = 'RegionDataset'
 data_root = 'data/coco/'
 proposal_file = data_root + 'proposals/train2017'
@@ -28,27 +30,15 @@ view_pipeline = [
         # PIL bilinear, torchvision's RandomResizedCrop in CCOP; mmpretrain's
         # MoCo v2 config sets backend='pillow' too ('cv2': the option)
         backend='pillow'),
+    # CCOP: ColorJitter(0.4, 0.4, 0.2, 0.1) p=0.8, RandomGrayscale p=0.2,
+    # GaussianBlur sigma in (0.1, 2) p=0.5: MoCo v2's block
+    # (../pipelines/mocov2_photometric.py) with saturation 0.2
     dict(
-        type='mmpretrain.RandomApply',
+        _base_.mocov2_photometric[0],
         transforms=[
-            dict(
-                type='mmpretrain.ColorJitter',
-                brightness=0.4,  # CCOP: ColorJitter(0.4, 0.4, 0.2, 0.1)
-                contrast=0.4,
-                saturation=0.2,
-                hue=0.1)
-        ],
-        prob=0.8),  # CCOP: p=0.8
-    dict(
-        type='mmpretrain.RandomGrayscale',
-        prob=0.2,  # CCOP: p=0.2
-        keep_channels=True,
-        channel_weights=(0.114, 0.587, 0.2989)),  # mmpretrain mocov2 (BGR)
-    dict(
-        type='mmpretrain.GaussianBlur',
-        magnitude_range=(0.1, 2.0),  # CCOP: sigma in (0.1, 2)
-        magnitude_std='inf',  # uniform sigma (mmpretrain mocov2)
-        prob=0.5),  # CCOP: p=0.5; PIL's radius is sigma (kernel ~ 6 sigma)
+            dict(_base_.mocov2_photometric[0].transforms[0], saturation=0.2)
+        ]),
+    *_base_.mocov2_photometric[1:],
     dict(type='RegionRandomFlip', prob=0.5),  # CCOP: own flip per view
 ]
 

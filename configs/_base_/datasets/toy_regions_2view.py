@@ -7,54 +7,21 @@ _base_ = ['./coco_regions_2view.py']
 data_root = 'data/toy_coco/'
 proposal_file = data_root + 'proposals/train'
 
+# the parent's view recipe at 96 px
 view_pipeline = [
     dict(
-        type='RegionRandomResizedCrop',
+        _base_.view_pipeline[0],
         scale=96,  # toy: 96-px views (CCOP: 224)
-        crop_ratio_range=(0.1, 1.0),  # CCOP: crop scale (0.1, 1.0)
-        aspect_ratio_range=(3. / 4., 4. / 3.),  # CCOP: ratio (3/4, 4/3)
-        max_attempts=10,
-        min_kept_ratio=0.6,  # CCOP part_thr=0.6
-        min_area=26,  # CCOP 144 px^2 at 224 px, scaled by (96/224)^2
-        backend='pillow'),  # PIL bilinear as coco_regions_2view.py
-    dict(
-        type='mmpretrain.RandomApply',
-        transforms=[
-            dict(
-                type='mmpretrain.ColorJitter',
-                brightness=0.4,  # CCOP: ColorJitter(0.4, 0.4, 0.2, 0.1)
-                contrast=0.4,
-                saturation=0.2,
-                hue=0.1)
-        ],
-        prob=0.8),  # CCOP: p=0.8
-    dict(
-        type='mmpretrain.RandomGrayscale',
-        prob=0.2,  # CCOP: p=0.2
-        keep_channels=True,
-        channel_weights=(0.114, 0.587, 0.2989)),  # mmpretrain mocov2 (BGR)
-    dict(
-        type='mmpretrain.GaussianBlur',
-        magnitude_range=(0.1, 2.0),  # CCOP: sigma in (0.1, 2)
-        magnitude_std='inf',
-        prob=0.5),  # CCOP: p=0.5
-    dict(type='RegionRandomFlip', prob=0.5),  # CCOP: own flip per view
+        min_area=26),  # CCOP 144 px^2 at 224 px, scaled by (96/224)^2
+    *_base_.view_pipeline[1:],
 ]
 
 train_pipeline = [
-    dict(type='LoadImageFromFileSafe'),  # skips bad images (counted, logged)
-    dict(
-        type='LoadProposals',
-        proposal_file=proposal_file,
-        topk=100,  # CCOP dataset-side cap max_box_num=100
-        fallback='whole_image'),
-    dict(
-        type='MultiViewRegions',
-        num_views=2,
-        transforms=[view_pipeline],
-        min_regions=1,  # CCOP min_box_num=1
-        max_tries=10),  # CCOP max_try=10
-    dict(type='PackRegionInputs'),
+    _base_.train_pipeline[0],
+    dict(_base_.train_pipeline[1], proposal_file=proposal_file),
+    dict(_base_.train_pipeline[2], transforms=[view_pipeline],
+         retry='common'),  # toy: MultiViewRegions' default (COCO: 'per_view')
+    *_base_.train_pipeline[3:],
 ]
 
 train_dataloader = dict(

@@ -1,8 +1,12 @@
-# Each module adds its own import line below.
-from .formatting import PackRegionInputs  # noqa
-from .geometric import RegionRandomResizedCrop  # noqa
-from .geometric import RegionRandomFlip, RegionResize
-from .loading import LoadProposals  # noqa
-from .patches import BoxPatches, KeepSourceRegions  # noqa: F401
-from .safe_loading import LoadImageFromFileSafe  # noqa
-from .wrappers import MultiViewRegions  # noqa
+from .formatting import PackRegionInputs
+from .geometric import RegionRandomFlip, RegionRandomResizedCrop, RegionResize
+from .loading import LoadProposals
+from .patches import BoxPatches, KeepSourceRegions
+from .safe_loading import LoadImageFromFileSafe
+from .wrappers import MultiViewRegions
+
+__all__ = [
+    'PackRegionInputs', 'RegionRandomFlip', 'RegionRandomResizedCrop',
+    'RegionResize', 'LoadProposals', 'BoxPatches', 'KeepSourceRegions',
+    'LoadImageFromFileSafe', 'MultiViewRegions'
+]

@@ -6,11 +6,9 @@ helpers live in :mod:`mmregion.structures`.
 """
 import numpy as np
 
-from mmregion.structures import (affine_boxes, clip_boxes, compose_affine,
-                                 identity_affine)
-from mmregion.utils.log_utils import is_power_of_two, log_count
+from mmregion.structures import affine_boxes, clip_boxes, compose_affine
 
-__all__ = ['is_power_of_two', 'log_count', 'identity_affine', 'update_regions']
+__all__ = ['update_regions']
 
 
 def update_regions(results: dict,

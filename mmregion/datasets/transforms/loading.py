@@ -7,12 +7,11 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 
 from mmregion import proposals
-from mmregion.proposals.filters import clip_boxes
 from mmregion.proposals.sources import grid_proposals
 from mmregion.registry import TRANSFORMS
+from mmregion.structures import clip_boxes, identity_affine
 from mmregion.utils.errors import UserKeyError
 from mmregion.utils.log_utils import log_count
-from .box_utils import identity_affine
 
 
 @TRANSFORMS.register_module()

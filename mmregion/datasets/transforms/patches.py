@@ -19,7 +19,7 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 
 from mmregion.registry import TRANSFORMS
-from .wrappers import _build_pipeline, _index_of
+from .wrappers import build_pipeline, index_of
 
 __all__ = ['KeepSourceRegions', 'BoxPatches']
 
@@ -102,7 +102,7 @@ class BoxPatches(BaseTransform):
         if size < 1:
             raise ValueError(f'BoxPatches: size must be >= 1, got {size}.')
         self.size = size
-        self.pipeline = _build_pipeline(list(transforms))
+        self.pipeline = build_pipeline(list(transforms))
         self.backend = backend
         self.interpolation = interpolation
 
@@ -138,7 +138,7 @@ class BoxPatches(BaseTransform):
                            'KeepSourceRegions right after LoadProposals.')
         src = shared.value
         ids = np.asarray(results['region_ids'], dtype=np.int64)
-        boxes = src['proposals'][_index_of(src['region_ids'], ids)]
+        boxes = src['proposals'][index_of(src['region_ids'], ids)]
         img = src['img']
         chans = img.shape[2] if img.ndim == 3 else 1
         patches: List[np.ndarray] = [self.crop(img, box) for box in boxes]

@@ -1,8 +1,8 @@
 """Image loading that skips bad files instead of crashing a long run.
 
-``read_regular_file`` and ``find_truncation`` live in
-:mod:`mmregion.utils.images` (shared with proposal generation) and are
-re-exported here.
+The file checks (:func:`~mmregion.utils.images.read_regular_file`,
+:func:`~mmregion.utils.images.find_truncation`) live in
+:mod:`mmregion.utils.images`, shared with proposal generation.
 """
 import os.path as osp
 from typing import Optional
@@ -17,10 +17,7 @@ from mmregion.utils.images import (DEFAULT_MAX_FILE_BYTES, find_truncation,
                                    read_regular_file, to_bgr)
 from mmregion.utils.log_utils import log_count
 
-__all__ = [
-    'LoadImageFromFileSafe', 'read_regular_file', 'find_truncation',
-    'DEFAULT_MAX_FILE_BYTES'
-]
+__all__ = ['LoadImageFromFileSafe']
 
 
 @TRANSFORMS.register_module()

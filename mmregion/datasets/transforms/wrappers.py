@@ -7,14 +7,16 @@ from mmcv.transforms import BaseTransform, Compose
 
 from mmregion.registry import TRANSFORMS
 from mmregion.structures import affine_boxes, clip_boxes, relative_affine
-from .box_utils import log_count
+from mmregion.utils.log_utils import log_count
+
+__all__ = ['MultiViewRegions', 'build_pipeline', 'crop_overlap', 'index_of']
 
 Transform = Union[dict, Callable[[dict], dict]]
 
 REGION_KEYS = ('img', 'proposals', 'region_ids', 'view_affine')
 
 
-def _build_pipeline(pipeline: Sequence[Transform]) -> Compose:
+def build_pipeline(pipeline: Sequence[Transform]) -> Compose:
     """Compose a pipeline, building config dicts with mmregion's registry.
 
     Unprefixed types resolve in mmregion (then mmengine); other libraries'
@@ -57,7 +59,7 @@ def crop_overlap(view_a: dict, view_b: dict) -> float:
     return inter / larger if larger > 0 else 0.
 
 
-def _index_of(ids: np.ndarray, query: np.ndarray) -> np.ndarray:
+def index_of(ids: np.ndarray, query: np.ndarray) -> np.ndarray:
     """Positions of ``query`` (all present) in the unique array ``ids``."""
     sorter = np.argsort(ids, kind='stable')
     return sorter[np.searchsorted(ids, query, sorter=sorter)]
@@ -167,7 +169,7 @@ class MultiViewRegions(BaseTransform):
         self.pipelines = []
         for p in pipelines:
             if id(p) not in built:
-                built[id(p)] = _build_pipeline(p)
+                built[id(p)] = build_pipeline(p)
             self.pipelines.append(built[id(p)])
         self.num_views = num_views
         if retry not in ('common', 'per_view') or (retry == 'per_view'
@@ -333,7 +335,7 @@ class MultiViewRegions(BaseTransform):
         boxes = np.zeros((self.num_views, len(ids), 4), dtype=np.float32)
         for v, out in enumerate(views):
             if v in self.region_views:
-                idx = _index_of(
+                idx = index_of(
                     np.asarray(out['region_ids'], dtype=np.int64), ids)
                 boxes[v] = np.asarray(
                     out['proposals'], dtype=np.float32).reshape(-1, 4)[idx]
@@ -363,7 +365,7 @@ class MultiViewRegions(BaseTransform):
         Returns:
             np.ndarray: (K, 4) float32 xyxy in the view's pixels.
         """
-        idx = _index_of(np.asarray(results['region_ids'], dtype=np.int64), ids)
+        idx = index_of(np.asarray(results['region_ids'], dtype=np.int64), ids)
         boxes = np.asarray(
             results['proposals'], dtype=np.float32).reshape(-1, 4)[idx]
         # input coords -> original -> view: the view's affine after the

@@ -1,5 +1,6 @@
-# Each module adds its own import line below.
-from .base_momentum import BaseMomentumSelfSupervisor  # noqa
-from .ccop import CCOP  # noqa
-from .plrc import PLRC  # noqa
-from .proseco import ProSeCo  # noqa
+from .base_momentum import BaseMomentumSelfSupervisor
+from .ccop import CCOP
+from .plrc import PLRC
+from .proseco import ProSeCo
+
+__all__ = ['BaseMomentumSelfSupervisor', 'CCOP', 'PLRC', 'ProSeCo']

@@ -1,7 +1,11 @@
-# Each module adds its own import line below.
-from .ccop_head import CCOPHead  # noqa
-from .detreg_head import DETRegHead  # noqa
-from .dino_proj_head import DINOProjHead  # noqa
-from .image_contrast_head import ImageContrastHead  # noqa
-from .plrc_head import PLRCHead  # noqa
-from .proseco_head import ProSeCoHead  # noqa
+from .ccop_head import CCOPHead
+from .detreg_head import DETRegHead
+from .dino_proj_head import DINOProjHead
+from .image_contrast_head import ImageContrastHead
+from .plrc_head import PLRCHead
+from .proseco_head import ProSeCoHead
+
+__all__ = [
+    'CCOPHead', 'DETRegHead', 'DINOProjHead', 'ImageContrastHead', 'PLRCHead',
+    'ProSeCoHead'
+]

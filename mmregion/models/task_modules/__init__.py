@@ -1,4 +1,7 @@
-# Each module adds its own import line below.
-from .box_jitter import CurriculumBoxJitter  # noqa
-from .point_sampler import RegionPointSampler  # noqa
-from .proposal_matcher import ProposalHungarianMatcher  # noqa
+from .box_jitter import CurriculumBoxJitter
+from .point_sampler import RegionPointSampler
+from .proposal_matcher import ProposalHungarianMatcher
+
+__all__ = [
+    'CurriculumBoxJitter', 'RegionPointSampler', 'ProposalHungarianMatcher'
+]

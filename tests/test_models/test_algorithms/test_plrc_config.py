@@ -49,12 +49,13 @@ def test_schedule_and_teacher_warmup_scale_with_max_epochs(
     """Official: warm-up 30 of 100 epochs; here 30 % of max_epochs, and the
     cosine schedule spans the run, whatever max_epochs is set to."""
     shutil.copytree(osp.join(REPO, 'configs'), tmp_path / 'configs')
-    path = tmp_path / R50
+    # max_epochs is set once, in the schedule the config inherits
+    path = tmp_path / 'configs/_base_/schedules/sgd_coslr_800e_plrc.py'
     text = path.read_text()
     assert 'max_epochs = 800' in text
     path.write_text(
         text.replace('max_epochs = 800', f'max_epochs = {max_epochs}'))
-    cfg = _load(str(path))
+    cfg = _load(str(tmp_path / R50))
     assert cfg.train_cfg.max_epochs == max_epochs
     assert cfg.param_scheduler[0].T_max == max_epochs
     assert cfg.param_scheduler[0].end == max_epochs

@@ -9,8 +9,8 @@ from mmengine.logging import HistoryBuffer
 
 from mmregion.utils import checkpoint as ckpt_mod
 from mmregion.utils.checkpoint import safe_checkpoint_globals
-from mmregion.utils.legacy_torch_load import (restricted_torch_load,
-                                              torch_has_tuple_safe_globals)
+from mmregion.utils.restricted_torch_load import (restricted_torch_load,
+                                                  torch_has_tuple_safe_globals)
 
 
 def _mmengine_like_checkpoint(path):

@@ -2,7 +2,7 @@ import pytest
 import torch
 from mmengine.structures import BaseDataElement
 
-from mmregion.models.utils import stack_regions
+from mmregion.models.utils import check_views, stack_regions, stack_view_affine
 
 
 def _sample(k, v=2):
@@ -33,3 +33,25 @@ def test_stack_regions_checks_shapes():
         stack_regions([_sample(2, v=3)], num_views=2)
     with pytest.raises(ValueError, match='no "boxes"'):
         stack_regions([BaseDataElement()], num_views=2)
+
+
+def test_check_views_names_the_caller():
+    views = [torch.zeros(1, 3, 4, 4)] * 2
+    check_views(views, 2, 'X.loss')
+    with pytest.raises(ValueError, match=r'X\.loss: .* 3 view .*got 2, hint'):
+        check_views(views, 3, 'X.loss', ', hint')
+    with pytest.raises(ValueError, match='got Tensor'):
+        check_views(views[0], 2, 'X.loss')
+
+
+def test_stack_view_affine_is_float32_and_checks_the_field():
+    samples = [BaseDataElement(), BaseDataElement()]
+    for i, s in enumerate(samples):
+        s.view_affine = [[1., i, 1., 0.], [2., 0., 2., i]]
+    out = stack_view_affine(samples)
+    assert out.shape == (2, 2, 4) and out.dtype == torch.float32
+    assert out[1, 0, 1] == 1 and out[1, 1, 3] == 1
+    with pytest.raises(
+            ValueError, match=r'data_samples\[0\] has no '
+            '"view_affine"'):
+        stack_view_affine([BaseDataElement()])
