@@ -52,7 +52,7 @@ model = dict(
         hid_channels=2048,
         out_channels=128),
     dino_neck=dict(
-        type='DINOProjHead',  # [resnet] ProjHead (fcs_2)
+        type='DINOProjNeck',  # [resnet] ProjHead (fcs_2)
         in_channels=2048,
         hid_channels=2048,  # [resnet] hidden_dim=2048
         bottleneck_channels=256,  # [resnet] bottleneck_dim=256

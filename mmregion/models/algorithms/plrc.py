@@ -45,7 +45,7 @@ class PLRC(BaseMomentumSelfSupervisor):
     Args:
         backbone (dict): e.g. ``mmpretrain.ResNet``, ``out_indices=(3,)``.
         point_neck (dict): :class:`PointProjNeck` (2048-2048-128, ``fcs``).
-        dino_neck (dict): :class:`DINOProjHead` (``fcs_2``).
+        dino_neck (dict): :class:`DINOProjNeck` (``fcs_2``).
         head (dict): :class:`PLRCHead` (``num_prototypes`` = the
             ``dino_neck``'s).
         img_neck (dict, optional): a separate image projection of C5.

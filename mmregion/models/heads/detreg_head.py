@@ -17,7 +17,7 @@ on a 128 x 128 patch of the box, computed by the algorithm
   antialiased resize, colour-augmented per patch, ``datasets/selfdet.py``);
 - ``target='crop'``: RoIAlign (one sample per bin) of the box in the target
   view, resized to 128 x 128 on the model side (no pipeline work; large
-  boxes alias when shrunk, the view's colour augmentation is per image);
+  boxes show aliasing when shrunk; the colour augmentation is per image);
 - ``target='roi'``: RoIAlign ``roi_size`` of the full-image feature,
   averaged (cheapest).
 """

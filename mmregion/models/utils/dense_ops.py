@@ -90,7 +90,7 @@ def dense_apply(module: nn.Module, feats: Tensor) -> Tuple[Tensor, ...]:
     Args:
         module (nn.Module): takes and returns a tuple of tensors (the neck
             convention), ``((N, C), ) -> ((N, D_1), ...)``, e.g.
-            :class:`PointProjNeck`, :class:`DINOProjHead`.
+            :class:`PointProjNeck`, :class:`DINOProjNeck`.
         feats (Tensor): ``(B, C, h, w)``.
 
     Returns:

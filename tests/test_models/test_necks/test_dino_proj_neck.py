@@ -1,4 +1,4 @@
-"""DINOProjHead's forward contract: shapes, normalisation, BatchNorm."""
+"""DINOProjNeck's forward contract: shapes, normalisation, BatchNorm."""
 import torch
 
 from mmregion.registry import MODELS
@@ -8,7 +8,7 @@ def _head():
     torch.manual_seed(0)
     return MODELS.build(
         dict(
-            type='DINOProjHead',
+            type='DINOProjNeck',
             in_channels=8,
             hid_channels=16,
             bottleneck_channels=6,

@@ -15,7 +15,7 @@ from ..utils.mlp import build_mlp
 
 
 @MODELS.register_module()
-class DINOProjHead(BaseModule):
+class DINOProjNeck(BaseModule):
     """DINO-style projection with prototypes, applied per location.
 
     ``MLP(in -> hid -> ... -> bottleneck)`` with BatchNorm1d, then L2
