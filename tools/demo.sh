@@ -6,7 +6,7 @@
 #   (one seed each, no interval: a smoke test of the fine-tuning path) ->
 #   the comparison that means something at this budget: the region probe
 #   of the CCOP backbone against random init on the same test boxes of the
-#   hard toy set (10 classes told apart by shape and pattern), with its 95 %
+#   hard toy set (10 classes told apart by shape and pattern), with its 99 %
 #   interval and p-value. For mean +- std over seeds and every method see
 #   tools/benchmark_transfer.py.
 # Usage: bash tools/demo.sh [--no-install] [WORK_DIR]   (default: work_dirs/demo)

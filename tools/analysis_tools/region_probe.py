@@ -6,8 +6,8 @@ as a command: for every backbone, RoIAlign features at the ground-truth boxes
 images for every backbone), a linear classifier trained on the train boxes
 (its L2 penalty chosen on a dev split of the train *images*) and tested on
 the test boxes. Every backbone is compared with random init **on the same
-test boxes**: the paired difference, its 95 % bootstrap interval and
-McNemar's exact p-value, so a reader sees whether a difference is larger
+test boxes**: the paired difference, its bootstrap interval (99 % for the
+default ``--alpha 0.01``) and McNemar's exact p-value, so a reader sees whether a difference is larger
 than the noise of this test set.
 
 Example (what ``tools/demo.sh`` runs)::
@@ -84,8 +84,9 @@ def compare(results: dict, baseline: str = 'random', alpha: float = 0.01):
         alpha (float): Significance level of the verdict.
 
     Returns:
-        dict: name -> ``diff``, ``low``, ``high`` (95 % paired bootstrap
-        interval, points), ``p`` (McNemar), ``verdict``.
+        dict: name -> ``diff``, ``low``, ``high`` (paired bootstrap
+        interval at level ``1 - alpha``, points), ``p`` (McNemar),
+        ``verdict``.
     """
     from mmregion.apis.transfer.stats import mcnemar, paired_bootstrap
     base = results[baseline]['linear']['correct']
@@ -94,7 +95,7 @@ def compare(results: dict, baseline: str = 'random', alpha: float = 0.01):
         if name == baseline:
             continue
         mine = res['linear']['correct']
-        boot = paired_bootstrap(mine, base)
+        boot = paired_bootstrap(mine, base, level=1 - alpha)
         p = mcnemar(mine, base)['p']
         if p >= alpha:
             verdict = 'no significant difference'
@@ -158,8 +159,9 @@ def main(argv=None) -> int:
     print(f'region probe (linear, frozen ResNet-{args.depth}): '
           f'{n["train"]} train / {n["dev"]} dev / {n["test"]} test boxes, '
           f'{num_classes} classes')
+    level = 100 * (1 - args.alpha)
     print(f'  {"backbone":<12} {"linear %":>9} {"k-NN %":>8}   vs random '
-          'init (95 % interval, McNemar p)')
+          f'init ({level:g} % interval, McNemar p)')
     for name, res in results.items():
         line = (f'  {name:<12} {res["linear"]["acc"]:9.1f} '
                 f'{res["knn"]["acc"]:8.1f}')
