@@ -7,8 +7,8 @@ images for every backbone), a linear classifier trained on the train boxes
 (its L2 penalty chosen on a dev split of the train *images*) and tested on
 the test boxes. Every backbone is compared with random init **on the same
 test boxes**: the paired difference, its bootstrap interval (99 % for the
-default ``--alpha 0.01``) and McNemar's exact p-value, so a reader sees whether a difference is larger
-than the noise of this test set.
+default ``--alpha 0.01``) and McNemar's exact p-value, so a reader sees
+whether a difference is larger than the noise of this test set.
 
 Example (what ``tools/demo.sh`` runs)::
 
