@@ -4,5 +4,6 @@ from .geometric import RegionRandomResizedCrop  # noqa
 from .geometric import RegionRandomFlip, RegionResize
 from .loading import LoadProposals  # noqa
 from .patches import BoxPatches, KeepSourceRegions  # noqa: F401
+from .photometric import AdditiveBrightness, KorniaGaussianBlur  # noqa
 from .safe_loading import LoadImageFromFileSafe  # noqa
 from .wrappers import MultiViewRegions  # noqa
