@@ -1,4 +1,6 @@
 # Each module adds its own import line below.
+from .detr_geometric import RegionPadToCanvas  # noqa: F401
+from .detr_geometric import RegionRandomChoiceResize, RegionRandomSizeCrop
 from .formatting import PackRegionInputs  # noqa
 from .geometric import RegionRandomResizedCrop  # noqa
 from .geometric import RegionRandomFlip, RegionResize
