@@ -76,6 +76,22 @@ def _is_num(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _unique_int_ids(entries: list, name: str, what: str, path: str,
+                    why: str) -> set:
+    """The ids of ``entries``: each a dict with an int ``id``, unique."""
+    ids: set = set()
+    for i, entry in enumerate(entries):
+        where = f'make_mini_coco: {name}[{i}] of {path}'
+        if not isinstance(entry, dict) or not _is_int(entry.get('id')):
+            raise InputError(f'{where}: needs an int "id", got '
+                             f'{show_value(entry)}')
+        if entry['id'] in ids:
+            raise InputError(f'{where}: duplicate {what} id {entry["id"]} '
+                             f'{why}'.rstrip())
+        ids.add(entry['id'])
+    return ids
+
+
 def _check_entries(coco: dict, path: str) -> None:
     """Refuse entries that would be copied into the splits wrong.
 
@@ -88,25 +104,11 @@ def _check_entries(coco: dict, path: str) -> None:
     Raises:
         InputError: One line naming the file and the entry.
     """
-    cat_ids = set()
-    for i, cat in enumerate(coco['categories']):
-        where = f'make_mini_coco: categories[{i}] of {path}'
-        if not isinstance(cat, dict) or not _is_int(cat.get('id')):
-            raise InputError(f'{where}: needs an int "id", got '
-                             f'{show_value(cat)}')
-        if cat['id'] in cat_ids:
-            raise InputError(f'{where}: duplicate category id {cat["id"]} '
-                             '(two categories would be merged)')
-        cat_ids.add(cat['id'])
-    img_ids = set()
+    cat_ids = _unique_int_ids(coco['categories'], 'categories', 'category',
+                              path, '(two categories would be merged)')
+    _unique_int_ids(coco['images'], 'images', 'image', path, '')
     for i, img in enumerate(coco['images']):
         where = f'make_mini_coco: images[{i}] of {path}'
-        if not isinstance(img, dict) or not _is_int(img.get('id')):
-            raise InputError(f'{where}: needs an int "id", got '
-                             f'{show_value(img)}')
-        if img['id'] in img_ids:
-            raise InputError(f'{where}: duplicate image id {img["id"]}')
-        img_ids.add(img['id'])
         check_file_name(img.get('file_name'), where)
         for key in ('width', 'height'):
             if key in img and not (_is_int(img[key]) and img[key] >= 1):
