@@ -39,7 +39,11 @@ def parse_args(argv=None):
         action='store_true',
         help='draw keys that are absolute or contain ../ (refused by '
         'default: they read outside IMG_ROOT)')
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for name in ('num', 'topk'):  # a negative slice drew all but |n|
+        if getattr(args, name) < 1:
+            p.error(f'--{name} must be >= 1, got {getattr(args, name)}')
+    return args
 
 
 def draw(img: np.ndarray, boxes: np.ndarray) -> np.ndarray:

@@ -65,6 +65,71 @@ except ImportError:  # running from a checkout without `pip install -e`
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     from mmregion.utils.atomic_io import atomic_write_json
 
+from mmregion.utils.input_checks import InputError, check_file_name, show_value
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_num(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _unique_int_ids(entries: list, name: str, what: str, path: str,
+                    why: str) -> set:
+    """The ids of ``entries``: each a dict with an int ``id``, unique."""
+    ids: set = set()
+    for i, entry in enumerate(entries):
+        where = f'make_mini_coco: {name}[{i}] of {path}'
+        if not isinstance(entry, dict) or not _is_int(entry.get('id')):
+            raise InputError(f'{where}: needs an int "id", got '
+                             f'{show_value(entry)}')
+        if entry['id'] in ids:
+            raise InputError(f'{where}: duplicate {what} id {entry["id"]} '
+                             f'{why}'.rstrip())
+        ids.add(entry['id'])
+    return ids
+
+
+def _check_entries(coco: dict, path: str) -> None:
+    """Refuse entries that would be copied into the splits wrong.
+
+    Category and image ids must be unique ints (a bool is not an id; a
+    duplicate category id used to merge two categories), every ``file_name``
+    a usable relative path, ``width``/``height`` ints >= 1, every
+    annotation's ``category_id`` a category of the file and its ``bbox`` 4
+    numbers with ``w, h >= 0``.
+
+    Raises:
+        InputError: One line naming the file and the entry.
+    """
+    cat_ids = _unique_int_ids(coco['categories'], 'categories', 'category',
+                              path, '(two categories would be merged)')
+    _unique_int_ids(coco['images'], 'images', 'image', path, '')
+    for i, img in enumerate(coco['images']):
+        where = f'make_mini_coco: images[{i}] of {path}'
+        check_file_name(img.get('file_name'), where)
+        for key in ('width', 'height'):
+            if key in img and not (_is_int(img[key]) and img[key] >= 1):
+                raise InputError(f'{where}: {key} must be an int >= 1, got '
+                                 f'{show_value(img[key])}')
+    for i, ann in enumerate(coco['annotations']):
+        where = f'make_mini_coco: annotations[{i}] of {path}'
+        if not isinstance(ann, dict):
+            raise InputError(f'{where} is not an object: {show_value(ann)}')
+        if ann.get('category_id') not in cat_ids or not _is_int(
+                ann.get('category_id')):
+            raise InputError(f'{where}: category_id '
+                             f'{show_value(ann.get("category_id"))} is not '
+                             'an id of "categories"')
+        bbox = ann.get('bbox')
+        if not (isinstance(bbox, list) and len(bbox) == 4
+                and all(_is_num(v)
+                        for v in bbox) and bbox[2] >= 0 and bbox[3] >= 0):
+            raise InputError(f'{where}: bbox {show_value(bbox)} is not 4 '
+                             'numbers [x, y, w, h] with w, h >= 0')
+
 
 def _load_coco(path: str) -> dict:
     if not osp.isfile(path):
@@ -75,6 +140,7 @@ def _load_coco(path: str) -> dict:
         if not isinstance(coco.get(key), list):
             raise KeyError(f'make_mini_coco: {path} has no list "{key}" '
                            '(is it a COCO instances file?)')
+    _check_entries(coco, path)
     return coco
 
 

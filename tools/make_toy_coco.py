@@ -52,6 +52,10 @@ def parse_args(argv=None):
             setattr(args, key, value)
     if args.preset != 'hard' and args.labeled_frac is not None:
         parser.error('--labeled-frac needs --preset hard')
+    for name, low in (('num_train', 1), ('num_val', 0), ('size', 1)):
+        if getattr(args, name) < low:
+            parser.error(f'--{name.replace("_", "-")} must be >= {low}, got '
+                         f'{getattr(args, name)}')
     return args
 
 

@@ -5,6 +5,11 @@ Examples:
     python tools/train.py CONFIG --resume            # latest ckpt in work_dir
     python tools/train.py CONFIG --resume W/iter_20.pth
     bash tools/dist_train.sh configs/mmregion/ccop_r50_coco.py 8
+
+Known errors (a config value of the wrong type, a checkpoint that does not
+fit, a non-finite loss) end as one ``error: ...`` line; the environment,
+config and hook table go to the log file. ``MMREGION_DEBUG=1`` in the
+environment shows mmengine's full output and the traceback.
 """
 import argparse
 import os
@@ -13,12 +18,14 @@ import sys
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
 
-from mmengine.runner import Runner
-
 import mmregion  # noqa: F401  (safe checkpoint loader, version checks)
 from mmregion.apis.cli import (add_cfg_options_args, apply_cfg_options,
-                               explain_downloads, load_config, run_cli,
+                               check_config_values, explain_downloads,
+                               explain_exception, load_config, run_cli,
                                setup_cpu_distributed)
+from mmregion.apis.quiet_runner import QuietRunner
+from mmregion.apis.resume_check import (check_resume_checkpoint,
+                                        resume_checkpoint_path)
 from mmregion.utils.errors import UserError
 
 
@@ -148,13 +155,44 @@ def main(argv=None):
     setup_cpu_distributed(cfg, args.launcher)
     cfg = merge_args(cfg, args)
 
+    check_config_values(cfg)
+
     with explain_downloads(cfg):
         if 'runner_type' not in cfg:
-            runner = Runner.from_cfg(cfg)
+            # the environment and config dump go to the log file only
+            runner = QuietRunner.from_cfg(cfg)
         else:
             from mmengine.registry import RUNNERS
             runner = RUNNERS.build(cfg)
-        runner.train()
+        resume_from = resume_checkpoint_path(
+            cfg.get('resume'), cfg.get('load_from'), cfg.work_dir)
+        if resume_from is not None:
+            check_resume(runner, resume_from)
+        try:
+            runner.train()
+        except ValueError as e:
+            line = explain_exception(e)
+            if resume_from is None or line is None or \
+                    not line.startswith('--resume'):
+                raise
+            raise UserError(line.replace('the checkpoint\'s',
+                                         f'checkpoint {resume_from}:', 1)) \
+                from e
+
+
+def check_resume(runner, path):
+    """One line naming ``path`` when it cannot be resumed by this config's
+    model (another method, a changed queue length), before mmengine loads
+    it (which logs every mismatching key and re-initialises buffers of
+    another shape)."""
+    from mmengine.model import is_model_wrapper
+
+    from mmregion.utils.checkpoint import load_checkpoint_safely
+    model = runner.model.module if is_model_wrapper(
+        runner.model) else runner.model
+    checkpoint = load_checkpoint_safely(path, map_location='cpu')
+    check_resume_checkpoint(model.state_dict(), checkpoint, path)
+    del checkpoint
 
 
 if __name__ == '__main__':

@@ -88,3 +88,15 @@ log_processor = dict(by_epoch=True)
 # ParamSchedulers convert_to_iter_based; keys do not need DDP's unused-param
 # search (every FPN level stays in the graph, see RoIProjNeck.pool)
 randomness = dict(seed=0, deterministic=False)
+
+# CCOP's photometrics are kornia's on the GPU (kornia_transform.py,
+# r50_d2.py train_pipeline1), ours mmpretrain's on the CPU (PIL blur kernel
+# growing with sigma, multiplicative brightness), the default. For kornia's
+# semantics (docs/fidelity.md, 24.6), in view_pipeline of
+# ../_base_/datasets/coco_regions_2view.py replace the blur by
+#   dict(type='KorniaGaussianBlur', sigma_range=(0.1, 2.0), kernel_size=7,
+#        prob=0.5),  # r50_d2 RandomGaussianBlur: fixed 7x7 kernel
+# and, in the RandomApply of the colour jitter, set the ColorJitter's
+# brightness=0 and put before it
+#   dict(type='AdditiveBrightness', brightness=0.4),  # kornia: img + f - 1
+# (the jitter's order is then brightness first; kornia draws a random order)

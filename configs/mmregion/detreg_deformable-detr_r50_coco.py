@@ -63,8 +63,8 @@ model = dict(
     teacher_view=0,  # unused: no teacher with a DETRegHead
     student_view=0)
 
-# ProSeCo's geometry (512-px RandomResizedCrop, flip); DETReg's multi-scale
-# resize is not reproduced (docs/fidelity.md)
+# ProSeCo's geometry (512-px RandomResizedCrop, flip), the default; DETReg's
+# multi-scale resize: detreg_geometry_pipeline below (docs/fidelity.md)
 train_pipeline = [
     dict(type='LoadImageFromFileSafe'),
     dict(
@@ -90,3 +90,51 @@ train_pipeline = [
     dict(type='PackRegionInputs'),
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+
+# Option: DETReg's own geometry (datasets/selfdet.py make_self_det_transforms)
+# instead of ProSeCo's: flip, then with p = 0.5 each a multi-scale resize
+# (short side in 320-480, long side <= 600) or resize to 400/500/600 +
+# RandomSizeCrop(384, 600) + the multi-scale resize; images are padded to a
+# 608x608 canvas (img_shape keeps their size, the detector masks the rest,
+# as DETR's batch padding). Select it with
+#   train_dataloader = dict(dataset=dict(pipeline=detreg_geometry_pipeline))
+# in a config inheriting this one (docs/fidelity.md, 24.6).
+detreg_scales = [320, 336, 352, 368, 400, 416, 432, 448, 464, 480]  # selfdet
+detreg_geometry_pipeline = [
+    dict(type='LoadImageFromFileSafe'),
+    dict(
+        type='LoadProposals',
+        proposal_file={{_base_.proposal_file}},
+        topk=None),
+    dict(type='KeepSourceRegions'),
+    dict(type='RegionRandomFlip', prob=0.5),  # DETR RandomHorizontalFlip
+    dict(
+        type='RandomChoice',  # DETR RandomSelect (p = 0.5)
+        transforms=[
+            [
+                dict(
+                    type='RegionRandomChoiceResize',
+                    scales=detreg_scales,
+                    max_size=600)  # RandomResize(scales, max_size=600)
+            ],
+            [
+                dict(type='RegionRandomChoiceResize',
+                     scales=[400, 500, 600]),  # RandomResize([400, 500, 600])
+                dict(type='RegionRandomSizeCrop', min_size=384,
+                     max_size=600),  # RandomSizeCrop(384, 600)
+                dict(
+                    type='RegionRandomChoiceResize',
+                    scales=detreg_scales,
+                    max_size=600),
+            ],
+        ]),
+    dict(type='RegionPadToCanvas', size=(608, 608)),  # <= 600 px + rounding
+    dict(
+        type='MultiViewRegions',
+        transforms=[[]],
+        num_views=1,
+        min_regions=0,
+        max_regions={{_base_.num_ss_boxes}}),  # DETReg --max_prop 30
+    dict(type='BoxPatches', size=128, transforms={{_base_.strong_view}}),
+    dict(type='PackRegionInputs'),
+]

@@ -28,7 +28,7 @@ __all__ = [
     'Rule', 'ConversionReport', 'read_official_state_dict', 'convert_keys',
     'd2_resnet_rules', 'torchvision_resnet_rules', 'd2_fpn_rules',
     'add_num_batches_tracked', 'save_converted', 'converter_arg_parser',
-    'run_conversion'
+    'nonfinite_keys', 'run_conversion'
 ]
 
 Replacement = Union[None, str, Callable[[re.Match], str]]
@@ -259,6 +259,14 @@ def add_num_batches_tracked(
     return out
 
 
+def nonfinite_keys(state: Dict[str, Any]) -> List[str]:
+    """Keys of the floating-point tensors of ``state`` that hold NaN/inf."""
+    return [
+        k for k, v in state.items() if isinstance(v, torch.Tensor)
+        and v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
+
+
 def save_converted(state: Dict[str, torch.Tensor],
                    path: str,
                    meta: Optional[dict] = None) -> None:
@@ -303,6 +311,12 @@ def run_conversion(
     out = add_num_batches_tracked(out)
     for key, value in (extra or {}).items():
         out.setdefault(key, value)
+    bad = nonfinite_keys(out)
+    if bad:
+        raise UserError(
+            f'{in_file}: {len(bad)} tensor(s) hold NaN/inf (e.g. '
+            f'{", ".join(bad[:3])}): the checkpoint is broken (a diverged '
+            f'run?); nothing written to {out_file}')
     save_converted(
         out, out_file,
         dict(

@@ -21,7 +21,7 @@ __all__ = [
     'load_config', 'check_cfg_options', 'explain_exception',
     'setup_cpu_distributed', 'slurm_dist_env', 'sync_bn_to_bn',
     'add_cfg_options_args', 'apply_cfg_options', 'run_cli', 'run_tool',
-    'check_config_variables', 'explain_downloads'
+    'check_config_variables', 'explain_downloads', 'check_config_values'
 ]
 
 
@@ -169,6 +169,60 @@ def check_config_variables(cfg: Config, options: Optional[Dict[str,
                 f'value instead: {shown} (e.g. --cfg-options {used[0]}=...)')
 
 
+# keys whose value must be a positive int wherever they appear in a config
+# (a string or 0 used to fail deep in a constructor: `feat_dim='128'` a
+# TypeError of torch.empty, `num_queries=0` an IndexError)
+POSITIVE_INT_KEYS = frozenset({
+    'feat_dim', 'num_queries', 'queue_len', 'img_queue_len',
+    'region_queue_len', 'max_iters', 'max_epochs', 'batch_size'
+})
+# keys whose value must be a finite number >= 0 (a string lr used to fail
+# in torch's optimizer with an unrelated TypeError)
+NUMBER_KEYS = frozenset({'lr', 'weight_decay'})
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_config_values(cfg: Any, prefix: str = '') -> None:
+    """Refuse a value of the wrong type or range for a few well-known keys.
+
+    Every key named in :data:`POSITIVE_INT_KEYS` must be an int >= 1 and
+    every key of :data:`NUMBER_KEYS` a finite number >= 0, wherever it is in
+    the config (``model.feat_dim``, ``optim_wrapper.optimizer.lr``,
+    ``train_cfg.max_iters``, ...). Checked at the config boundary, before
+    anything is built.
+
+    Args:
+        cfg (Config | dict | list): The merged config (or a part of it).
+        prefix (str): Key path of ``cfg`` (for messages).
+
+    Raises:
+        UserError: Naming the key path, the value and what it must be.
+    """
+    import math
+    node = cfg._cfg_dict if isinstance(cfg, Config) else cfg
+    items = node.items() if isinstance(node, dict) else enumerate(node) \
+        if isinstance(node, (list, tuple)) else ()
+    for key, value in items:
+        path = f'{prefix}{key}'
+        if key in POSITIVE_INT_KEYS and value is not None and not (
+                _is_number(value) and value == int(value) and value >= 1):
+            raise UserError(
+                f'config key {path} = {value!r} ({type(value).__name__}): '
+                'must be an int >= 1 (set it with --cfg-options '
+                f'{path}=N)')
+        if key in NUMBER_KEYS and value is not None and not (
+                _is_number(value) and math.isfinite(value) and value >= 0):
+            raise UserError(
+                f'config key {path} = {value!r} ({type(value).__name__}): '
+                'must be a finite number >= 0 (set it with --cfg-options '
+                f'{path}=X)')
+        if isinstance(value, (dict, list, tuple)):
+            check_config_values(value, path + '.')
+
+
 def add_cfg_options_args(parser: argparse.ArgumentParser) -> None:
     """Add ``--cfg-options`` and ``--strict-cfg-options`` to ``parser``."""
     parser.add_argument(
@@ -252,6 +306,11 @@ def explain_exception(exc: BaseException) -> Optional[str]:
         return f'unknown type in config: {core}{hint}'
     if isinstance(exc, FileNotFoundError):
         return f'file not found: {first}'
+    if isinstance(exc, FloatingPointError) and first.startswith('Non-finite'):
+        # the numerical guards (FiniteCheckOptimWrapper, the checkpoint
+        # hook): their message names the loss/tensor, the iteration and
+        # the resume command
+        return ' '.join(text.split())
     if isinstance(exc, ValueError) and first.startswith(
             'loaded state dict') and 'parameter group' in first:
         # torch's Optimizer.load_state_dict during mmengine's resume
@@ -264,12 +323,21 @@ def explain_exception(exc: BaseException) -> Optional[str]:
 
 
 def run_cli(main, argv: Optional[Iterable[str]] = None) -> None:
-    """Run ``main``; print user errors as one line and exit with status 1."""
+    """Run ``main``; print user errors as one line and exit with status 1.
+
+    Known error classes (:class:`UserError` and the errors
+    :func:`explain_exception` recognises, a training guard's
+    ``FloatingPointError``) end as one ``error: ...`` line on stderr, with
+    no traceback; ``MMREGION_DEBUG=1`` in the environment re-raises them
+    (full traceback). Anything else keeps its traceback.
+    """
+    from mmregion.apis.quiet_runner import debug_mode
     try:
         main(argv)
-    except (UserError, KeyError, FileNotFoundError, ValueError) as e:
+    except (UserError, KeyError, FileNotFoundError, ValueError,
+            FloatingPointError) as e:
         line = explain_exception(e)
-        if line is None:
+        if line is None or debug_mode():
             raise
         print(f'error: {line}', file=sys.stderr)
         sys.exit(1)

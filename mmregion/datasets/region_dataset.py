@@ -42,8 +42,10 @@ class RegionDataset(BaseDataset):
             (case-insensitive). Defaults to common image formats.
         allow_unsafe_paths (bool): Accept json ``file_name``s that are
             absolute or contain ``..`` (they read outside the image root;
-            refused by default). A NUL byte, a non-string or an empty name
-            is always refused. Defaults to False.
+            refused by default) and, in folder mode, symlinks that point
+            outside the folder (skipped and counted by default). A NUL
+            byte, a non-string or an empty name is always refused.
+            Defaults to False.
         **kwargs: Other arguments of :class:`mmengine.dataset.BaseDataset`
             (``pipeline``, ``indices``, ``serialize_data``, ``lazy_init``...).
 
@@ -128,7 +130,10 @@ class RegionDataset(BaseDataset):
             raise InputError('RegionDataset: ann_file is empty and the image '
                              f'folder "{root}" does not exist (set '
                              'data_prefix=dict(img=...) or ann_file).')
-        files = scan_image_folder(root, extensions=self.extensions)
+        files = scan_image_folder(
+            root,
+            extensions=self.extensions,
+            allow_outside_links=self.allow_unsafe_paths)
         return [
             dict(img_path=osp.join(root, f), img_id=i, proposal_key=f)
             for i, f in enumerate(files)

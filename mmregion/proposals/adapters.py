@@ -30,13 +30,23 @@ def load_coco_json_store(path: str,
             logger='current',
             level=30)
     id_to_key = {}
-    for im in images:
-        try:
-            id_to_key[im['id']] = im['file_name']
-        except TypeError:  # unhashable id
-            raise InputError(
-                f'{path}: image id {show_value(im["id"])} is not a '
-                'number or string') from None
+    keys = set()
+    for i, im in enumerate(images):
+        img_id = im['id']
+        if isinstance(img_id, bool) or not isinstance(img_id, (int, str)):
+            # True == 1 as a dict key: a bool id took another image's boxes
+            raise InputError(f'{path}: images[{i}]: image id '
+                             f'{show_value(img_id)} is not an int or string')
+        if img_id in id_to_key:
+            raise InputError(f'{path}: images[{i}]: duplicate image id '
+                             f'{show_value(img_id)} (its boxes would go to '
+                             'either image)')
+        if im['file_name'] in keys:
+            raise InputError(f'{path}: images[{i}]: duplicate file_name '
+                             f'{show_value(im["file_name"])} (the boxes of '
+                             'both entries would be merged)')
+        id_to_key[img_id] = im['file_name']
+        keys.add(im['file_name'])
     lists: Dict[str, list] = {k: [] for k in id_to_key.values()}
     anns = coco.get('annotations', [])
     if not isinstance(anns, list):
@@ -46,7 +56,9 @@ def load_coco_json_store(path: str,
         if not isinstance(ann, dict) or 'bbox' not in ann:
             raise InputError(f'{where} is not an object with a "bbox"')
         try:
-            key = id_to_key.get(ann.get('image_id'))
+            image_id = ann.get('image_id')
+            key = None if isinstance(image_id,
+                                     bool) else id_to_key.get(image_id)
         except TypeError:
             key = None
         if key is None:

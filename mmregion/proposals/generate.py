@@ -8,6 +8,7 @@ deterministic per image). Workers (one OpenCV thread each) process images;
 the parent writes every shard atomically once all of its images are in.
 """
 import ctypes
+import errno
 import json
 import multiprocessing as mp
 import os
@@ -95,8 +96,9 @@ def list_images(src: str,
             when the json is named ``instances_<split>.json`` and that folder
             exists, else the json's directory.
         allow_unsafe_paths (bool): Accept absolute and ``..`` file names of
-            a json (see :func:`mmregion.utils.input_checks.check_file_name`).
-            Defaults to False.
+            a json (see :func:`mmregion.utils.input_checks.check_file_name`)
+            and, in a folder, symlinks that point outside it. Defaults to
+            False.
 
     Returns:
         tuple[list[str], str]: Sorted keys and the image root.
@@ -110,7 +112,8 @@ def list_images(src: str,
                                 'not found')
     if osp.isdir(src):
         root = img_root or src
-        return scan_image_folder(src, root), root
+        return scan_image_folder(
+            src, root, allow_outside_links=allow_unsafe_paths), root
     images = read_coco_images(src, allow_unsafe_paths=allow_unsafe_paths)
     keys = sorted({im['file_name'] for im in images})
     if img_root is None:
@@ -402,10 +405,56 @@ def generate_proposals(src: str,
         params.update(num_random=int(num_random))
     params = json.loads(json.dumps(params))
 
-    with ProposalDirLock(out):
+    if osp.isdir(out) and not os.access(out, os.W_OK):
+        return _check_read_only(
+            out, keys, params, shard_size,
+            PermissionError(errno.EACCES, os.strerror(errno.EACCES)))
+    try:
+        lock = ProposalDirLock(out).acquire()
+    except OSError as e:
+        if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        # a finished store in a read-only folder can still be checked
+        return _check_read_only(out, keys, params, shard_size, e)
+    try:
         return _generate_locked(out, keys, root, params, workers, shard_size,
                                 overwrite, progress, start_method, chunksize,
                                 max_failed_ratio)
+    finally:
+        lock.release()
+
+
+def _check_read_only(out: str, keys: List[str], params: dict, shard_size: int,
+                     error: OSError) -> Dict[str, float]:
+    """Check, without writing, that the store in the unwritable ``out`` is
+    the complete store of this run (its stats are returned); else one
+    line naming ``out`` and why."""
+    why = f'{out} is not writable ({error.strerror})'
+    try:
+        writer = ProposalWriter(
+            out, keys, shard_size=shard_size, params=params, read_only=True)
+        pending = [
+            i for i in range(writer.num_shards) if not writer.is_done(i)
+        ]
+    except ValueError as e:
+        raise InputError(f'{why} and {e}: write it elsewhere') from None
+    if pending or not writer.meta.get('complete'):
+        raise InputError(f'{why} and its store is not complete ('
+                         f'{len(pending)} of {writer.num_shards} shards to '
+                         'write): make it writable or write elsewhere')
+    print_log(
+        f'{out}: read-only, the complete store of this run is there '
+        '(checked, nothing written)',
+        logger='current',
+        level=20)
+    # as a re-run of a finished store in a writable folder reports it
+    return dict(
+        writer.meta.get('stats') or {},
+        done=0,
+        skipped=len(keys),
+        failed=0,
+        seconds=0.0,
+        images_per_s=0.0)
 
 
 def _generate_locked(out: str,

@@ -6,6 +6,9 @@ are written atomically (:func:`mmregion.utils.atomic_io.atomic_write`) and
 read fully into memory (the file is closed right away, so the result is
 safe to use from forked dataloader workers).
 """
+import contextlib
+import errno
+import io
 import math
 import os
 import os.path as osp
@@ -20,7 +23,8 @@ from .format import META_FILE, PackedBoxes
 
 __all__ = [
     'read_shard', 'write_shard', 'read_shard_failed', 'read_shard_digest',
-    'read_shard_num_keys', 'iter_shard_boxes', 'settings_mismatch_error'
+    'read_shard_num_keys', 'iter_shard_boxes', 'settings_mismatch_error',
+    'writing_error_names'
 ]
 
 
@@ -214,14 +218,35 @@ def write_shard(path: str,
         failed, dtype=str) if failed else np.zeros(
             0, dtype='<U1')
 
-    with atomic_write(path) as f:
-        np.savez(
-            f,
-            keys=packed.keys,
-            offsets=packed.offsets,
-            boxes=packed.boxes,
-            failed=failed_arr,
-            run_sha1=np.array(run_sha1))
+    # the archive is built in memory and written in one go: a write error
+    # (disk full) then leaves no half-closed ZipFile behind, whose __del__
+    # printed a second traceback
+    buf = io.BytesIO()
+    np.savez(
+        buf,
+        keys=packed.keys,
+        offsets=packed.offsets,
+        boxes=packed.boxes,
+        failed=failed_arr,
+        run_sha1=np.array(run_sha1))
+    with writing_error_names(path, 'proposal shard'):
+        with atomic_write(path) as f:
+            f.write(buf.getbuffer())
+
+
+@contextlib.contextmanager
+def writing_error_names(path: str, what: str) -> Iterator[None]:
+    """Re-raise an ``OSError`` of the body naming ``path`` (a disk-full
+    ``ENOSPC`` said only "No space left on device"). The atomic write has
+    left the previous file (if any) in place."""
+    try:
+        yield
+    except OSError as e:
+        reason = e.strerror or str(e) or type(e).__name__
+        hint = ' (the disk is full: free space and run again, finished ' \
+            'shards are kept)' if e.errno == errno.ENOSPC else ''
+        raise OSError(e.errno,
+                      f'cannot write {what} {path}: {reason}{hint}') from None
 
 
 def iter_shard_boxes(path: str) -> Iterator[Tuple[str, np.ndarray]]:

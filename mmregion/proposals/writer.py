@@ -21,7 +21,8 @@ from mmregion.utils.input_checks import InputError
 from .format import (FORMAT_NAME, FORMAT_VERSION, META_FILE, image_list_digest,
                      run_digest, shard_file_name)
 from .shard_io import (read_shard, read_shard_digest, read_shard_failed,
-                       settings_mismatch_error, write_shard)
+                       settings_mismatch_error, write_shard,
+                       writing_error_names)
 
 __all__ = [
     'LOCK_FILE', 'ProposalDirBusyError', 'ProposalDirLock', 'ProposalWriter'
@@ -142,6 +143,9 @@ class ProposalWriter:
             ``meta.json``; resuming with different ones is an error.
         overwrite (bool): Start afresh if ``path`` holds a different run
             (its shards are deleted). Defaults to False.
+        read_only (bool): Only check an existing store of the same run
+            (nothing is created or written; a missing or different
+            ``meta.json`` raises ``ValueError``). Defaults to False.
     """
 
     def __init__(self,
@@ -149,7 +153,8 @@ class ProposalWriter:
                  keys: Sequence[str],
                  shard_size: int = 1000,
                  params: Optional[dict] = None,
-                 overwrite: bool = False) -> None:
+                 overwrite: bool = False,
+                 read_only: bool = False) -> None:
         if shard_size < 1:
             raise ValueError(f'shard_size must be >= 1, got {shard_size}')
         keys = sorted(keys)
@@ -163,8 +168,9 @@ class ProposalWriter:
         # json round trip: the comparison on resume sees what was stored
         self.params = json.loads(json.dumps(dict(params or {})))
         self.num_shards = (len(keys) + shard_size - 1) // shard_size
-        os.makedirs(path, exist_ok=True)
-        self._remove_stale_tmp()
+        if not read_only:
+            os.makedirs(path, exist_ok=True)
+            self._remove_stale_tmp()
         meta = dict(
             format=FORMAT_NAME,
             version=FORMAT_VERSION,
@@ -182,9 +188,18 @@ class ProposalWriter:
             ])
         meta['run_sha1'] = run_digest(meta)
         meta_path = osp.join(path, META_FILE)
+        if read_only and not osp.exists(meta_path):
+            raise ValueError(f'{path} holds no proposal store ({META_FILE} '
+                             'missing)')
         if osp.exists(meta_path):
             old = self._read_meta(meta_path)
             mismatch = self._mismatch(old, meta)
+            if read_only and mismatch:
+                raise ValueError(f'{path} holds proposals of a different run'
+                                 f' ({mismatch})')
+            if read_only:
+                self.meta = old
+                return
             if mismatch and not overwrite:
                 raise ValueError(
                     f'{path} already holds proposals of a different run '
@@ -197,7 +212,8 @@ class ProposalWriter:
                 meta['run_sha1'] = run_digest(meta)
                 meta['complete'] = False
         self.meta = meta
-        atomic_write_json(meta_path, meta, indent=1)
+        with writing_error_names(meta_path, 'proposal store meta'):
+            atomic_write_json(meta_path, meta, indent=1)
 
     @staticmethod
     def _read_meta(meta_path: str) -> dict:
@@ -295,4 +311,6 @@ class ProposalWriter:
                                'cannot finalize')
         self.meta['complete'] = True
         self.meta['stats'] = dict(stats or {})
-        atomic_write_json(osp.join(self.path, META_FILE), self.meta, indent=1)
+        meta_path = osp.join(self.path, META_FILE)
+        with writing_error_names(meta_path, 'proposal store meta'):
+            atomic_write_json(meta_path, self.meta, indent=1)

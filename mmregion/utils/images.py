@@ -29,7 +29,8 @@ IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
 
 def scan_image_folder(folder: str,
                       root: Optional[str] = None,
-                      extensions: Sequence[str] = IMG_EXTENSIONS) -> List[str]:
+                      extensions: Sequence[str] = IMG_EXTENSIONS,
+                      allow_outside_links: bool = False) -> List[str]:
     """The image files under ``folder`` (recursively), sorted.
 
     Every entry with an image suffix is listed, also one that is not a
@@ -39,7 +40,11 @@ def scan_image_folder(folder: str,
     followed, each real folder once: a symlink loop (``ln -s . a``) or a
     folder reached twice is listed once, with a warning. A name that is
     not valid UTF-8 (it could not be stored as a key) is skipped with a
-    warning naming it.
+    warning naming it. A symlink (to a file or a folder) whose target lies
+    outside ``folder`` is skipped and counted, with a warning naming one,
+    unless ``allow_outside_links`` (the same rule as ``..`` in a json
+    ``file_name``: nothing is read outside the image root without an
+    explicit opt-in).
 
     Args:
         folder (str): The local folder to scan.
@@ -47,6 +52,9 @@ def scan_image_folder(folder: str,
             to. Defaults to ``folder``.
         extensions (Sequence[str]): Suffixes of image files, matched
             case-insensitively. Defaults to :data:`IMG_EXTENSIONS`.
+        allow_outside_links (bool): Follow symlinks whose target is outside
+            ``folder`` (a folder of links to images elsewhere). Defaults to
+            False.
 
     Returns:
         list[str]: ``/``-separated paths relative to ``root``, sorted.
@@ -58,6 +66,8 @@ def scan_image_folder(folder: str,
     seen = set()
     revisited: List[str] = []
     not_utf8: List[str] = []
+    outside: List[str] = []
+    real_top = osp.realpath(folder)
     # folders reached without a link first, so that a real path wins over
     # a symlink to the same folder (deterministic keys)
     stack, linked = [folder], []
@@ -83,6 +93,11 @@ def scan_image_folder(folder: str,
             except UnicodeEncodeError:
                 not_utf8.append(entry.path)
                 continue
+            if entry.is_symlink() and not allow_outside_links:
+                target = osp.realpath(entry.path)
+                if osp.commonpath([real_top, target]) != real_top:
+                    outside.append(entry.path)
+                    continue
             try:
                 is_dir = entry.is_dir()  # follows links
             except OSError:
@@ -104,6 +119,14 @@ def scan_image_folder(folder: str,
             f'{folder}: {len(not_utf8)} file name(s) that are not valid '
             f'UTF-8 skipped (e.g. {show_value(not_utf8[0], 200)}); rename '
             'them to include them',
+            logger='current',
+            level=30)
+    if outside:
+        print_log(
+            f'{folder}: {len(outside)} symlink(s) pointing outside the image '
+            f'folder skipped (e.g. {show_value(outside[0], 200)} -> '
+            f'{show_value(osp.realpath(outside[0]), 200)}); allow them '
+            'explicitly with allow_unsafe_paths=True (--allow-unsafe-paths)',
             logger='current',
             level=30)
     return sorted(keys)

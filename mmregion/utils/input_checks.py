@@ -47,6 +47,15 @@ def _show(name: Any, limit: int = 120) -> str:
     return show_value(name, limit)
 
 
+# how to allow such a name, for each entry point (tools/train.py has no
+# flag: the data set and LoadProposals take a config key)
+ALLOW_HINT = ('(allow it explicitly: --allow-unsafe-paths of '
+              'generate_proposals.py / browse_proposals.py; in a training '
+              'config allow_unsafe_paths=True of the dataset and of '
+              'LoadProposals, e.g. --cfg-options '
+              'train_dataloader.dataset.allow_unsafe_paths=True)')
+
+
 def check_file_name(name: Any,
                     where: str,
                     allow_unsafe_paths: bool = False) -> str:
@@ -93,13 +102,11 @@ def check_file_name(name: Any,
             or (len(name) > 1 and name[1] == ':')):
         raise InputError(
             f'{where}: file_name {_show(name)} is an absolute path; image '
-            'names must be relative to the image root (allow it explicitly '
-            'with --allow-unsafe-paths / allow_unsafe_paths=True)')
+            'names must be relative to the image root ' + ALLOW_HINT)
     if '..' in parts:
         raise InputError(
             f'{where}: file_name {_show(name)} contains "..", which leaves '
-            'the image root (allow it explicitly with --allow-unsafe-paths '
-            '/ allow_unsafe_paths=True)')
+            'the image root ' + ALLOW_HINT)
     return name
 
 

@@ -343,7 +343,12 @@ class MultiViewRegions(BaseTransform):
                 boxes[v] = self._companion_boxes(results, out, ids)
         results.pop('proposals', None)
         results['img'] = [out['img'] for out in views]
-        results['img_shape'] = [tuple(out['img'].shape[:2]) for out in views]
+        # a view padded to a canvas (RegionPadToCanvas) keeps its own size
+        results['img_shape'] = [
+            tuple(out['img_shape'][:2])
+            if 'pad_shape' in out else tuple(out['img'].shape[:2])
+            for out in views
+        ]
         results['boxes'] = boxes
         results['region_ids'] = ids.astype(np.int64)
         results['view_affine'] = np.stack([
