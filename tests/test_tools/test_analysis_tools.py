@@ -1,5 +1,6 @@
-"""tools/analysis_tools/{browse_views,get_flops,analyze_logs,region_probe}.py
-and tools/model_converters/publish_model.py on the toy set / tiny inputs."""
+"""tools/analysis_tools/{browse_views,get_flops,analyze_logs,region_probe,
+supervised_control}.py and tools/model_converters/publish_model.py on the toy
+set / tiny inputs."""
 import hashlib
 import json
 import os
@@ -154,30 +155,43 @@ def test_publish_model_strips_and_hashes(tmp_path, capsys):
     assert not [f for f in os.listdir(tmp_path) if f.startswith('z-')]
 
 
-def test_region_probe_compares_with_random_init(tmp_path, capsys):
-    """The demo's last step: a backbone against random init on the same
-    test boxes, with a paired interval, a McNemar p and a verdict."""
+def test_supervised_control_then_region_probe(tmp_path, capsys):
+    """The probe's positive control (a backbone trained with the labels)
+    loads like any backbone, and the demo's last step compares it with
+    random init on the same test boxes: a paired interval, a McNemar p and
+    a verdict."""
     from mmregion.apis.transfer.probe import build_backbone
     from mmregion.testing.toy_data_hard import make_hard_toy_coco
     make_hard_toy_coco(
         str(tmp_path / 'd'), num_train=8, num_val=6, size=64, labeled_frac=1)
-    ckpt = tmp_path / 'other.pth'
-    torch.save(dict(state_dict=build_backbone(seed=1).state_dict()), str(ckpt))
-    tool = _load_tool('analysis_tools/region_probe')
     d = tmp_path / 'd'
+    ckpt = tmp_path / 'control.pth'
+    control = _load_tool('analysis_tools/supervised_control')
+    assert control.main([
+        str(d / 'annotations/instances_train.json'),
+        str(d / 'train'),
+        str(ckpt), '--iters', '2', '--batch', '2', '--log-every', '1'
+    ]) == 0
+    logged = capsys.readouterr().out
+    assert logged.count('iter ') == 2 and 'nan' not in logged
+    trained = build_backbone(checkpoint=str(ckpt)).state_dict()
+    fresh = build_backbone(seed=0).state_dict()
+    assert not torch.allclose(trained['conv1.weight'], fresh['conv1.weight'])
+    assert control.main(['no.json', 'x', str(tmp_path / 'y.pth')]) == 2
+    tool = _load_tool('analysis_tools/region_probe')
     out = tmp_path / 'probe.json'
     rc = tool.main([
         str(d / 'annotations/instances_train_labeled.json'),
         str(d / 'train'),
         str(d / 'annotations/instances_val.json'),
-        str(d / 'val'), '--checkpoint', f'seed1={ckpt}', '--bn-images', '4',
+        str(d / 'val'), '--checkpoint', f'control={ckpt}', '--bn-images', '4',
         '--out',
         str(out)
     ])
     assert rc == 0
     res = json.loads(out.read_text())
-    assert set(res['results']) == {'random', 'seed1'}
-    c = res['comparisons']['seed1']
+    assert set(res['results']) == {'random', 'control'}
+    c = res['comparisons']['control']
     assert c['low'] <= c['diff'] <= c['high']
     assert 0 <= c['p'] <= 1
     assert c['verdict'] in ('better', 'worse', 'no significant difference')
