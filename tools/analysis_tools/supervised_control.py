@@ -75,11 +75,10 @@ def train_control(items,
     from torchvision.ops import roi_align
 
     from mmregion.apis.transfer.probe import (STRIDES, build_backbone,
-                                              load_image)
+                                              level_channels, load_image)
     model = build_backbone(depth, base_channels, None, seed)
+    head = torch.nn.Linear(sum(level_channels(model)), num_classes)
     model.train()
-    width = base_channels * (2 + 4 + 8)  # C3 + C4 + C5 channels
-    head = torch.nn.Linear(width, num_classes)
     opt = torch.optim.SGD(
         list(model.parameters()) + list(head.parameters()),
         lr=lr,

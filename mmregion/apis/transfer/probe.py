@@ -66,6 +66,18 @@ def build_backbone(depth: int = 18,
     return model
 
 
+@torch.no_grad()
+def level_channels(model: torch.nn.Module) -> List[int]:
+    """Channels of each level the backbone returns (C3, C4, C5), read from
+    one forward of a small input (any depth: basic or bottleneck blocks)."""
+    training = model.training
+    model.eval()
+    try:
+        return [int(f.size(1)) for f in model(torch.zeros(1, 3, 64, 64))]
+    finally:
+        model.train(training)
+
+
 def load_image(path: str, scale: float) -> torch.Tensor:
     """``(3, H * scale, W * scale)`` normalised RGB tensor of an image."""
     img = cv2.imread(path)
@@ -317,7 +329,7 @@ def region_probe(checkpoint: Optional[str],
     }
     linear = linear_probe(data['train'], data['dev'], data['test'],
                           num_classes, weight_decays)
-    widths = [base_channels * m * roi_size**2 for m in (2, 4, 8)]
+    widths = [c * roi_size**2 for c in level_channels(model)]
     pred = knn_predict(
         level_normalise(data['train'][0], widths), data['train'][1],
         level_normalise(data['test'][0], widths), num_classes, knn_k,
