@@ -164,21 +164,18 @@ class PLRCHead(ImageContrastHead):
                     feats, labels, pvalid, view_ids=view_ids))
         return sum(losses) / len(losses)
 
-    def _distill_vector(self, feat: Tensor, logits: Tensor, idx: Tensor,
-                        ok: Tensor, ref: Tensor) -> Tensor:
-        """``[affinity_scale * f(i) . up(R), logits(i)]`` of cells ``idx``
-        ``(B, M)`` (each distinct cell of the real pairs ``ok`` computed
-        once; padding rows get an arbitrary one): ``(B, M, S*S + Np)`` from
-        ``feat`` ``(B, Cb, h, w)``, ``logits`` ``(B, Np, h, w)`` and the
-        reference ``ref`` ``(B, Cb, h, w)``."""
+    def _cell_vectors(self, feat: Tensor, logits: Tensor, cells: Tensor,
+                      ref: Tensor) -> Tensor:
+        """``[affinity_scale * f(i) . up(R), logits(i)]`` of the cells
+        ``(B, U)``: ``(B, U, S*S + Np)`` from ``feat`` ``(B, Cb, h, w)``,
+        ``logits`` ``(B, Np, h, w)`` and the reference ``ref``
+        ``(B, Cb, h, w)``."""
         S = self.distill_size
-        cells, pos = unique_cells(idx, ok, S * S)
         rows = read_upsampled_rows(feat, cells, S)  # (B, U, Cb)
-        vec = torch.cat([
+        return torch.cat([
             upsampled_affinity(rows, ref, S) * self.affinity_scale,
             read_upsampled_rows(logits, cells, S)
         ], -1)
-        return vec.gather(1, pos[..., None].expand(-1, -1, vec.size(-1)))
 
     def distill_loss(self,
                      distill: Sequence[DistillInputs],
@@ -190,7 +187,9 @@ class PLRCHead(ImageContrastHead):
         Every pair of cells of :func:`dense_cell_pairs` is a term (a student
         cell with several target cells in reach is distilled towards each of
         them, as the release); the loss is the mean over the pairs of the
-        batch.
+        batch. Each distinct cell's vector is computed once (``(U, D)``, not
+        one row per pair) and the loss sums over the pairs through their
+        row indices (``pair_index``).
 
         Args:
             distill (Sequence[DistillInputs]): per direction.
@@ -202,28 +201,37 @@ class PLRCHead(ImageContrastHead):
         Returns:
             Tensor: scalar.
         """
-        students, targets, weights = [], [], []
+        S = self.distill_size
+        students, targets, pairs = [], [], []
+        num_s = num_t = 0  # rows before this direction's
         scale = pair_frame_scale(self.distill_pair_frame, ori_shape,
                                  view_affine.size(0))
         for d in distill:
             idx_s, idx_t, ok = keep_random_pairs(
-                *dense_cell_pairs(view_affine, img_shape, self.distill_size,
-                                  *d.views, self.distill_pos_ratio, scale),
+                *dense_cell_pairs(view_affine, img_shape, S, *d.views,
+                                  self.distill_pos_ratio, scale),
                 self.num_distill_points)
+            cells_s, pos_s = unique_cells(idx_s, ok, S * S)  # (B, Us)
+            cells_t, pos_t = unique_cells(idx_t, ok, S * S)  # (B, Ut)
             ref = d.reference_feat.detach()
-            s_vec = self._distill_vector(d.student_feat, d.student_logits,
-                                         idx_s, ok, ref)
+            s_vec = self._cell_vectors(d.student_feat, d.student_logits,
+                                       cells_s, ref)
             with torch.no_grad():
-                t_vec = self._distill_vector(d.target_feat.detach(),
-                                             d.target_logits, idx_t, ok, ref)
+                t_vec = self._cell_vectors(d.target_feat.detach(),
+                                           d.target_logits, cells_t, ref)
+            b, m = ok.nonzero(as_tuple=True)  # the real pairs
+            pairs.append(
+                torch.stack([
+                    num_s + b * cells_s.size(1) + pos_s[b, m],
+                    num_t + b * cells_t.size(1) + pos_t[b, m]
+                ]))
             students.append(s_vec.flatten(0, 1))
             targets.append(t_vec.flatten(0, 1))
-            weights.append(ok.flatten().to(s_vec.dtype))
-        if len(students) == 1:  # one direction: no copy of (B*M, D)
-            return self.loss_distill_module(students[0], targets[0],
-                                            weights[0])
+            num_s += students[-1].size(0)
+            num_t += targets[-1].size(0)
+        cat = (lambda x: x[0]) if len(distill) == 1 else torch.cat
         return self.loss_distill_module(
-            torch.cat(students), torch.cat(targets), torch.cat(weights))
+            cat(students), cat(targets), pair_index=torch.cat(pairs, 1))
 
     def loss(self,
              point_q: Sequence[Tensor],

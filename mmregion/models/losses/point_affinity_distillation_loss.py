@@ -20,31 +20,54 @@ def point_affinity_distillation_loss(
         teacher_temperature: float = 0.07,
         weight: Optional[Tensor] = None,
         reduction: str = 'none',
-        avg_factor: Optional[float] = None) -> Tensor:
-    """Per-point cross-entropy between the centred teacher and the student.
+        avg_factor: Optional[float] = None,
+        pair_index: Optional[Tensor] = None) -> Tensor:
+    """Per-pair cross-entropy between the centred teacher and the student.
 
-    ``l_i = sum_d -softmax((t_i - c) / tau_t)_d * log_softmax(s_i / tau_s)_d``;
-    the teacher side carries no gradient.
+    ``l_m = sum_d -softmax((t_j - c) / tau_t)_d * log_softmax(s_i / tau_s)_d``
+    for pair ``m = (i, j)``; the teacher side carries no gradient. Without
+    ``pair_index`` pair ``m`` is row ``m`` of both. With it, a row that
+    takes part in several pairs is normalised once and the 'mean' / 'sum'
+    are computed as ``sum_i log_softmax(s_i) . (A softmax(t))_i`` with the
+    sparse ``(Ms, Mt)`` pair matrix ``A`` (``A_ij`` = the pair's weight):
+    the same value without building ``(M, D)`` per-pair matrices.
 
     Args:
-        student (Tensor): ``(M, D)`` student vectors (affinities to the
+        student (Tensor): ``(Ms, D)`` student vectors (affinities to the
             reference points, then prototype logits).
-        teacher (Tensor): ``(M, D)`` teacher vectors, built alike.
+        teacher (Tensor): ``(Mt, D)`` teacher vectors, built alike
+            (``Mt == Ms`` without ``pair_index``).
         center (Tensor): ``(1, D)`` or ``(D,)`` running teacher centre.
         student_temperature (float): tau_s.
         teacher_temperature (float): tau_t.
-        weight (Tensor, optional): ``(M,)`` per-point weights.
+        weight (Tensor, optional): ``(M,)`` per-pair weights.
         reduction (str): 'none', 'mean' or 'sum'. Defaults to 'none'.
         avg_factor (float, optional): divisor of the 'mean'; defaults to
             ``weight.sum()`` (the plain mean without ``weight``).
+        pair_index (Tensor, optional): ``(2, M)`` long, the student row and
+            the teacher row of each pair. Defaults to row ``m`` with row
+            ``m``.
 
     Returns:
-        Tensor: ``(M,)`` per-point loss for 'none', else a scalar.
+        Tensor: ``(M,)`` per-pair loss for 'none', else a scalar.
     """
     t = F.softmax(
         (teacher.detach() - center.view(1, -1)) / teacher_temperature, -1)
-    loss = -(t * F.log_softmax(student / student_temperature, -1)).sum(-1)
-    return weighted_reduce(loss, weight, reduction, avg_factor)
+    log_s = F.log_softmax(student / student_temperature, -1)
+    if pair_index is None:
+        return weighted_reduce(-(t * log_s).sum(-1), weight, reduction,
+                               avg_factor)
+    if reduction == 'none':  # per pair: (M, D) rows are needed here
+        loss = -(t[pair_index[1]] * log_s[pair_index[0]]).sum(-1)
+        return weighted_reduce(loss, weight, reduction)
+    w = t.new_ones(pair_index.size(1)) if weight is None else weight.to(
+        t.dtype)
+    pairs = torch.sparse_coo_tensor(
+        pair_index, w, (log_s.size(0), t.size(0)), check_invariants=False)
+    total = -(torch.sparse.mm(pairs, t) * log_s).sum()
+    if reduction == 'mean' and avg_factor is None:
+        avg_factor = w.sum()
+    return weighted_reduce(total.view(1), None, reduction, avg_factor)
 
 
 @MODELS.register_module()
@@ -108,7 +131,8 @@ class PointAffinityDistillationLoss(BaseLoss):
 
         Args:
             teacher (Tensor): ``(M, D)``.
-            weight (Tensor): ``(M,)`` 0/1 weights of the counted rows.
+            weight (Tensor): ``(M,)`` weights of the rows (0/1, or how many
+                counted pairs a row takes part in).
         """
         stats = torch.cat([(teacher * weight[:, None]).sum(0),
                            weight.sum()[None]]).float()
@@ -125,29 +149,38 @@ class PointAffinityDistillationLoss(BaseLoss):
                 teacher: Tensor,
                 weight: Optional[Tensor] = None,
                 avg_factor: Optional[float] = None,
-                reduction_override: Optional[str] = None) -> Tensor:
+                reduction_override: Optional[str] = None,
+                pair_index: Optional[Tensor] = None) -> Tensor:
         """Compute the loss (and update the centre in training).
 
         Args:
-            student (Tensor): ``(M, D)``.
-            teacher (Tensor): ``(M, D)``.
-            weight (Tensor, optional): ``(M,)`` per-point weights (0 masks a
-                row out of the loss and the centre).
+            student (Tensor): ``(Ms, D)``.
+            teacher (Tensor): ``(Mt, D)``.
+            weight (Tensor, optional): ``(M,)`` per-pair weights (0 masks a
+                pair out of the loss and the centre).
             avg_factor (float, optional): divisor of the mean; defaults to
                 ``weight.sum()``.
             reduction_override (str, optional): overrides ``reduction``.
+            pair_index (Tensor, optional): ``(2, M)`` student and teacher
+                row of each pair (:func:`point_affinity_distillation_loss`);
+                the centre is then the mean over the pairs (a teacher row
+                counted once per pair). Defaults to row ``m`` with row ``m``.
 
         Returns:
             Tensor: the loss.
         """
-        if student.shape != teacher.shape or student.size(-1) != self.out_dim:
+        if (student.size(-1) != self.out_dim
+                or teacher.size(-1) != self.out_dim
+                or (pair_index is None and student.shape != teacher.shape)):
             raise ValueError(
                 'PointAffinityDistillationLoss: student/teacher must be '
                 f'(M, out_dim={self.out_dim}), got {tuple(student.shape)} and '
                 f'{tuple(teacher.shape)}')
         reduction = self.get_reduction(reduction_override)
+        num_pairs = student.size(0) if pair_index is None else pair_index.size(
+            1)
         if weight is None:
-            weight = student.new_ones(student.size(0))
+            weight = student.new_ones(num_pairs)
         weight = weight.to(student.dtype)
         loss = point_affinity_distillation_loss(
             student,
@@ -157,7 +190,10 @@ class PointAffinityDistillationLoss(BaseLoss):
             self.teacher_temperature,
             weight=weight,
             reduction=reduction,
-            avg_factor=avg_factor)
+            avg_factor=avg_factor,
+            pair_index=pair_index)
         if self.training:
-            self.update_center(teacher.detach(), weight)
+            row_weight = weight if pair_index is None else weight.new_zeros(
+                teacher.size(0)).index_add_(0, pair_index[1], weight)
+            self.update_center(teacher.detach(), row_weight)
         return self.loss_weight * loss

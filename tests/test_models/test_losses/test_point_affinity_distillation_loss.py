@@ -62,3 +62,40 @@ def test_teacher_temp_schedule_and_checks():
     c = loss_fn.center.clone()
     loss_fn(torch.randn(2, 3), torch.randn(2, 3))
     assert torch.equal(c, loss_fn.center)  # no centre update in eval
+
+
+def test_pair_index_equals_the_gathered_rows():
+    """``pair_index`` (each row once, the pairs by index) gives the loss,
+    the gradient and the centre of the per-pair rows gathered explicitly."""
+    g = torch.Generator().manual_seed(3)
+    Ms, Mt, M, D = 6, 5, 11, 7
+    s = torch.randn(Ms, D, generator=g, requires_grad=True)
+    t = torch.randn(Mt, D, generator=g)
+    idx = torch.stack([
+        torch.randint(Ms, (M, ), generator=g),
+        torch.randint(Mt, (M, ), generator=g)
+    ])
+    w = (torch.rand(M, generator=g) < 0.8).float()
+    s_rows = s.detach()[idx[0]].requires_grad_()
+    center = torch.randn(1, D, generator=g)
+    losses, centers = [], []
+    for student, teacher, kwargs in ((s, t, dict(pair_index=idx)),
+                                     (s_rows, t[idx[1]], {})):
+        loss_fn = PointAffinityDistillationLoss(out_dim=D, loss_weight=2.)
+        loss_fn.center.copy_(center)
+        losses.append(loss_fn(student, teacher, w, **kwargs))
+        centers.append(loss_fn.center)
+        losses[-1].backward()
+    assert torch.allclose(losses[0], losses[1], rtol=1e-5)
+    assert torch.allclose(centers[0], centers[1], atol=1e-6)
+    assert not torch.allclose(centers[0], center)  # it was updated
+    # the gradient of a row is the sum over its pairs
+    grad = torch.zeros_like(s).index_add_(0, idx[0], s_rows.grad)
+    assert torch.allclose(s.grad, grad, atol=1e-6)
+    # 'sum' and 'none' agree with the gathered rows too
+    for reduction in ('sum', 'none'):
+        a = point_affinity_distillation_loss(
+            s, t, center, weight=w, reduction=reduction, pair_index=idx)
+        b = point_affinity_distillation_loss(
+            s_rows, t[idx[1]], center, weight=w, reduction=reduction)
+        assert a.shape == b.shape and torch.allclose(a, b, rtol=1e-5)
