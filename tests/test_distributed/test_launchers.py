@@ -111,15 +111,15 @@ def _train_opts(toy_coco, toy_proposals):
     return [
         '--cfg-options', f'train_dataloader.dataset.data_root={toy_coco}/',
         f'train_dataloader.dataset.pipeline.1.proposal_file={toy_proposals}',
-        'train_dataloader.batch_size=2', 'train_cfg.max_iters=6',
-        'default_hooks.checkpoint.interval=3'
+        'train_dataloader.batch_size=2', 'train_cfg.max_iters=4',
+        'default_hooks.checkpoint.interval=2'
     ]
 
 
 @pytest.mark.slow
 def test_two_rank_slurm_run_killed_and_resumed(toy_coco, toy_proposals,
                                                tmp_path):
-    """CCOP toy, 2 ranks: killed after its iteration-3 checkpoint and
+    """CCOP toy, 2 ranks: killed after its iteration-2 checkpoint and
     resumed through slurm_train.sh, it ends with the weights, queues and
     EMA teacher of an uninterrupted 2-rank dist_train.sh run."""
     config = osp.join(ROOT, 'configs', 'mmregion', 'ccop_r18_toy.py')
@@ -173,7 +173,7 @@ def test_two_rank_slurm_run_killed_and_resumed(toy_coco, toy_proposals,
     os.killpg(proc.pid, signal.SIGKILL)  # srun and both tasks
     proc.wait()
     log.close()
-    assert not (work / 'iter_6.pth').exists(), 'finished before the kill'
+    assert not (work / 'iter_4.pth').exists(), 'finished before the kill'
     args = srun_log.read_text()
     assert '--gres' not in args and '--ntasks=2' in args
 
@@ -188,8 +188,8 @@ def test_two_rank_slurm_run_killed_and_resumed(toy_coco, toy_proposals,
     assert 'resumed epoch' in out.stdout + out.stderr
 
     from mmregion.utils import load_checkpoint_safely
-    a = load_checkpoint_safely(str(ref / 'iter_6.pth'))
-    b = load_checkpoint_safely(str(work / 'iter_6.pth'))
+    a = load_checkpoint_safely(str(ref / 'iter_4.pth'))
+    b = load_checkpoint_safely(str(work / 'iter_4.pth'))
     assert a['meta']['rng_state']['per_rank_torch'][1] is not None
     state_a, state_b = a['state_dict'], b['state_dict']
     assert set(state_a) == set(state_b)

@@ -6,6 +6,7 @@ key, which covers the online and momentum encoders, the queues, the EMA
 teacher and the curriculum state (all of them live in the state dict).
 """
 import json
+import os
 import os.path as osp
 import signal
 import subprocess
@@ -20,7 +21,7 @@ from mmregion.utils import load_checkpoint_safely
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TRAIN = osp.join(ROOT, 'tools', 'train.py')
-MAX_ITERS, INTERVAL = 6, 2
+MAX_ITERS, INTERVAL = 4, 2  # killed after iteration 2, resumed for 2
 
 CONFIGS = TOY_CONFIGS
 _data_options = toy_data_options
@@ -37,6 +38,11 @@ def _cmd(config, work, data_opts, resume=False):
         'randomness.seed=0'
     ]
     return cmd + (['--resume'] if resume else [])
+
+
+# one thread per process: the straight run and the run to kill go side by
+# side on the two cores
+ENV = dict(os.environ, OMP_NUM_THREADS='1')
 
 
 def _losses(work):
@@ -56,18 +62,19 @@ def test_resume_is_bit_for_bit(config, toy_coco, toy_proposals, tmp_path):
     data_opts = _data_options(config, toy_coco, toy_proposals)
     straight, killed = tmp_path / 'straight', tmp_path / 'killed'
 
-    run = subprocess.run(
+    # the straight run and the run to kill share the two cores
+    straight_log = open(tmp_path / 'straight.log', 'w')
+    run = subprocess.Popen(
         _cmd(config, straight, data_opts),
         cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-
+        env=ENV,
+        stdout=straight_log,
+        stderr=subprocess.STDOUT)
     log = open(tmp_path / 'killed.log', 'w')
     proc = subprocess.Popen(
         _cmd(config, killed, data_opts),
         cwd=ROOT,
+        env=ENV,
         stdout=log,
         stderr=subprocess.STDOUT)
     deadline = time.time() + 600
@@ -81,10 +88,13 @@ def test_resume_is_bit_for_bit(config, toy_coco, toy_proposals, tmp_path):
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
     assert not (killed / f'iter_{MAX_ITERS}.pth').exists()
+    assert run.wait(timeout=600) == 0, (tmp_path /
+                                        'straight.log').read_text()[-3000:]
 
     resumed = subprocess.run(
         _cmd(config, killed, data_opts, resume=True),
         cwd=ROOT,
+        env=ENV,
         capture_output=True,
         text=True,
         timeout=600)
