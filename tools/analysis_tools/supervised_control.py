@@ -74,10 +74,13 @@ def train_control(items,
     import torch.nn.functional as F
     from torchvision.ops import roi_align
 
+    from mmregion.apis.transfer.pretrain import stage_channels
     from mmregion.apis.transfer.probe import (STRIDES, build_backbone,
-                                              level_channels, load_image)
+                                              load_image)
     model = build_backbone(depth, base_channels, None, seed)
-    head = torch.nn.Linear(sum(level_channels(model)), num_classes)
+    # C3 + C4 + C5 channels
+    head = torch.nn.Linear(
+        sum(stage_channels(depth, base_channels)[1:]), num_classes)
     model.train()
     opt = torch.optim.SGD(
         list(model.parameters()) + list(head.parameters()),

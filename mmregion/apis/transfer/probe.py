@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from mmregion.apis.object_probe import backbone_state_dict, load_gt_boxes
+from .pretrain import stage_channels
 
 # ImageNet mean / std (RGB), as the toy configs' data preprocessors
 _MEAN = np.array([123.675, 116.28, 103.53], np.float32)
@@ -64,18 +65,6 @@ def build_backbone(depth: int = 18,
                 'the pre-training one')
     model.eval()
     return model
-
-
-@torch.no_grad()
-def level_channels(model: torch.nn.Module) -> List[int]:
-    """Channels of each level the backbone returns (C3, C4, C5), read from
-    one forward of a small input (any depth: basic or bottleneck blocks)."""
-    training = model.training
-    model.eval()
-    try:
-        return [int(f.size(1)) for f in model(torch.zeros(1, 3, 64, 64))]
-    finally:
-        model.train(training)
 
 
 def load_image(path: str, scale: float) -> torch.Tensor:
@@ -329,7 +318,9 @@ def region_probe(checkpoint: Optional[str],
     }
     linear = linear_probe(data['train'], data['dev'], data['test'],
                           num_classes, weight_decays)
-    widths = [c * roi_size**2 for c in level_channels(model)]
+    widths = [
+        c * roi_size**2 for c in stage_channels(depth, base_channels)[1:]
+    ]  # C3-C5
     pred = knn_predict(
         level_normalise(data['train'][0], widths), data['train'][1],
         level_normalise(data['test'][0], widths), num_classes, knn_k,
