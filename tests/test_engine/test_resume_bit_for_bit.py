@@ -77,19 +77,28 @@ def test_resume_is_bit_for_bit(config, toy_coco, toy_proposals, tmp_path):
         env=ENV,
         stdout=log,
         stderr=subprocess.STDOUT)
-    deadline = time.time() + 600
-    # mmengine writes `last_checkpoint` right after the checkpoint itself;
-    # --resume finds the checkpoint through it
-    while not (killed / 'last_checkpoint').exists():
-        assert proc.poll() is None, (tmp_path /
-                                     'killed.log').read_text()[-3000:]
-        assert time.time() < deadline
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL
-    assert not (killed / f'iter_{MAX_ITERS}.pth').exists()
-    assert run.wait(timeout=600) == 0, (tmp_path /
-                                        'straight.log').read_text()[-3000:]
+    try:
+        deadline = time.time() + 600
+        # mmengine writes `last_checkpoint` right after the checkpoint itself;
+        # --resume finds the checkpoint through it
+        while not (killed / 'last_checkpoint').exists():
+            assert proc.poll() is None, (tmp_path /
+                                         'killed.log').read_text()[-3000:]
+            assert time.time() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait() == -signal.SIGKILL
+        assert not (killed / f'iter_{MAX_ITERS}.pth').exists()
+        assert run.wait(timeout=600) == 0, (tmp_path /
+                                            'straight.log').read_text()[-3000:]
+    finally:
+        # a failed assertion above must not leave either run behind
+        for p in (run, proc):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        straight_log.close()
+        log.close()
 
     resumed = subprocess.run(
         _cmd(config, killed, data_opts, resume=True),
