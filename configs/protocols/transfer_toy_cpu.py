@@ -71,14 +71,19 @@ probe = dict(
 detection = dict(
     config='configs/benchmarks/faster-rcnn_r18_fpn_transfer-toy.py',
     modes=['frozen', 'finetune'],  # frozen backbone / every layer trained
-    iters=600,  # batch 4: 12 epochs of the 200 labelled images
+    # batch 4: 24 epochs of the 200 labelled images. From scratch on dev
+    # (seed 0): 3.0 % AP50 at 600 iterations (BN frozen), 13.9 % at 1200
+    # with BN trained (the detector config), over the 10 % a scratch
+    # baseline must reach (docs/benchmark_transfer.md, "The recipe search")
+    iters=1200,
     batch=4,
     lr=0.01,  # mmdet: 0.02 at batch 16; x2 for a short run
     warmup_iters=100,
     step=0.8,  # lr x 0.1 at 80 %
     eval_every=200,  # AP on dev (curve); AP on test at the end
-    # pre-training runs fine-tuned (None: every method); two, to fit the
-    # 2.5-h budget: 2 modes x 3 inits x 3 seeds = 18 detectors
+    # pre-training runs fine-tuned (None: every method); two: 2 modes x 3
+    # inits x 3 seeds = 18 detectors (at 1200 iterations the --dry-run
+    # estimate exceeds the 2.5-h budget; see docs/benchmark_transfer.md)
     runs=['mocov2', 'ccop'],
     seeds=[0, 1, 2],  # detection seed s starts from pre-training seed s
     scale=128,  # fixed training and test scale (the images' size)
