@@ -127,6 +127,10 @@ def list_images(src: str,
     return keys, img_root
 
 
+# finished shards are held back until this many images are in and the
+# failure ratio (max_failed_ratio) is decided
+FAILURE_CHECK_AFTER = 50
+
 # ----------------------------------------------------------------- workers
 _PARAMS: dict = {}
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -484,7 +488,7 @@ def _generate_locked(out: str,
     first_failures: List[str] = []
     held: list = []  # finished shards not written yet
     # decide on the failure ratio once this many images are in
-    min_seen = min(len(tasks), 50)
+    min_seen = min(len(tasks), FAILURE_CHECK_AFTER)
     shard_iter = iter(pending)
     cur = next(shard_iter, None)
     cur_keys = set(writer.shard_keys(cur)) if cur is not None else set()

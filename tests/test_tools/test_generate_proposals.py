@@ -9,6 +9,8 @@ import pytest
 from tool_utils import load_tool
 
 from mmregion.proposals import generate_proposals, load_proposal_store
+from mmregion.proposals.generate import FAILURE_CHECK_AFTER
+from mmregion.testing.toy_data import make_toy_coco
 
 REPO_ROOT = __file__.rsplit('/tests/', 1)[0]
 TOOL = f'{REPO_ROOT}/tools/generate_proposals.py'
@@ -42,28 +44,15 @@ def test_browse_proposals(toy_coco, toy_proposals, tmp_path, capsys):
     assert 'Wrote 3 images' in capsys.readouterr().out
 
 
-def _small_images(root, num=100, size=48):
-    """``num`` seeded ``size``-px images with a few rectangles each."""
-    import cv2
-    os.makedirs(root)
-    rng = np.random.default_rng(0)
-    for i in range(num):
-        img = np.full((size, size, 3), 128, np.uint8)
-        for _ in range(3):
-            x, y = (int(v) for v in rng.integers(0, size - 12, 2))
-            cv2.rectangle(img, (x, y), (x + 12, y + 12),
-                          rng.integers(0, 255, 3).tolist(), -1)
-        cv2.imwrite(os.path.join(root, f'{i:03d}.png'), img)
-    return root
-
-
 @pytest.mark.slow
 def test_kill_and_resume(tmp_path):
-    # 100 images: the first 50 shards are held back until the failure ratio
-    # is decided (then written together), the other 50 one by one (~20 ms
-    # each), so a kill at the first shard always lands mid-run
-    num = 100
-    src = _small_images(str(tmp_path / 'img'), num)
+    # the first FAILURE_CHECK_AFTER shards are held back until the failure
+    # ratio is decided (then written together), as many more one by one
+    # (~30 ms each at 48 px), so a kill at the first shard lands mid-run
+    num = 2 * FAILURE_CHECK_AFTER
+    make_toy_coco(
+        str(tmp_path / 'data'), num_train=num, num_val=1, size=48, seed=0)
+    src = str(tmp_path / 'data' / 'annotations' / 'instances_train.json')
     out = tmp_path / 'killed'
     cmd = [
         sys.executable, TOOL, src,
